@@ -1,0 +1,37 @@
+"""Shared fixtures. The genuine VOC subset lives beside the checkout in ../shared/data/voc-mini."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+VOC_MINI_CANDIDATES = (
+    os.environ.get("VOC_MINI", ""),
+    str(REPO.parent / "shared" / "data" / "voc-mini"),
+)
+
+
+def _find_voc_mini() -> Path | None:
+    for candidate in VOC_MINI_CANDIDATES:
+        if candidate and (Path(candidate) / "VOCdevkit").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def voc_mini() -> Path:
+    """Root of voc-mini (holds VOCdevkit/VOC2012). Skips when absent; set VOC_MINI to point at it."""
+    root = _find_voc_mini()
+    if root is None:
+        pytest.skip("voc-mini not found: expected ../shared/data/voc-mini or $VOC_MINI")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
