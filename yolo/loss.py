@@ -1,0 +1,107 @@
+"""The YOLOv3 loss of the course, made safe: float32 inside autocast, no in-place edits, no overflow.
+
+Per scale, over the cells the targets mark (see ``yolo.targets``):
+    noobj  BCE-with-logits of the objectness logit against 0, cells with target 0
+    obj    MSE of sigmoid(objectness) against the IoU of the decoded box with its target box
+           (IoU detached), cells with target 1
+    box    MSE of (sigmoid(tx), sigmoid(ty), tw, th) against (x, y, log(w / anchor), log(h / anchor)),
+           cells with target 1
+    cls    cross-entropy of the class logits, cells with target 1
+Each term is a mean over its cells (MSE also over the box's four numbers, as nn.MSELoss does),
+summed over the three scales. Ignored cells (-1) enter no term. A term with no cells is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from yolo.boxes import cxcywh_to_xyxy, elementwise_iou
+from yolo.config import ANCHORS, LOSS_TERMS, LOSS_TOTAL, LossConfig
+
+
+def _masked_mean(values: Tensor, like: Tensor) -> Tensor:
+    """Mean of ``values``; an exact zero still attached to ``like``'s graph when there are none."""
+    return values.mean() if values.numel() else like.sum() * 0.0
+
+
+def scale_terms(
+    output: Tensor, target: Tensor, anchors: Tensor, max_log_wh: float
+) -> dict[str, Tensor]:
+    """Unweighted loss terms of one scale.
+
+    Args:
+        output (Tensor[B, 3, S, S, 5 + C]): raw predictions (any float dtype; computed in float32).
+        target (Tensor[B, 3, S, S, 6]): encoded targets.
+        anchors (Tensor[3, 2]): this scale's anchors as fractions of the image.
+        max_log_wh: clamp of tw, th before exp() in the IoU of the objectness term.
+
+    Returns:
+        {"loss_box", "loss_obj", "loss_noobj", "loss_cls"}: scalar float32 tensors.
+    """
+    output, target = output.float(), target.float()
+    size = output.shape[2]
+    obj = target[..., 0] == 1
+    noobj = target[..., 0] == 0
+
+    pred = output[obj]  # (K, 5+C)
+    true = target[obj]  # (K, 6)
+    anchor_cells = (anchors * size)[None, :, None, None].expand(*obj.shape, 2)[obj]  # (K, 2) cells
+
+    pred_xy = pred[:, 1:3].sigmoid()
+    pred_wh_cells = pred[:, 3:5].clamp(max=max_log_wh).exp() * anchor_cells
+    with torch.no_grad():
+        iou = elementwise_iou(
+            cxcywh_to_xyxy(torch.cat((pred_xy, pred_wh_cells), 1)),
+            cxcywh_to_xyxy(true[:, 1:5]),
+        )
+    box_pred = torch.cat((pred_xy, pred[:, 3:5]), dim=1)
+    box_true = torch.cat((true[:, 1:3], torch.log(1e-16 + true[:, 3:5] / anchor_cells)), dim=1)
+
+    return {
+        "loss_box": _masked_mean(F.mse_loss(box_pred, box_true, reduction="none"), output),
+        "loss_obj": _masked_mean(F.mse_loss(pred[:, 0].sigmoid(), iou, reduction="none"), output),
+        "loss_noobj": _masked_mean(
+            F.binary_cross_entropy_with_logits(
+                output[..., 0][noobj], torch.zeros_like(output[..., 0][noobj]), reduction="none"
+            ),
+            output,
+        ),
+        "loss_cls": _masked_mean(
+            F.cross_entropy(pred[:, 5:], true[:, 5].long(), reduction="none"), output
+        ),
+    }
+
+
+class YoloLoss(nn.Module):
+    """``loss(outputs, targets)`` -> {"loss": weighted total, "loss_box", "loss_obj", ...}.
+
+    The named terms are unweighted sums over scales; "loss" is
+    lambda_box * box + lambda_obj * obj + lambda_noobj * noobj + lambda_class * cls.
+    Inputs are never modified; everything runs in float32 with autocast disabled.
+    """
+
+    def __init__(self, config: LossConfig | None = None, anchors: Sequence = ANCHORS) -> None:
+        super().__init__()
+        self.config = config or LossConfig()
+        self.register_buffer("anchors", torch.as_tensor(anchors, dtype=torch.float32), persistent=False)
+
+    def forward(self, outputs: Sequence[Tensor], targets: Sequence[Tensor]) -> dict[str, Tensor]:
+        device_type = outputs[0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            per_scale = [
+                scale_terms(o, t, self.anchors[s], self.config.max_log_wh)
+                for s, (o, t) in enumerate(zip(outputs, targets))
+            ]
+        terms = {name: sum(scale[name] for scale in per_scale) for name in LOSS_TERMS}
+        c = self.config
+        terms[LOSS_TOTAL] = (
+            c.lambda_box * terms["loss_box"]
+            + c.lambda_obj * terms["loss_obj"]
+            + c.lambda_noobj * terms["loss_noobj"]
+            + c.lambda_class * terms["loss_cls"]
+        )
+        return terms

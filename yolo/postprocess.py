@@ -1,0 +1,116 @@
+"""Raw outputs -> detections: confidence filter, decode of the survivors, class-aware batched NMS.
+
+A candidate's score is sigmoid(objectness) * max softmax(class logits) (YOLOv3's class-specific
+confidence); since the score never exceeds the objectness, candidates are first filtered on the
+objectness logit alone, so the softmax and the box formula only run on the few that can pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from yolo.config import ANCHORS, STRIDES, PostprocessConfig
+from yolo.targets import decode_cells, unravel_cells
+
+Detections = dict[str, Tensor]  # "boxes" (K, 4) xyxy pixels, "scores" (K,), "labels" (K,) int64
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+def candidates(
+    outputs: Sequence[Tensor],
+    conf_threshold: float,
+    anchors: Sequence = ANCHORS,
+    max_log_wh: float = 10.0,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Every candidate of the batch whose score exceeds ``conf_threshold``, decoded.
+
+    Args:
+        outputs: 3 raw tensors (B, 3, S, S, 5 + C), strides 32, 16, 8.
+
+    Returns:
+        boxes (Tensor[K, 4]) xyxy input pixels, scores (Tensor[K]), labels (Tensor[K]) int64,
+        image (Tensor[K]) int64 index of the image in the batch.
+    """
+    boxes, scores, labels, images = [], [], [], []
+    min_logit = _logit(conf_threshold)
+    for out, stride, scale_anchors in zip(outputs, STRIDES, anchors):
+        _, a, size, _, channels = out.shape
+        flat = out.reshape(-1, channels)  # (B*3*S*S, 5+C)
+        keep = torch.nonzero(flat[:, 0] > min_logit).squeeze(1)
+        rows = flat[keep].float()
+        prob, label = rows[:, 5:].softmax(dim=1).max(dim=1)
+        score = rows[:, 0].sigmoid() * prob
+        passed = score > conf_threshold
+        keep, rows, score, label = keep[passed], rows[passed], score[passed], label[passed]
+        image, anchor, row, col = unravel_cells(keep, a, size)
+        anchor_t = torch.as_tensor(scale_anchors, dtype=rows.dtype, device=rows.device)
+        boxes.append(decode_cells(rows, col, row, anchor_t[anchor], stride, size, max_log_wh))
+        scores.append(score)
+        labels.append(label)
+        images.append(image)
+    return torch.cat(boxes), torch.cat(scores), torch.cat(labels), torch.cat(images)
+
+
+def nms_per_image(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    images: Tensor,
+    batch_size: int,
+    iou_threshold: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+) -> list[Detections]:
+    """Class-aware (or agnostic) NMS of a flat candidate list, split back into images.
+
+    Args:
+        boxes (Tensor[K, 4]) xyxy; scores, labels, images (Tensor[K]) as from ``candidates``.
+
+    Returns:
+        ``batch_size`` dicts with "boxes", "scores", "labels", highest score first, at most
+        ``max_detections`` each.
+    """
+    num_classes = int(labels.max()) + 1 if labels.numel() else 1
+    groups = images if class_agnostic else images * num_classes + labels
+    kept = batched_nms(boxes, scores, groups, iou_threshold)  # sorted by decreasing score
+    kept_images = images[kept]
+    order = torch.sort(kept_images, stable=True).indices  # by image, score order kept inside
+    kept = kept[order]
+    counts = torch.bincount(kept_images, minlength=batch_size).tolist()
+    results = []
+    for chunk in torch.split(kept, counts):
+        chunk = chunk[:max_detections]
+        results.append({"boxes": boxes[chunk], "scores": scores[chunk], "labels": labels[chunk]})
+    return results
+
+
+def postprocess(
+    outputs: Sequence[Tensor],
+    config: PostprocessConfig | None = None,
+    anchors: Sequence = ANCHORS,
+) -> list[Detections]:
+    """Raw outputs of a batch -> detections per image, in input-image pixels.
+
+    Args:
+        outputs: 3 raw tensors (B, 3, S, S, 5 + C).
+        config: confidence threshold, NMS IoU threshold, max detections, class-agnostic flag.
+
+    Returns:
+        B dicts: "boxes" (Tensor[K, 4]) xyxy, "scores" (Tensor[K]), "labels" (Tensor[K]) int64.
+    """
+    config = config or PostprocessConfig()
+    with torch.no_grad():
+        boxes, scores, labels, images = candidates(outputs, config.conf_threshold, anchors)
+        return nms_per_image(
+            boxes, scores, labels, images, outputs[0].shape[0],
+            config.iou_threshold, config.max_detections, config.class_agnostic,
+        )
