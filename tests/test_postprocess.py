@@ -138,3 +138,17 @@ def test_threshold_is_strict_and_score_uses_class_probability():
     assert len(postprocess(outputs, PostprocessConfig(conf_threshold=0.46))[0]["scores"]) == 0
     det = postprocess(outputs, PostprocessConfig(conf_threshold=0.44))[0]
     assert det["scores"].item() == pytest.approx(0.45, rel=1e-5)
+
+
+def test_pre_nms_top_k_keeps_the_best_candidates_per_image():
+    from yolo.postprocess import candidates, top_k_per_image
+
+    outputs = random_outputs(3, 64, 2, seed=4, obj_shift=1.0)
+    _, scores, _, images = candidates(outputs, 0.05)
+    keep = top_k_per_image(scores, images, 5)
+    for b in range(3):
+        mine = scores[images == b]
+        assert torch.equal(torch.sort(scores[keep][images[keep] == b], descending=True).values,
+                           torch.sort(mine, descending=True).values[:5])
+    capped = postprocess(outputs, PostprocessConfig(0.05, 0.45, 100, pre_nms_top_k=5))
+    assert all(len(d["scores"]) <= 5 for d in capped)

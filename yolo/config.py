@@ -54,6 +54,7 @@ class PostprocessConfig:
     iou_threshold: float = 0.45  # class-aware NMS IoU threshold
     max_detections: int = 300  # per image, after NMS, highest scores first
     class_agnostic: bool = False  # True: one NMS over all classes
+    pre_nms_top_k: int | None = None  # per image, keep only this many best candidates before NMS
 
 
 @dataclass

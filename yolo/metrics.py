@@ -72,15 +72,16 @@ class CellAccuracy(Metric):
         for out, tgt in zip(outputs, targets):
             if out.shape[:-1] != tgt.shape[:-1]:
                 raise ValueError(f"output {tuple(out.shape)} does not match target {tuple(tgt.shape)}")
+            # out-of-place sums: states may be inference tensors after a validate() run
             obj = tgt[..., 0] == 1  # (B, 3, S, S)
             noobj = tgt[..., 0] == 0
             pred_obj = torch.sigmoid(out[..., 0].float()) > self.threshold
             pred_cls = out[..., 5:][obj].argmax(-1)  # (n_obj,)
-            self.class_correct += (pred_cls == tgt[..., 5][obj].long()).sum()
-            self.obj_correct += pred_obj[obj].sum()
-            self.n_obj += obj.sum()
-            self.noobj_correct += (~pred_obj[noobj]).sum()
-            self.n_noobj += noobj.sum()
+            self.class_correct = self.class_correct + (pred_cls == tgt[..., 5][obj].long()).sum()
+            self.obj_correct = self.obj_correct + pred_obj[obj].sum()
+            self.n_obj = self.n_obj + obj.sum()
+            self.noobj_correct = self.noobj_correct + (~pred_obj[noobj]).sum()
+            self.n_noobj = self.n_noobj + noobj.sum()
 
     def compute(self) -> dict[str, Tensor]:
         """{ACC_CLASS, ACC_NOOBJ, ACC_OBJ} -> 0-dim float tensors in percent (nan: no such cells)."""
@@ -396,7 +397,7 @@ class VOCMeanAP(Metric):
         self.scores.append(m.scores[keep].to(self.n_positives.device))
         self.labels.append(m.labels[keep].to(self.n_positives.device))
         self.tp.append(m.tp[keep].to(self.n_positives.device, torch.uint8))
-        self.n_positives += m.n_positives.to(self.n_positives.device)
+        self.n_positives = self.n_positives + m.n_positives.to(self.n_positives.device)
 
     def compute(self) -> dict[str, float]:
         def cat(state, dtype):

@@ -88,6 +88,9 @@ class ScalePrediction(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.conv = ConvBlock(channels, 2 * channels, 3)
+        # PyTorch's default init, objectness near 0.5 at start: the course's MSE objectness term
+        # has almost no gradient once sigmoid(obj) is small, so a low-prior init (as in YOLOv5)
+        # would starve it.
         self.pred = nn.Conv2d(2 * channels, 3 * (5 + num_classes), 1)
 
     def forward(self, x: Tensor) -> Tensor:

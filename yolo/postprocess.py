@@ -60,6 +60,16 @@ def candidates(
     return torch.cat(boxes), torch.cat(scores), torch.cat(labels), torch.cat(images)
 
 
+def top_k_per_image(scores: Tensor, images: Tensor, k: int) -> Tensor:
+    """Indices of the ``k`` best-scored candidates of each image (Tensor[K] in, index Tensor out)."""
+    by_score = torch.argsort(scores, descending=True, stable=True)
+    order = by_score[torch.sort(images[by_score], stable=True).indices]  # by image, best first
+    sorted_images = images[order]
+    position = torch.arange(len(order), device=scores.device)
+    first = torch.searchsorted(sorted_images, sorted_images, side="left")  # start of each image's run
+    return order[position - first < k]
+
+
 def nms_per_image(
     boxes: Tensor,
     scores: Tensor,
@@ -110,6 +120,9 @@ def postprocess(
     config = config or PostprocessConfig()
     with torch.no_grad():
         boxes, scores, labels, images = candidates(outputs, config.conf_threshold, anchors)
+        if config.pre_nms_top_k is not None:
+            keep = top_k_per_image(scores, images, config.pre_nms_top_k)
+            boxes, scores, labels, images = boxes[keep], scores[keep], labels[keep], images[keep]
         return nms_per_image(
             boxes, scores, labels, images, outputs[0].shape[0],
             config.iou_threshold, config.max_detections, config.class_agnostic,

@@ -1,0 +1,272 @@
+"""The LightningModule: one shared step for train/val/test, optimiser + one-cycle, EMA, logging.
+
+A batch is the data module's dict (see ``yolo.data``): "images" uint8 (B, 3, S, S), "boxes"
+(N, 4) xyxy pixels of that frame, "labels", "batch_idx", "difficult". Targets are encoded here,
+on the batch's device, for the batch's own size, so multi-resolution batches need nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from yolo.boxes import normalize, xyxy_to_cxcywh
+from yolo.config import (
+    ACCURACIES, ANCHORS, LEARNING_RATE, LOSS_TERMS, LOSS_TOTAL, MAP50, MAP50_VOC07,
+    SKIPPED_STEPS, VOC_CLASSES, LossConfig, PostprocessConfig, metric_key,
+)
+from yolo.loss import YoloLoss
+from yolo.metrics import CellAccuracy, VOCMeanAP
+from yolo.model import YOLOv3
+from yolo.postprocess import postprocess
+from yolo.targets import encode
+
+
+class ModelEMA(nn.Module):
+    """Exponential moving average of a model's parameters and buffers, with a warm-up.
+
+    decay_t = decay * (1 - exp(-t / tau)): early updates follow the model closely. Stored as a
+    submodule so Lightning saves and restores it with the checkpoint ("ema.module.*").
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0) -> None:
+        super().__init__()
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.tau = decay, tau
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-float(self.updates) / self.tau))
+        ema_state = list(self.module.state_dict().values())
+        model_state = list(model.state_dict().values())
+        floats = [(e, m) for e, m in zip(ema_state, model_state) if e.dtype.is_floating_point]
+        torch._foreach_lerp_([e for e, _ in floats], [m.detach() for _, m in floats], 1 - d)
+        for e, m in zip(ema_state, model_state):
+            if not e.dtype.is_floating_point:
+                e.copy_(m)
+
+
+def one_cycle(step: int, total: int, pct_start: float = 0.3, div: float = 25.0,
+              final_div: float = 1e4) -> float:
+    """LR multiplier of a cosine one-cycle schedule (1.0 at the peak), clamped past ``total``.
+
+    Rises from 1/div to 1 over the first pct_start of the steps, then falls to 1/(div*final_div).
+    Unlike torch's OneCycleLR it never raises when a resumed run takes a few extra steps.
+    """
+    total = max(total, 1)
+    warm = max(int(total * pct_start), 1)
+    lo_start, lo_end = 1.0 / div, 1.0 / (div * final_div)
+    if step < warm:
+        t = step / warm
+        return lo_start + (1 - lo_start) * (1 - math.cos(math.pi * t)) / 2
+    t = min((step - warm) / max(total - warm, 1), 1.0)
+    return lo_end + (1 - lo_end) * (1 + math.cos(math.pi * t)) / 2
+
+
+class YoloLitModule(pl.LightningModule):
+    """YOLOv3 training and evaluation. Every constructor argument is saved as a hyper-parameter."""
+
+    def __init__(
+        self,
+        num_classes: int = 20,
+        class_names: Sequence[str] | None = None,
+        width: float = 1.0,
+        optimizer: str = "adamw",  # "adamw", "adam" or "sgd"
+        lr: float = 1e-3,  # peak learning rate of the one-cycle schedule (or the constant LR)
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,  # SGD only
+        one_cycle: bool = True,  # cosine one-cycle schedule over all steps, else constant LR
+        pct_start: float = 0.3,
+        ema: bool = True,  # validate and export an exponential moving average of the weights
+        ema_decay: float = 0.9999,
+        ema_tau: float = 2000.0,
+        acc_threshold: float = 0.05,  # objectness threshold of the cell accuracies
+        map_every: int = 1,  # evaluate mAP@0.5 every k epochs (0: never)
+        map_conf: float = 0.005,  # detection threshold when evaluating mAP
+        nms_iou: float = 0.45,
+        ignore_iou: float = 0.5,
+        lambda_noobj: float = 10.0,
+        lambda_obj: float = 1.0,
+        lambda_box: float = 10.0,
+        lambda_class: float = 1.0,
+        max_nonfinite: int = 50,  # stop the run after this many non-finite steps in a row
+        anchors: Sequence = ANCHORS,
+    ) -> None:
+        super().__init__()
+        class_names = list(class_names or VOC_CLASSES[:num_classes])
+        anchors = [[list(a) for a in scale] for scale in anchors]
+        self.save_hyperparameters({**locals_without_self(locals()), "class_names": class_names,
+                                   "anchors": anchors})
+        self.model = YOLOv3(num_classes, width)
+        self.ema = ModelEMA(self.model, ema_decay, ema_tau) if ema else None
+        self.loss_fn = YoloLoss(
+            LossConfig(lambda_noobj, lambda_obj, lambda_box, lambda_class), anchors=anchors
+        )
+        self.train_acc = CellAccuracy(threshold=acc_threshold)
+        self.val_acc = CellAccuracy(threshold=acc_threshold)
+        self.val_map = VOCMeanAP(num_classes=num_classes)
+        self.nms = PostprocessConfig(conf_threshold=map_conf, iou_threshold=nms_iou,
+                                     max_detections=100, pre_nms_top_k=1000)
+        self.nonfinite_total = 0
+        self.nonfinite_streak = 0
+        self._loss_finite = True
+
+    # ------------------------------------------------------------------ the shared step
+    def forward(self, images: Tensor) -> list[Tensor]:
+        """images (B, 3, H, W) float in [0, 1] -> 3 raw outputs (B, 3, S, S, 5 + C)."""
+        return self.model(images)
+
+    def eval_model(self) -> nn.Module:
+        """The weights used for validation and export: the EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def encode_batch(self, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
+        size = batch["images"].shape[-1]
+        boxes = normalize(xyxy_to_cxcywh(batch["boxes"].float()), size, size)
+        return encode(boxes, batch["labels"], batch["batch_idx"], batch["images"].shape[0], size,
+                      self.hparams.anchors, self.hparams.ignore_iou)
+
+    def _shared_step(self, batch: dict, stage: str) -> Tensor:
+        images = batch["images"].float() / 255.0
+        targets = self.encode_batch(batch)
+        model = self.model if stage == "train" else self.eval_model()
+        outputs = model(images)
+        losses = self.loss_fn(outputs, targets)
+        finite = bool(torch.isfinite(losses[LOSS_TOTAL]))
+        acc = self.train_acc if stage == "train" else self.val_acc
+        if finite:
+            acc.update([o.detach() for o in outputs], targets)
+            for name, value in losses.items():
+                self.log(metric_key(stage, name), value.detach(), on_step=stage == "train",
+                         on_epoch=True, prog_bar=name == LOSS_TOTAL, batch_size=images.shape[0],
+                         sync_dist=stage != "train")
+        if stage != "train" and self._map_due():
+            self.val_map.update(postprocess(outputs, self.nms, self.hparams.anchors),
+                                ground_truth(batch))
+        self._loss_finite = finite
+        return losses[LOSS_TOTAL]
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "train")
+        if not self._loss_finite:
+            self.nonfinite_total += 1
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    # ------------------------------------------------------------------ fault handling, EMA
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the update when the gradients (all-reduced under DDP, so every rank agrees) are not
+        finite: dropping every gradient makes the optimiser leave the weights alone."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        finite = bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
+        if finite and self._loss_finite:
+            self.nonfinite_streak = 0
+            return
+        for p in self.model.parameters():
+            p.grad = None
+        self.nonfinite_streak += 1
+        if self._loss_finite:  # the loss was fine but the gradients were not
+            self.nonfinite_total += 1
+        if self.nonfinite_streak >= self.hparams.max_nonfinite:
+            self.print(f"stopping: {self.nonfinite_streak} non-finite steps in a row; lower the "
+                       "learning rate or check the data (python -m yolo.data check PATH)")
+            self.trainer.should_stop = True
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None and self.nonfinite_streak == 0:
+            self.ema.update(self.model)
+
+    # ------------------------------------------------------------------ epoch ends
+    def _map_due(self) -> bool:
+        k = self.hparams.map_every
+        if not k or self.trainer is None or self.trainer.sanity_checking:
+            return False
+        epoch = self.current_epoch + 1
+        return epoch % k == 0 or epoch >= (self.trainer.max_epochs or epoch)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_accuracies("train", self.train_acc)
+        self.log(metric_key("train", SKIPPED_STEPS), float(self.nonfinite_total), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accuracies("val", self.val_acc)
+        if self._map_due():
+            result = self.val_map.compute()
+            self.log(metric_key("val", MAP50), float(result[MAP50]))
+            self.log(metric_key("val", MAP50_VOC07), float(result[MAP50_VOC07]))
+            self.val_map.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.on_validation_epoch_end()
+
+    def _log_accuracies(self, stage: str, metric: CellAccuracy) -> None:
+        values = metric.compute()
+        for name in ACCURACIES:
+            value = float(values[name])
+            self.log(metric_key(stage, name), 0.0 if math.isnan(value) else value)
+        metric.reset()
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+        groups = [{"params": decay, "weight_decay": hp.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        else:
+            raise ValueError(f"unknown optimizer {hp.optimizer!r}: use adamw, adam or sgd")
+        if not hp.one_cycle:
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: one_cycle(step, total, hp.pct_start)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if batch_idx % 10 == 0:
+            self.log(metric_key("train", LEARNING_RATE), self.optimizers().param_groups[0]["lr"])
+
+
+def locals_without_self(values: dict) -> dict:
+    return {k: v for k, v in values.items() if k not in ("self", "__class__")}
+
+
+def ground_truth(batch: dict) -> list[dict[str, Tensor]]:
+    """The batch's boxes split per image: [{"boxes", "labels", "difficult"}] in the batch frame."""
+    n = batch["images"].shape[0]
+    counts = torch.bincount(batch["batch_idx"], minlength=n).tolist()
+    order = torch.argsort(batch["batch_idx"], stable=True)
+    difficult = batch.get("difficult")
+    if difficult is None:
+        difficult = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    return [
+        {"boxes": b, "labels": l, "difficult": d}
+        for b, l, d in zip(
+            torch.split(batch["boxes"][order], counts),
+            torch.split(batch["labels"][order], counts),
+            torch.split(difficult[order], counts),
+        )
+    ]
+
+
+__all__ = ["YoloLitModule", "ModelEMA", "one_cycle", "ground_truth"]

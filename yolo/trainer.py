@@ -1,0 +1,231 @@
+"""From a resolved ``TrainConfig`` to a finished (or resumed) run: data, module, callbacks, Trainer.
+
+``train.py`` parses flags into a TrainConfig and calls ``fit``; tests and benchmarks call the
+same functions, so the shell and Python paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from yolo.config import (
+    ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, metric_key,
+)
+from yolo.runs import resolve_resume, run_dir, truncate_metrics, write_config
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: list[str] = field(default_factory=list)  # dataset root(s): VOCdevkit parent, VOCdevkit, or Kaggle layout
+    format: str = "auto"  # "auto", "voc" or "kaggle"
+    train_sets: list[str] = field(default_factory=lambda: ["2007/trainval", "2012/trainval"])  # year/split
+    val_sets: list[str] = field(default_factory=lambda: ["2007/test"])
+    use_difficult: bool = False  # train on objects marked difficult (evaluation always flags them)
+    cache_ram: bool = False  # keep decoded, resized images in RAM
+    # schedule
+    epochs: int = 40
+    batch_size: int = 16
+    min_size: int = 320  # multi-resolution: one size per batch from min..max in steps of 32
+    max_size: int = 608
+    val_size: int = 416
+    mosaic: float = 0.75  # probability that a training sample is a mosaic of four images
+    # model and optimisation
+    width: float = 1.0  # channel multiplier (1.0 = the course model, 61.6M parameters)
+    optimizer: str = "adamw"
+    lr: float = 1e-3  # peak of the one-cycle schedule
+    lr_find: bool = False  # pick the peak learning rate with Lightning's LR finder first
+    one_cycle: bool = True
+    weight_decay: float = 5e-4
+    ema: bool = True
+    ema_decay: float = 0.9999
+    grad_clip: float = 10.0  # gradient norm clip (0: off)
+    map_every: int = 1  # validation mAP@0.5 every k epochs
+    precision: str = "auto"  # "auto": 16-mixed on CUDA, bf16-mixed on CPU; or any Lightning value
+    # hardware and scale-out
+    accelerator: str = "auto"
+    devices: str = "auto"  # number of devices, a list like "0,1", or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" for several GPUs or nodes
+    sync_bn: bool = False  # SyncBatchNorm across processes
+    workers: int = 4  # data-loading processes per device
+    # run bookkeeping
+    name: str = "yolov3"  # runs land in <log_dir>/<name>/version_<n>/
+    log_dir: str = "logs"
+    resume: str | None = None  # "auto" or a checkpoint path
+    seed: int = 0
+    checkpoint_every: int = 500  # also write last.ckpt every N training steps
+    limit_train_batches: float | int | None = None  # for smoke tests: fraction or count per epoch
+    limit_val_batches: float | int | None = None
+    trace_sizes: bool = False  # record each rank's batch sizes (a DDP check)
+    preset: str | None = None
+
+
+PRESETS: dict[str, dict] = {
+    # The seed's recipe: VOC07+12 trainval, test on VOC07 test, 416 for validation, 40 epochs.
+    "voc": {},
+    # The synthetic demo dataset and a small model: a few CPU minutes.
+    "demo": dict(
+        train_sets=["demo/train"], val_sets=["demo/val"], epochs=12, batch_size=16, min_size=224,
+        max_size=320, val_size=256, mosaic=0.5, width=0.25, lr=3e-3, ema=True, ema_decay=0.998,
+        workers=2, name="demo", checkpoint_every=100, precision="32-true",
+    ),
+}
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Fill what depends on the machine: precision, dataset for the demo preset."""
+    if config.precision == "auto":
+        if torch.cuda.is_available():
+            config.precision = "16-mixed"
+        else:
+            config.precision = "bf16-mixed"
+            print("no CUDA device: training in bf16-mixed on the CPU (pass --precision 32-true "
+                  "for full precision)", file=sys.stderr)
+    if config.preset == "demo" and not config.data:
+        from yolo.data.demo import ensure_demo
+
+        config.data = [str(ensure_demo())]
+    if not config.data:
+        raise SystemExit("no dataset: pass --data PATH (a VOCdevkit folder or the Kaggle layout), "
+                         "or --preset demo for the synthetic demo dataset")
+    return config
+
+
+class ImagesPerSecond(Callback):
+    """Training throughput (images/s over the epoch's batches, data wait included)."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._images, self._start = 0, time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += batch["images"].shape[0]
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = time.perf_counter() - self._start
+        world = trainer.world_size
+        pl_module.log(metric_key("train", IMAGES_PER_SECOND), self._images * world / max(seconds, 1e-9))
+
+
+class EpochSummary(Callback):
+    """One readable line per epoch, like the course's training log."""
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+        def get(stage, key, fmt="{:.1f}"):
+            for name in (metric_key(stage, key), metric_key(stage, key) + "_epoch"):
+                if name in m and not math.isnan(m[name]):
+                    return fmt.format(m[name])
+            return "-"
+
+        line = (
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} | "
+            f"train loss {get('train', LOSS_TOTAL, '{:.3f}')} class {get('train', ACC_CLASS)}% "
+            f"noobj {get('train', ACC_NOOBJ)}% obj {get('train', ACC_OBJ)}% | "
+            f"val loss {get('val', LOSS_TOTAL, '{:.3f}')} class {get('val', ACC_CLASS)}% "
+            f"noobj {get('val', ACC_NOOBJ)}% obj {get('val', ACC_OBJ)}% "
+            f"mAP@0.5 {get('val', MAP50, '{:.3f}')}"
+        )
+        pl_module.print(line)
+
+
+class SizeTrace(Callback):
+    """Writes every training step's image size of this rank to sizes_rank<r>.txt (DDP checks)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        path = self.directory / f"sizes_rank{trainer.global_rank}.txt"
+        with path.open("a") as f:
+            f.write(f"{trainer.global_step} {batch['images'].shape[-1]}\n")
+
+
+def build_datamodule(config: TrainConfig):
+    from yolo.data import VOCDataModule
+
+    return VOCDataModule(
+        roots=config.data, format=config.format, train_sets=config.train_sets,
+        val_sets=config.val_sets, use_difficult=config.use_difficult,
+        batch_size=config.batch_size, sizes=tuple(range(config.min_size, config.max_size + 1, 32)),
+        val_size=config.val_size, mosaic_p=config.mosaic, workers=config.workers,
+        cache_ram=config.cache_ram, seed=config.seed,
+    )
+
+
+def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
+    from yolo.lit import YoloLitModule
+
+    return YoloLitModule(
+        num_classes=num_classes, class_names=class_names, width=config.width,
+        optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+        one_cycle=config.one_cycle, ema=config.ema, ema_decay=config.ema_decay,
+        map_every=config.map_every,
+    )
+
+
+def fit(config: TrainConfig) -> Path:
+    """Train (or resume) as configured; returns the run folder."""
+    config = resolve(config)
+    pl.seed_everything(config.seed, workers=True)
+    ckpt_path, version = resolve_resume(config.log_dir, config.name, config.resume)
+    directory = run_dir(config.log_dir, config.name, version)
+    if ckpt_path is not None:
+        step = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"])
+        dropped = truncate_metrics(directory / "metrics.csv", step)
+        print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
+              file=sys.stderr)
+    write_config(directory, dataclasses.asdict(config))
+
+    datamodule = build_datamodule(config)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(config, datamodule.num_classes, list(datamodule.classes))
+    if config.sync_bn:
+        module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+    loggers = [
+        CSVLogger(config.log_dir, name=config.name, version=version),
+        TensorBoardLogger(config.log_dir, name=config.name, version=version, default_hp_metric=False),
+    ]
+    checkpoints = directory / "checkpoints"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=checkpoints, filename="step", save_last=True, save_top_k=0,
+                        every_n_train_steps=config.checkpoint_every),
+        ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch:03d}", monitor=metric_key("val", MAP50),
+                        mode="max", save_top_k=1, save_last=True),
+        ImagesPerSecond(), EpochSummary(),
+        TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 20),
+    ]
+    if config.trace_sizes:
+        callbacks.append(SizeTrace(directory))
+    trainer = pl.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
+        logger=loggers, callbacks=callbacks, gradient_clip_val=config.grad_clip or None,
+        use_distributed_sampler=False,  # the data module's multi-scale sampler shards by rank
+        log_every_n_steps=10, limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_val_batches, deterministic=False,
+    )
+    if config.lr_find and ckpt_path is None:
+        from pytorch_lightning.tuner import Tuner
+
+        finder = Tuner(trainer).lr_find(module, datamodule=datamodule)
+        if finder is not None and finder.suggestion():
+            module.hparams.lr = float(finder.suggestion())
+            print(f"LR finder suggests {module.hparams.lr:.2e}", file=sys.stderr)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    return directory
