@@ -1,0 +1,363 @@
+"""The annotation index: every image of a source with its boxes, built once and cached.
+
+A *source* is one list of images with annotations: a VOCdevkit year folder and split
+(``VOC2012`` + ``train``) or a Kaggle-layout CSV (``train.csv``). ``SourceIndex`` holds a source's
+annotations as flat numpy arrays (boxes of image i are ``boxes[offsets[i]:offsets[i + 1]]``), plus
+every problem met while reading it. Building it parses every annotation and probes every image
+header, so it is cached (``.npz``, no pickle) beside the data in ``<source dir>/.yolo_cache/``,
+or under a cache folder when the data folder is read-only. The cache is valid while the source's
+files are unchanged: its key hashes the name, size and mtime of the split file, every
+annotation and every image of the source.
+
+``DetectionIndex`` joins several sources under one class list: it maps class names to label
+indices, drops (and reports) objects of unknown classes, and optionally drops difficult objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from yolo.data.problems import Problem, problems_from_json, problems_to_json
+
+INDEX_VERSION = 1  # bump when the cached arrays change meaning
+CACHE_DIRNAME = ".yolo_cache"
+
+
+def default_cache_root() -> Path:
+    """Where indexes of read-only datasets go: $YOLO_CACHE_DIR, else ~/.cache/yolo-voc."""
+    env = os.environ.get("YOLO_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "yolo-voc"
+
+
+# ------------------------------------------------------------------------------------- boxes
+def sanitize_boxes(raw: np.ndarray, width: float, height: float, one_based: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Repair or reject raw corner boxes of one image, vectorised.
+
+    Args:
+        raw (ndarray[N, 4]): (xmin, ymin, xmax, ymax) as annotated, NaN where unreadable.
+        width, height: the image size the boxes refer to, pixels.
+        one_based: VOC convention (pixel indices from 1, inclusive): xmin=x+1, xmax=x+w.
+            Converted to continuous 0-based corners as (xmin - 1, ymin - 1, xmax, ymax).
+
+    Returns:
+        boxes (ndarray[K, 4] float32) pixel xyxy inside [0, width] x [0, height];
+        keep (ndarray[N] bool) which raw boxes survive; counts of each problem kind
+        (box_invalid, box_inverted, box_zero_area, box_clipped, box_outside) with nonzero counts.
+    """
+    raw = np.asarray(raw, dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(raw).all(axis=1)
+    inverted = finite & ((raw[:, 0] > raw[:, 2]) | (raw[:, 1] > raw[:, 3]))
+    x = np.sort(raw[:, 0::2], axis=1)
+    y = np.sort(raw[:, 1::2], axis=1)
+    zero = finite & ((x[:, 0] == x[:, 1]) | (y[:, 0] == y[:, 1]))
+    if one_based:
+        x[:, 0] -= 1
+        y[:, 0] -= 1
+    boxes = np.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), axis=1)
+    clipped = np.stack((np.clip(x[:, 0], 0, width), np.clip(y[:, 0], 0, height),
+                        np.clip(x[:, 1], 0, width), np.clip(y[:, 1], 0, height)), axis=1)
+    ok = finite & ~zero
+    outside = ok & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
+    was_clipped = ok & ~outside & (np.abs(clipped - np.nan_to_num(boxes)).max(axis=1) > 1e-6)
+    keep = ok & ~outside
+    counts = {"box_invalid": int((~finite).sum()), "box_inverted": int((inverted & keep).sum()),
+              "box_zero_area": int(zero.sum()), "box_clipped": int(was_clipped.sum()),
+              "box_outside": int(outside.sum())}
+    return clipped[keep].astype(np.float32), keep, {k: v for k, v in counts.items() if v}
+
+
+# --------------------------------------------------------------------------------- the index
+@dataclass
+class Entry:
+    """One image's annotations, as a reader produces them (before class mapping)."""
+
+    id: str
+    file: str  # image path relative to the source root
+    size: tuple[int, int]  # (h, w) of the decoded image, the frame of ``boxes``
+    exif: bool  # apply EXIF orientation when decoding
+    boxes: np.ndarray  # (K, 4) float32 pixel xyxy
+    names: Sequence[str]  # (K,) class names (or class index strings for index labels)
+    difficult: np.ndarray  # (K,) bool
+
+
+@dataclass
+class SourceIndex:
+    """All usable images of one source, as flat arrays (see the module docstring)."""
+
+    name: str  # e.g. "VOC2012/train" or "kaggle/train.csv"
+    root: str  # image paths are relative to this folder
+    label_kind: str  # "name": names are class names; "index": names are class indices
+    ids: np.ndarray  # (N,) str
+    files: np.ndarray  # (N,) str
+    sizes: np.ndarray  # (N, 2) int32 (h, w)
+    exif: np.ndarray  # (N,) bool
+    offsets: np.ndarray  # (N + 1,) int64
+    boxes: np.ndarray  # (M, 4) float32 pixel xyxy
+    names: np.ndarray  # (M,) int32 into vocab
+    difficult: np.ndarray  # (M,) bool
+    vocab: np.ndarray  # (V,) str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def from_entries(name: str, root: str, label_kind: str, entries: Sequence[Entry],
+                     problems: list[Problem]) -> SourceIndex:
+        vocab: dict[str, int] = {}
+        names = [vocab.setdefault(n, len(vocab)) for e in entries for n in e.names]
+        counts = [len(e.boxes) for e in entries]
+        return SourceIndex(
+            name=name, root=root, label_kind=label_kind,
+            ids=np.array([e.id for e in entries], dtype=str),
+            files=np.array([e.file for e in entries], dtype=str),
+            sizes=np.array([e.size for e in entries], dtype=np.int32).reshape(-1, 2),
+            exif=np.array([e.exif for e in entries], dtype=bool),
+            offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+            boxes=(np.concatenate([e.boxes for e in entries]) if entries else np.zeros((0, 4)))
+            .astype(np.float32).reshape(-1, 4),
+            names=np.array(names, dtype=np.int32),
+            difficult=(np.concatenate([e.difficult for e in entries]) if entries else np.zeros(0))
+            .astype(bool),
+            vocab=np.array(list(vocab), dtype=str),
+            problems=problems,
+        )
+
+    # ----------------------------------------------------------------------------- cache
+    _ARRAYS = ("ids", "files", "sizes", "exif", "offsets", "boxes", "names", "difficult", "vocab")
+
+    def save(self, path: Path, signature: str) -> None:
+        """Write atomically as .npz (strings as unicode arrays, loadable without pickle)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, **{k: getattr(self, k) for k in self._ARRAYS},
+                     meta=np.array([str(INDEX_VERSION), signature, self.name, self.root,
+                                    self.label_kind, problems_to_json(self.problems)]))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @staticmethod
+    def load(path: Path, signature: str) -> SourceIndex | None:
+        """The cached index at ``path`` if it is current (same version and signature), else None."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                version, sig, name, root, label_kind, problems = (str(s) for s in z["meta"])
+                if version != str(INDEX_VERSION) or sig != signature:
+                    return None
+                arrays = {k: z[k] for k in SourceIndex._ARRAYS}
+        except (OSError, KeyError, ValueError):
+            return None
+        return SourceIndex(name=name, root=root, label_kind=label_kind,
+                           problems=problems_from_json(problems), **arrays)
+
+
+def dir_stats(folder: Path) -> dict[str, tuple[int, int]]:
+    """{file name: (size, mtime_ns)} of a folder's files, one scandir (empty if no folder)."""
+    try:
+        with os.scandir(folder) as it:
+            out = {}
+            for e in it:
+                try:
+                    st = e.stat()
+                except OSError:
+                    continue
+                out[e.name] = (st.st_size, st.st_mtime_ns)
+            return out
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
+def file_signature(parts: Iterable[str]) -> str:
+    """sha1 over text parts (e.g. 'name size mtime' lines): the cache key of a source."""
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogateescape"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _writable_dir(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+        return True
+    except OSError:
+        return False
+
+
+def cache_file(source_dir: Path, key: str, cache_dir: Path | None = None) -> Path:
+    """Where the index of ``source_dir``/``key`` is cached.
+
+    ``cache_dir`` given: there (under a folder named after the source's absolute path). Otherwise
+    beside the data (``<source_dir>/.yolo_cache/<key>.index.npz``) when that folder is writable,
+    else under ``default_cache_root()``.
+    """
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    if cache_dir is None:
+        beside = source_dir / CACHE_DIRNAME
+        if _writable_dir(beside):
+            return beside / f"{safe}.index.npz"
+        cache_dir = default_cache_root()
+    tag = hashlib.sha1(str(source_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{source_dir.name}-{tag}" / f"{safe}.index.npz"
+
+
+def load_or_build(source, cache_dir: Path | None = None, progress: bool = True,
+                  use_cache: bool = True) -> SourceIndex:
+    """The source's index from the cache when current, else built (and cached).
+
+    ``source`` is a ``VOCSource`` or ``KaggleSource`` (anything with ``directory``, ``key``,
+    ``signature()`` and ``build(progress)``).
+    """
+    signature = source.signature()
+    path = cache_file(source.directory, source.key, cache_dir)
+    if use_cache:
+        cached = SourceIndex.load(path, signature)
+        if cached is not None:
+            return cached
+    index = source.build(progress=progress)
+    if use_cache:
+        try:
+            index.save(path, signature)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return index
+
+
+# ------------------------------------------------------------------ labelled, combined index
+@dataclass
+class DetectionIndex:
+    """Images of one or more sources with labels from a class list (what datasets read).
+
+    Per image i: ``ids[i]``, ``paths[i]`` (absolute), ``sizes[i]`` (h, w), ``exif[i]``;
+    its boxes (ndarray[K, 4] float32 pixel xyxy), labels (int64) and difficult flags (bool) are
+    rows ``offsets[i]:offsets[i + 1]`` of ``boxes``/``labels``/``difficult``.
+    """
+
+    classes: tuple[str, ...]
+    ids: np.ndarray
+    paths: np.ndarray
+    sizes: np.ndarray
+    exif: np.ndarray
+    offsets: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    difficult: np.ndarray
+    problems: list[Problem] = field(default_factory=list)
+    sources: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def annotation(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes (K, 4) float32, labels (K,) int64, difficult (K,) bool) of image i (views)."""
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.boxes[a:b], self.labels[a:b], self.difficult[a:b]
+
+    @property
+    def box_image(self) -> np.ndarray:
+        """(M,) int64: the image index of every box."""
+        return np.repeat(np.arange(len(self)), np.diff(self.offsets))
+
+    def select_boxes(self, keep: np.ndarray) -> DetectionIndex:
+        """A copy keeping only boxes where ``keep`` (ndarray[M] bool); images are all kept."""
+        counts = np.bincount(self.box_image[keep], minlength=len(self))
+        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        return DetectionIndex(self.classes, self.ids, self.paths, self.sizes, self.exif, offsets,
+                              self.boxes[keep], self.labels[keep], self.difficult[keep],
+                              list(self.problems), self.sources)
+
+    def without_difficult(self) -> DetectionIndex:
+        """A copy without difficult objects (for training with use_difficult=False)."""
+        return self.select_boxes(~self.difficult)
+
+    @staticmethod
+    def from_sources(sources: Sequence[SourceIndex], classes: Sequence[str]) -> DetectionIndex:
+        """Join sources, map names to labels, drop and report objects of unknown classes."""
+        classes = tuple(classes)
+        lookup = {c: i for i, c in enumerate(classes)}
+        parts, problems = [], []
+        for s in sources:
+            if s.label_kind == "index":
+                vocab_ids = np.array([_index_label(v, len(classes)) for v in s.vocab], dtype=np.int64)
+            else:
+                vocab_ids = np.array([lookup.get(v, -1) for v in s.vocab], dtype=np.int64)
+            labels = vocab_ids[s.names] if len(s.names) else np.zeros(0, np.int64)
+            problems += list(s.problems) + _unknown_class_problems(s, labels)
+            root = Path(s.root)
+            parts.append((s, labels, np.array([str(root / f) for f in s.files], dtype=str)))
+        joined = DetectionIndex(
+            classes=classes,
+            ids=_cat([s.ids for s, _, _ in parts], str),
+            paths=_cat([p for _, _, p in parts], str),
+            sizes=_cat([s.sizes for s, _, _ in parts], np.int32).reshape(-1, 2),
+            exif=_cat([s.exif for s, _, _ in parts], bool),
+            offsets=_join_offsets([s.offsets for s, _, _ in parts]),
+            boxes=_cat([s.boxes for s, _, _ in parts], np.float32).reshape(-1, 4),
+            labels=_cat([lab for _, lab, _ in parts], np.int64),
+            difficult=_cat([s.difficult for s, _, _ in parts], bool),
+            problems=problems,
+            sources=tuple(s.name for s in sources),
+        )
+        kept = joined.select_boxes(joined.labels >= 0)
+        empty = np.flatnonzero(np.diff(kept.offsets) == 0)
+        kept.problems += [Problem.make("no_objects", kept.paths[i]) for i in empty]
+        return kept
+
+
+def _index_label(v: str, num_classes: int) -> int:
+    try:
+        f = float(v)
+    except ValueError:
+        return -1
+    return int(f) if f.is_integer() and 0 <= f < num_classes else -1
+
+
+def _unknown_class_problems(s: SourceIndex, labels: np.ndarray) -> list[Problem]:
+    bad = np.flatnonzero(labels < 0)
+    if not len(bad):
+        return []
+    img = np.searchsorted(s.offsets, bad, side="right") - 1
+    out = []
+    for i in np.unique(img):
+        names = sorted({str(s.vocab[s.names[b]]) for b in bad[img == i]})
+        n = int((img == i).sum())
+        out.append(Problem.make("unknown_class", str(Path(s.root) / s.files[i]),
+                                "class " + ", ".join(repr(x) for x in names), n))
+    return out
+
+
+def _cat(arrays: Sequence[np.ndarray], dtype) -> np.ndarray:
+    arrays = [np.asarray(a) for a in arrays if len(a)]
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
+
+
+def _join_offsets(offsets: Sequence[np.ndarray]) -> np.ndarray:
+    counts = [np.diff(o) for o in offsets]
+    return np.concatenate(([0], np.cumsum(_cat(counts, np.int64)))).astype(np.int64)
+
+
+def progress_iter(items: Sequence, desc: str, enabled: bool) -> Iterable:
+    """tqdm over items when enabled and there are enough to be worth a bar."""
+    if not enabled or len(items) < 50:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="img", leave=False)
+
+
+Builder = Callable[[bool], SourceIndex]

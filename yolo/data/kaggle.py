@@ -1,0 +1,120 @@
+"""Kaggle/course layout reader: ``images/``, ``labels/<id>.txt``, ``train.csv`` / ``test.csv``.
+
+Each CSV row names an image file (in ``images/``) and its label file (in ``labels/``); a header
+row, if any, is recognised and skipped. A label line is ``class cx cy w h`` with the centre and
+size normalised by the image width/height and ``class`` an index into the class list.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from yolo.data.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
+from yolo.data.index import Entry, SourceIndex, dir_stats, file_signature, progress_iter, sanitize_boxes
+from yolo.data.problems import Problem
+
+
+def read_csv_rows(path: Path) -> list[tuple[str, str]]:
+    """(image file, label file) rows of a split CSV, header skipped when present."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = [(r[0].strip(), r[1].strip()) for r in csv.reader(f) if len(r) >= 2 and r[0].strip()]
+    if rows and not (Path(rows[0][0]).suffix.lower() in IMAGE_EXTENSIONS or rows[0][1].endswith(".txt")):
+        rows = rows[1:]  # a header such as "img,label"
+    return rows
+
+
+def parse_label_file(path: Path) -> tuple[list[str], np.ndarray, int]:
+    """Lines ``class cx cy w h`` -> (class strings, (K, 4) float64 normalised cxcywh, bad lines)."""
+    names, values, bad = [], [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            nums = [float(v) for v in parts[1:5]]
+        except ValueError:
+            nums = []
+        if len(parts) != 5 or len(nums) != 4:
+            bad += 1
+            continue
+        names.append(parts[0])
+        values.append(nums)
+    return names, np.array(values, dtype=np.float64).reshape(-1, 4), bad
+
+
+def yolo_to_corners(cxcywh: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Normalised (cx, cy, w, h) (ndarray[K, 4]) -> pixel (x1, y1, x2, y2), unclipped."""
+    cx, cy, w, h = (cxcywh[:, k] for k in range(4))
+    return np.stack(((cx - w / 2) * width, (cy - h / 2) * height,
+                     (cx + w / 2) * width, (cy + h / 2) * height), axis=1)
+
+
+@dataclass(frozen=True)
+class KaggleSource:
+    """The images listed by one CSV of a Kaggle-layout folder."""
+
+    directory: Path  # holds images/, labels/ and the CSV files
+    csv: str  # e.g. "train.csv"
+
+    @property
+    def key(self) -> str:
+        return f"kaggle-{Path(self.csv).stem}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.directory.name}/{Path(self.csv).stem}"
+
+    def signature(self) -> str:
+        csv_path = self.directory / self.csv
+        st = csv_path.stat()
+        img, lab = dir_stats(self.directory / "images"), dir_stats(self.directory / "labels")
+        parts = [f"{csv_path} {st.st_size} {st.st_mtime_ns}"]
+        parts += [f"{i} {img.get(i)} {t} {lab.get(t)}" for i, t in read_csv_rows(csv_path)]
+        return file_signature(parts)
+
+    def build(self, progress: bool = True) -> SourceIndex:
+        rows = read_csv_rows(self.directory / self.csv)
+        entries, problems, seen = [], [], set()
+        for image_name, label_name in progress_iter(rows, f"indexing {self.name}", progress):
+            id_ = Path(image_name).stem
+            if id_ in seen:
+                problems.append(Problem.make("duplicate_id", str(self.directory / self.csv), id_))
+                continue
+            seen.add(id_)
+            entry = self._read_row(id_, image_name, label_name, problems)
+            if entry is not None:
+                entries.append(entry)
+        return SourceIndex.from_entries(self.name, str(self.directory), "index", entries, problems)
+
+    def _read_row(self, id_: str, image_name: str, label_name: str, problems: list[Problem]) -> Entry | None:
+        label_path = self.directory / "labels" / label_name
+        image_path = self.directory / "images" / image_name
+        if not label_path.is_file():
+            problems.append(Problem.make("annotation_missing", str(label_path), f"row {image_name},{label_name}"))
+            return None
+        try:
+            names, cxcywh, bad = parse_label_file(label_path)
+        except OSError as e:
+            problems.append(Problem.make("annotation_malformed", str(label_path), str(e)))
+            return None
+        if bad:
+            problems.append(Problem.make("label_line_malformed", str(label_path), f"{bad} lines", bad))
+        try:
+            probe = probe_image(str(image_path))
+        except ImageError as e:
+            problems.append(Problem.make(e.kind, str(image_path), e.detail))
+            return None
+        if probe.conversion:
+            problems.append(Problem.make("image_converted", str(image_path), probe.conversion))
+        if probe.orientation != 1:  # normalised labels refer to the image as viewers show it
+            problems.append(Problem.make("exif_orientation", str(image_path), f"orientation {probe.orientation} applied"))
+        h, w = probe.oriented_size(True)
+        boxes, keep, counts = sanitize_boxes(yolo_to_corners(cxcywh, w, h), w, h)
+        for kind, n in counts.items():
+            problems.append(Problem.make(kind, str(label_path), f"{n} box" + "es" * (n > 1), n))
+        return Entry(id_, f"images/{image_name}", (h, w), True, boxes,
+                     [n for n, k in zip(names, keep) if k], np.zeros(int(keep.sum()), bool))

@@ -1,0 +1,154 @@
+"""Find what is in a dataset folder: its format, its sources (year/split or CSV) and its classes.
+
+Two layouts are recognised (``detect_format``):
+
+* VOCdevkit: ``ROOT/VOCdevkit/VOC2007``, ``ROOT/VOCdevkit/VOC2012`` (or ``ROOT`` being the
+  VOCdevkit folder, or a single folder in VOC layout) each holding ``Annotations/``,
+  ``JPEGImages/`` and ``ImageSets/Main/<split>.txt``.
+* Kaggle (the course's copy): ``ROOT/images/``, ``ROOT/labels/`` and ``ROOT/<split>.csv``.
+
+A split spec names what to read: ``"2007/trainval"`` (year folder ``VOC2007`` or ``2007``,
+split ``trainval``), ``"trainval"`` (that split of every year folder that has it), or for the
+Kaggle layout the CSV name (``"train"`` or ``"train.csv"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from yolo.config import VOC_CLASSES
+from yolo.data.kaggle import KaggleSource
+from yolo.data.voc import VOCSource
+
+CLASSES_FILE = "classes.txt"
+
+
+class DataLayoutError(ValueError):
+    """The folder is not a dataset in a known layout, or a split is not there."""
+
+
+def _is_voc_dir(p: Path) -> bool:
+    return (p / "Annotations").is_dir() and (p / "ImageSets" / "Main").is_dir()
+
+
+def voc_year_dirs(root: Path) -> dict[str, Path]:
+    """{year name: folder} of the VOC-layout folders under ``root`` ("2012" for ``VOC2012``)."""
+    root = Path(root)
+    if _is_voc_dir(root):
+        return {root.name.removeprefix("VOC"): root}
+    for base in (root / "VOCdevkit", root):
+        if base.is_dir():
+            found = {d.name.removeprefix("VOC"): d for d in sorted(base.iterdir())
+                     if d.is_dir() and _is_voc_dir(d)}
+            if found:
+                return found
+    return {}
+
+
+def _is_kaggle_dir(root: Path) -> bool:
+    return (root / "images").is_dir() and (root / "labels").is_dir() and any(root.glob("*.csv"))
+
+
+def detect_format(root: str | Path) -> str:
+    """``"voc"`` or ``"kaggle"``; raises ``DataLayoutError`` saying what was expected."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataLayoutError(f"dataset folder {root} does not exist. Give the folder that holds "
+                              "VOCdevkit/ (or write the demo: python -m yolo.data demo OUT).")
+    if voc_year_dirs(root):
+        return "voc"
+    if _is_kaggle_dir(root):
+        return "kaggle"
+    seen = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]) or "nothing"
+    raise DataLayoutError(
+        f"{root} is neither a VOCdevkit nor a Kaggle-layout dataset (it holds: {seen}).\n"
+        "Expected either\n"
+        "  VOCdevkit: ROOT/VOCdevkit/VOC2007|VOC2012/{Annotations/*.xml, JPEGImages/, ImageSets/Main/<split>.txt}\n"
+        "             (ROOT may also be VOCdevkit itself or one folder in that layout), or\n"
+        "  Kaggle:    ROOT/{images/, labels/<id>.txt with 'class cx cy w h', train.csv, test.csv}.\n"
+        "Fetch VOC with: python -m yolo.data download ROOT")
+
+
+def available_splits(root: str | Path) -> list[str]:
+    """Every split spec that exists, e.g. ["2007/test", "2007/trainval", "2012/train", ...]."""
+    root = Path(root).expanduser()
+    if detect_format(root) == "kaggle":
+        return sorted(p.stem for p in root.glob("*.csv"))
+    out = []
+    for year, d in voc_year_dirs(root).items():
+        out += [f"{year}/{p.stem}" for p in sorted((d / "ImageSets" / "Main").glob("*.txt")) if "_" not in p.stem]
+    return out
+
+
+def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | KaggleSource]:
+    """Split specs -> readable sources; raises ``DataLayoutError`` for a missing one."""
+    root = Path(root).expanduser()
+    fmt = detect_format(root)
+    sources: list[VOCSource | KaggleSource] = []
+    for spec in specs:
+        if fmt == "kaggle":
+            name = spec if spec.endswith(".csv") else f"{spec.split('/')[-1]}.csv"
+            if not (root / name).is_file():
+                raise DataLayoutError(f"no {name} in {root}; available: {available_splits(root)}")
+            sources.append(KaggleSource(root, name))
+            continue
+        years = voc_year_dirs(root)
+        year, _, split = spec.rpartition("/")
+        if year:
+            folder = years.get(year.removeprefix("VOC"))
+            candidates = [folder] if folder is not None else []
+        else:
+            candidates = list(years.values())
+        found = [VOCSource(d, split) for d in candidates if (d / "ImageSets" / "Main" / f"{split}.txt").is_file()]
+        if not found:
+            raise DataLayoutError(f"split {spec!r} not found under {root}; available: {available_splits(root)}")
+        sources += found
+    return sources
+
+
+def default_splits(root: str | Path) -> dict[str, tuple[str, ...]]:
+    """Sensible train/val/test specs for a folder.
+
+    VOC with both 2007 and 2012: train 07+12 trainval, val and test 07 test (the usual recipe).
+    Otherwise: train = "train" (else "trainval"), val = "val" (else "test"), test = "test" (else val).
+    """
+    root = Path(root).expanduser()
+    have = available_splits(root)
+    if detect_format(root) == "voc":
+        if {"2007/trainval", "2012/trainval", "2007/test"} <= set(have):
+            return {"train": ("2007/trainval", "2012/trainval"), "val": ("2007/test",), "test": ("2007/test",)}
+        have = sorted({s.split("/")[-1] for s in have})
+
+    def first(*names: str) -> tuple[str, ...]:
+        for n in names:
+            if n in have:
+                return (n,)
+        return ()
+
+    train, val = first("train", "trainval"), first("val", "test")
+    if not train:
+        raise DataLayoutError(f"no train/trainval split in {root}; available: {have}")
+    return {"train": train, "val": val, "test": first("test") or val}
+
+
+def find_classes_file(root: str | Path) -> Path | None:
+    """``classes.txt`` at the root, in VOCdevkit/, or in the (single) year folder; None if absent."""
+    root = Path(root).expanduser()
+    candidates = [root / CLASSES_FILE, root / "VOCdevkit" / CLASSES_FILE]
+    years = voc_year_dirs(root) if root.is_dir() else {}
+    if len(years) == 1:
+        candidates.append(next(iter(years.values())) / CLASSES_FILE)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def load_classes(root: str | Path, classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The class list: ``classes`` if given, else the dataset's classes.txt, else VOC's 20."""
+    if classes is not None:
+        out = tuple(str(c) for c in classes)
+    else:
+        f = find_classes_file(root)
+        out = tuple(line.strip() for line in f.read_text().splitlines() if line.strip()) if f else VOC_CLASSES
+    if not out or len(set(out)) != len(out):
+        raise DataLayoutError(f"class list must be non-empty and without repeats, got {out}")
+    return out

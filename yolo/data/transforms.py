@@ -1,0 +1,222 @@
+"""Image/box transforms shared by training, evaluation, the Detector and the dashboard.
+
+* ``letterbox`` / ``letterbox_params`` / ``boxes_to_letterbox`` / ``boxes_from_letterbox``:
+  the evaluation and inference resize: scale the longer side to ``size``, pad to a square with
+  gray 114, centred. Box mappings are pure and work on numpy arrays and torch tensors alike.
+* ``train_transforms(size)``: the Albumentations training pipeline applied to a ``size`` x ``size``
+  canvas (a letterboxed image or a mosaic): ``A.Affine`` (zoom = scale jitter and crop,
+  translation, rotation, shear), horizontal flip, colour jitter (HSV, brightness/contrast) and,
+  rarely, one of blur / CLAHE / posterize / greyscale / channel shuffle. Boxes follow every step;
+  boxes that lose most of their area, get thinner than ``min_side`` pixels or more elongated than
+  ``max_aspect`` are dropped.
+* ``eval_transforms(size)``: the same letterbox as an Albumentations pipeline.
+* ``place_image``: warp an image into a rectangle of a canvas (one ``cv2.warpAffine`` that both
+  resizes and crops), used by the letterbox of training samples and by the mosaic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+
+FILL = 114  # gray of letterbox/mosaic padding and affine borders
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation knobs (Albumentations names in brackets)."""
+
+    scale: tuple[float, float] = (0.6, 1.4)  # zoom range [Affine.scale]: >1 crops, <1 shrinks
+    translate: float = 0.1  # max shift as a fraction of the side [Affine.translate_percent]
+    degrees: float = 5.0  # max rotation, degrees [Affine.rotate]
+    shear: float = 2.0  # max shear, degrees [Affine.shear]
+    flip_p: float = 0.5  # horizontal flip probability [HorizontalFlip]
+    hsv_p: float = 0.7  # probability of hue/saturation/value jitter [HueSaturationValue]
+    hue: int = 8  # max hue shift (OpenCV hue units of 2 degrees)
+    saturation: int = 40  # max saturation shift (of 255)
+    value: int = 30  # max value shift (of 255)
+    brightness_contrast_p: float = 0.3  # [RandomBrightnessContrast], +-0.2 each
+    light_p: float = 0.1  # probability of one of blur/CLAHE/posterize/greyscale/channel shuffle
+    colour: bool = True  # False: geometry only (for tests and for looking at boxes)
+    min_visibility: float = 0.25  # drop a box keeping less than this share of its area
+    min_side: float = 2.0  # drop a box thinner than this, pixels
+    max_aspect: float = 20.0  # drop a box more elongated than this (long side / short side)
+
+
+# ------------------------------------------------------------------------------ letterbox
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image of ``orig_size`` (h, w) maps into a ``size`` x ``size`` letterbox.
+
+    A point (x, y) of the original image lands at (x * scale + pad_x, y * scale + pad_y).
+    The resized image is ``new_size`` (h, w) = round(orig * scale); it is at most half a pixel
+    off the exact ``orig * scale``, so mapped boxes are exact to that much.
+    """
+
+    size: int
+    orig_size: tuple[int, int]
+    scale: float
+    pad_x: int
+    pad_y: int
+
+    @property
+    def new_size(self) -> tuple[int, int]:
+        h, w = self.orig_size
+        return max(1, round(h * self.scale)), max(1, round(w * self.scale))
+
+    def as_dict(self) -> dict:
+        return {"size": self.size, "orig_size": self.orig_size, "scale": self.scale,
+                "pad_x": self.pad_x, "pad_y": self.pad_y}
+
+
+def letterbox_params(orig_size: tuple[int, int], size: int) -> Letterbox:
+    """Letterbox of an image of ``orig_size`` (h, w) into ``size`` x ``size``, centred."""
+    h, w = int(orig_size[0]), int(orig_size[1])
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    return Letterbox(int(size), (h, w), scale, (size - nw) // 2, (size - nh) // 2)
+
+
+def letterbox(image: np.ndarray, size: int, orig_size: tuple[int, int] | None = None,
+              fill: int = FILL) -> tuple[np.ndarray, Letterbox]:
+    """Resize the longer side to ``size`` and pad to ``size`` x ``size`` (gray ``fill``), centred.
+
+    Args:
+        image (ndarray[H, W, C] uint8): the image, possibly a reduced decode of the original.
+        size: output side, pixels.
+        orig_size: (h, w) of the original image the parameters refer to (default: image's own).
+
+    Returns:
+        the letterboxed image (ndarray[size, size, C]) and its ``Letterbox`` parameters; map boxes
+        with ``boxes_to_letterbox`` and back with ``boxes_from_letterbox``.
+    """
+    lb = letterbox_params(orig_size or image.shape[:2], size)
+    nh, nw = lb.new_size
+    shrink = nw < image.shape[1]
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    out = np.full((size, size) + image.shape[2:], fill, dtype=image.dtype)
+    out[lb.pad_y:lb.pad_y + nh, lb.pad_x:lb.pad_x + nw] = resized.reshape(nh, nw, *image.shape[2:])
+    return out, lb
+
+
+def _clip(x, lo: float, hi: float):
+    return x.clamp(lo, hi) if hasattr(x, "clamp") else np.clip(x, lo, hi)
+
+
+def _copy(x):
+    return x.clone() if hasattr(x, "clone") else np.array(x, dtype=np.float32, copy=True)
+
+
+def boxes_to_letterbox(boxes, lb: Letterbox):
+    """Original-image pixel xyxy (ndarray or Tensor [..., 4]) -> letterboxed pixel xyxy."""
+    out = _copy(boxes)
+    out[..., 0::2] = boxes[..., 0::2] * lb.scale + lb.pad_x
+    out[..., 1::2] = boxes[..., 1::2] * lb.scale + lb.pad_y
+    return out
+
+
+def boxes_from_letterbox(boxes, lb: Letterbox | dict, clip: bool = True):
+    """Letterboxed pixel xyxy (ndarray or Tensor [..., 4]) -> original-image pixel xyxy.
+
+    ``lb`` is a ``Letterbox`` or its ``as_dict()`` (what eval batches carry in ``meta``).
+    With ``clip`` the result is clipped to the original image.
+    """
+    if isinstance(lb, dict):
+        lb = Letterbox(lb["size"], tuple(lb["orig_size"]), lb["scale"], lb["pad_x"], lb["pad_y"])
+    out = _copy(boxes)
+    out[..., 0::2] = (boxes[..., 0::2] - lb.pad_x) / lb.scale
+    out[..., 1::2] = (boxes[..., 1::2] - lb.pad_y) / lb.scale
+    if clip:
+        h, w = lb.orig_size
+        out[..., 0::2] = _clip(out[..., 0::2], 0, w)
+        out[..., 1::2] = _clip(out[..., 1::2], 0, h)
+    return out
+
+
+# --------------------------------------------------------------------------- placement warp
+def place_image(canvas: np.ndarray, image: np.ndarray, placed: np.ndarray, visible: np.ndarray) -> None:
+    """Warp ``image`` so it fills rectangle ``placed`` of ``canvas``; write only ``visible``.
+
+    Args:
+        canvas (ndarray[S, S, 3] uint8): written in place.
+        image (ndarray[h, w, 3] uint8): any resolution (it is resized by the warp).
+        placed (ndarray[4]): integer (x0, y0, x1, y1) where the whole image would go, canvas
+            pixels; may extend past the canvas.
+        visible (ndarray[4]): integer part of ``placed`` inside the canvas to write.
+    One ``cv2.warpAffine`` resizes and crops at once; pixel centres follow ``cv2.resize``.
+    """
+    vx0, vy0, vx1, vy1 = (int(v) for v in visible)
+    if vx1 <= vx0 or vy1 <= vy0:
+        return
+    h, w = image.shape[:2]
+    ax, ay = (placed[2] - placed[0]) / w, (placed[3] - placed[1]) / h
+    m = np.array([[ax, 0, 0.5 * ax - 0.5 + placed[0] - vx0],
+                  [0, ay, 0.5 * ay - 0.5 + placed[1] - vy0]], dtype=np.float64)
+    roi = canvas[vy0:vy1, vx0:vx1]
+    cv2.warpAffine(image, m, (vx1 - vx0, vy1 - vy0), dst=roi, flags=cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_REPLICATE)
+
+
+def box_candidates(before: np.ndarray, after: np.ndarray, min_side: float = 2.0,
+                   min_area_ratio: float = 0.25, max_aspect: float = 20.0) -> np.ndarray:
+    """Which boxes survive a crop (ndarray[N] bool), vectorised.
+
+    before/after (ndarray[N, 4]) pixel xyxy of the same boxes before and after clipping, in the
+    same frame. Kept: both sides >= min_side, area after >= min_area_ratio * area before, and
+    long side / short side <= max_aspect.
+    """
+    w, h = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
+    area0 = (before[:, 2] - before[:, 0]) * (before[:, 3] - before[:, 1])
+    aspect = np.maximum(w / np.maximum(h, 1e-6), h / np.maximum(w, 1e-6))
+    return (w >= min_side) & (h >= min_side) & (w * h >= min_area_ratio * area0) & (aspect <= max_aspect)
+
+
+# ------------------------------------------------------------------------ albumentations
+def _bbox_params(cfg: AugConfig | None = None) -> A.BboxParams:
+    cfg = cfg or AugConfig()
+    return A.BboxParams(format="pascal_voc", label_fields=["box_ids"], min_visibility=cfg.min_visibility,
+                        min_width=cfg.min_side, min_height=cfg.min_side,
+                        max_accept_ratio=cfg.max_aspect, clip=True, filter_invalid_bboxes=True,
+                        check_each_transform=False)
+
+
+def train_transforms(size: int, cfg: AugConfig | None = None, letterbox: bool = False) -> A.Compose:
+    """The training pipeline for ``size`` x ``size`` canvases.
+
+    Call as ``t(image=img, bboxes=boxes_xyxy, box_ids=np.arange(N))``; ``box_ids`` tells which
+    input boxes survived (use it to pick labels and difficult flags). With ``letterbox=True`` the
+    pipeline first letterboxes an image of any size (for the dashboard); the training datasets
+    place images themselves (``place_image``), so the only warp here is ``A.Affine``.
+    """
+    cfg = cfg or AugConfig()
+    steps: list = []
+    if letterbox:
+        steps += [A.LongestMaxSize(max_size=size),
+                  A.PadIfNeeded(size, size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=FILL)]
+    steps.append(A.Affine(scale=cfg.scale, translate_percent=(-cfg.translate, cfg.translate),
+                          rotate=(-cfg.degrees, cfg.degrees), shear=(-cfg.shear, cfg.shear),
+                          interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT,
+                          fill=FILL, p=1.0))
+    steps.append(A.HorizontalFlip(p=cfg.flip_p))
+    if cfg.colour:
+        steps += [
+            A.HueSaturationValue(hue_shift_limit=cfg.hue, sat_shift_limit=cfg.saturation,
+                                 val_shift_limit=cfg.value, p=cfg.hsv_p),
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=cfg.brightness_contrast_p),
+            A.OneOf([A.Blur(blur_limit=(3, 3)), A.CLAHE(), A.Posterize(num_bits=(4, 6)),
+                     A.ToGray(), A.ChannelShuffle()], p=cfg.light_p),
+        ]
+    return A.Compose(steps, bbox_params=_bbox_params(cfg))
+
+
+def eval_transforms(size: int) -> A.Compose:
+    """The evaluation letterbox as an Albumentations pipeline (same geometry as ``letterbox``).
+
+    Call as ``t(image=img, bboxes=boxes_xyxy, box_ids=np.arange(N))``.
+    """
+    return A.Compose([A.LongestMaxSize(max_size=size),
+                      A.PadIfNeeded(size, size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=FILL)],
+                     bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True))

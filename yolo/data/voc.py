@@ -1,0 +1,197 @@
+"""VOCdevkit reader: ``<year dir>/Annotations/<id>.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``.
+
+XML is parsed with defusedxml, which refuses entity declarations (billion-laughs style expansion)
+and external references. Box corners follow VOC's 1-based inclusive convention and become
+continuous 0-based pixel xyxy: ``(xmin - 1, ymin - 1, xmax, ymax)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
+
+from yolo.data.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
+from yolo.data.index import Entry, SourceIndex, dir_stats, file_signature, progress_iter, sanitize_boxes
+from yolo.data.problems import Problem
+
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+class AnnotationError(Exception):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+@dataclass
+class VOCAnnotation:
+    """The parsed content of one VOC XML file (raw, before any repair)."""
+
+    filename: str
+    width: int  # 0 when absent
+    height: int
+    names: list[str]
+    raw_boxes: np.ndarray  # (K, 4) float64 (xmin, ymin, xmax, ymax) 1-based; NaN if unreadable
+    difficult: np.ndarray  # (K,) bool
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text is not None else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def parse_voc_xml(path: str | Path) -> VOCAnnotation:
+    """Parse one annotation file; raises ``AnnotationError`` (malformed or unsafe)."""
+    try:
+        root = SafeET.parse(str(path)).getroot()
+    except DefusedXmlException as e:
+        raise AnnotationError("annotation_unsafe", f"{type(e).__name__}: {e}") from None
+    except (SafeET.ParseError, OSError, ValueError) as e:
+        raise AnnotationError("annotation_malformed", f"{type(e).__name__}: {e}") from None
+    if root.tag != "annotation":
+        raise AnnotationError("annotation_malformed", f"root element <{root.tag}>, not <annotation>")
+    size = root.find("size")
+    width = _number(size.findtext("width")) if size is not None else float("nan")
+    height = _number(size.findtext("height")) if size is not None else float("nan")
+    names, boxes, difficult = [], [], []
+    for obj in root.iter("object"):
+        names.append((obj.findtext("name") or "").strip())
+        bb = obj.find("bndbox")
+        boxes.append([_number(bb.findtext(c)) if bb is not None else float("nan") for c in _COORDS])
+        difficult.append(_number(obj.findtext("difficult")) == 1)
+    ok_size = np.isfinite([width, height]).all() and width > 0 and height > 0
+    return VOCAnnotation(
+        filename=(root.findtext("filename") or "").strip(),
+        width=int(width) if ok_size else 0,
+        height=int(height) if ok_size else 0,
+        names=names,
+        raw_boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        difficult=np.array(difficult, dtype=bool),
+    )
+
+
+def image_frame(probe, ann_w: int, ann_h: int) -> tuple[bool, tuple[int, int], str]:
+    """Decide whether to apply EXIF orientation so pixels match the annotation's frame.
+
+    An orientation that swaps width and height is applied when the annotated size is the rotated
+    one and ignored when it is the stored one (an annotation tool that ignored EXIF); other
+    orientations (mirror, 180 degrees) cannot be told apart by size and are applied, as image
+    viewers do. Returns (apply_exif, decoded (h, w), a note for the report, "" if none).
+    """
+    if probe.orientation == 1:
+        return True, probe.oriented_size(True), ""
+    rotated = probe.oriented_size(True)
+    if ann_w and ann_h and (ann_h, ann_w) == (probe.height, probe.width) and rotated != (ann_h, ann_w):
+        return False, (probe.height, probe.width), f"orientation {probe.orientation} ignored (annotated in stored frame)"
+    return True, rotated, f"orientation {probe.orientation} applied"
+
+
+def read_entry(ann_path: Path, image_path: Path, image_rel: str, id_: str,
+               problems: list[Problem], one_based: bool = True) -> Entry | None:
+    """Annotation + image of one VOC id -> ``Entry`` (None when skipped); problems appended."""
+    try:
+        ann = parse_voc_xml(ann_path)
+    except AnnotationError as e:
+        problems.append(Problem.make(e.kind, str(ann_path), e.detail))
+        return None
+    try:
+        probe = probe_image(str(image_path))
+    except ImageError as e:
+        problems.append(Problem.make(e.kind, str(image_path), e.detail))
+        return None
+    if probe.conversion:
+        problems.append(Problem.make("image_converted", str(image_path), probe.conversion))
+    apply_exif, (h, w), note = image_frame(probe, ann.width, ann.height)
+    if note:
+        problems.append(Problem.make("exif_orientation", str(image_path), note))
+    raw = ann.raw_boxes.copy()
+    if ann.width and ann.height and (ann.width, ann.height) != (w, h):
+        problems.append(Problem.make("size_mismatch", str(ann_path),
+                                     f"annotated {ann.width}x{ann.height}, image {w}x{h}"))
+        sx, sy = w / ann.width, h / ann.height
+        raw[:, 0::2] = (raw[:, 0::2] - one_based) * sx + one_based
+        raw[:, 1::2] = (raw[:, 1::2] - one_based) * sy + one_based
+    boxes, keep, counts = sanitize_boxes(raw, w, h, one_based=one_based)
+    for kind, n in counts.items():
+        problems.append(Problem.make(kind, str(ann_path), f"{n} box" + "es" * (n > 1), n))
+    names = [n for n, k in zip(ann.names, keep) if k]
+    return Entry(id_, image_rel, (h, w), apply_exif, boxes, names, ann.difficult[keep])
+
+
+def read_split_ids(split_file: Path) -> list[str]:
+    """Ids of a split file (first token of each non-empty line, like VOC's per-class lists)."""
+    ids = []
+    for line in split_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if parts:
+            ids.append(parts[0])
+    return ids
+
+
+def image_lookup(names) -> dict[str, str]:
+    """{stem: file name} of the image files among ``names`` (.jpg preferred for a shared stem)."""
+    out: dict[str, str] = {}
+    for name in sorted(names, key=lambda n: (not n.lower().endswith(".jpg"), n)):
+        if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            out.setdefault(Path(name).stem, name)
+    return out
+
+
+@dataclass(frozen=True)
+class VOCSource:
+    """One split of one VOCdevkit year folder (or of any folder in VOC layout)."""
+
+    directory: Path  # the year folder, e.g. .../VOCdevkit/VOC2012
+    split: str  # e.g. "train"; reads ImageSets/Main/<split>.txt
+
+    @property
+    def key(self) -> str:
+        return f"voc-{self.split}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.directory.name}/{self.split}"
+
+    @property
+    def split_file(self) -> Path:
+        return self.directory / "ImageSets" / "Main" / f"{self.split}.txt"
+
+    def signature(self) -> str:
+        """Cache key: split file, plus name/size/mtime of every listed annotation and image."""
+        ann = dir_stats(self.directory / "Annotations")
+        img = dir_stats(self.directory / "JPEGImages")
+        lookup = image_lookup(img)
+        st = self.split_file.stat()
+        parts = [f"{self.split_file} {st.st_size} {st.st_mtime_ns}"]
+        for id_ in read_split_ids(self.split_file):
+            a = ann.get(f"{id_}.xml")
+            name = lookup.get(id_, "")
+            parts.append(f"{id_} {a} {name} {img.get(name)}")
+        return file_signature(parts)
+
+    def build(self, progress: bool = True) -> SourceIndex:
+        """Parse every annotation of the split (with a progress bar) into a ``SourceIndex``."""
+        ids = read_split_ids(self.split_file)
+        lookup = image_lookup(dir_stats(self.directory / "JPEGImages"))
+        ann_dir, img_dir = self.directory / "Annotations", self.directory / "JPEGImages"
+        entries, problems, seen = [], [], set()
+        for id_ in progress_iter(ids, f"indexing {self.name}", progress):
+            if id_ in seen:
+                problems.append(Problem.make("duplicate_id", str(self.split_file), id_))
+                continue
+            seen.add(id_)
+            ann_path = ann_dir / f"{id_}.xml"
+            if not ann_path.is_file():
+                problems.append(Problem.make("annotation_missing", str(ann_path), f"id {id_} in {self.split_file.name}"))
+                continue
+            image_name = lookup.get(id_, f"{id_}.jpg")
+            entry = read_entry(ann_path, img_dir / image_name, f"JPEGImages/{image_name}", id_, problems)
+            if entry is not None:
+                entries.append(entry)
+        return SourceIndex.from_entries(self.name, str(self.directory), "name", entries, problems)
