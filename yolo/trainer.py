@@ -17,6 +17,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, metric_key,
@@ -100,6 +102,32 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise SystemExit("no dataset: pass --data PATH (a VOCdevkit folder or the Kaggle layout), "
                          "or --preset demo for the synthetic demo dataset")
     return config
+
+
+class AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv is continued, not deleted.
+
+    Lightning 2.x removes metrics.csv when a version folder is reused; a resumed run keeps its
+    history instead (rows after the resumed step are cut first by ``truncate_metrics``).
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                header = f.readline().strip()
+            self.metrics_keys = sorted(k for k in header.split(",") if k)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSVLogger whose writer appends to the metrics.csv of the version it resumes."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 class ImagesPerSecond(Callback):
@@ -198,7 +226,7 @@ def fit(config: TrainConfig) -> Path:
         module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
     loggers = [
-        CSVLogger(config.log_dir, name=config.name, version=version),
+        ResumableCSVLogger(config.log_dir, name=config.name, version=version),
         TensorBoardLogger(config.log_dir, name=config.name, version=version, default_hp_metric=False),
     ]
     checkpoints = directory / "checkpoints"
