@@ -1,0 +1,315 @@
+"""Detector: safe loading, every image form, letterbox mapping back to original pixels, cheap
+threshold changes (counted forward passes), and cached split predictions."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from yolo.checkpoint import CheckpointError, read_checkpoint, save_weights
+from yolo.config import PostprocessConfig
+from yolo.data.transforms import boxes_from_letterbox
+from yolo.detect import Detector, PredictionSet, load_image, predict_folder, predict_samples, select
+from yolo.model import YOLOv3
+from yolo.postprocess import postprocess
+from yolo.targets import encode, targets_to_logits
+
+SIZE = 128  # model input side in these tests
+
+
+class BrightBoxModel(nn.Module):
+    """A stand-in detector with a known answer: it finds the bright rectangle of each input
+    (mean channel value > 0.6; letterbox gray and black are below) and returns the raw outputs
+    a perfect model would give for that box, class 1, through ``encode``/``targets_to_logits``."""
+
+    num_classes = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        self.calls += 1
+        b, _, s, _ = images.shape
+        boxes = []
+        for mask in images.mean(dim=1) > 0.6:  # (S, S) per image
+            rows = torch.nonzero(mask.any(dim=1)).squeeze(1)
+            cols = torch.nonzero(mask.any(dim=0)).squeeze(1)
+            x1, x2, y1, y2 = cols.min(), cols.max() + 1, rows.min(), rows.max() + 1
+            boxes.append([(x1 + x2) / 2 / s, (y1 + y2) / 2 / s, (x2 - x1) / s, (y2 - y1) / s])
+        targets = encode(torch.tensor(boxes), torch.ones(b), torch.arange(b), b, s)
+        return targets_to_logits(targets, self.num_classes)
+
+
+def picture(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Black RGB image with a white rectangle at pixel xyxy ``box``."""
+    image = np.zeros((height, width, 3), np.uint8)
+    x1, y1, x2, y2 = box
+    image[y1:y2, x1:x2] = 255
+    return image
+
+
+def rows(scores: torch.Tensor, boxes: torch.Tensor) -> np.ndarray:
+    """(score, x1, y1, x2, y2) rows in a canonical order, so equal sets compare equal."""
+    table = torch.cat([scores[:, None], boxes], dim=1).double().numpy()
+    return table[np.lexsort(np.round(table, 3).T[::-1])]
+
+
+def counting(model: nn.Module) -> list[int]:
+    """Count forward passes of ``model`` with a hook; returns the (mutable) counter."""
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+# ------------------------------------------------------------------------------ safe loading
+class RunsCode:
+    """Unpickling this opens (creates) ``path``: what a malicious checkpoint would do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker, proof = tmp_path / "pwned", tmp_path / "proof"
+    torch.save({"hyper_parameters": {"num_classes": 20}, "state_dict": {"model.x": RunsCode(str(proof))}},
+               tmp_path / "proof.ckpt")
+    torch.load(tmp_path / "proof.ckpt", weights_only=False)  # the payload is real: unsafe load runs it
+    assert proof.exists()
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"hyper_parameters": {"num_classes": 20}, "state_dict": {"model.x": RunsCode(str(marker))}}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refused"):
+        Detector.from_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint_says_so(tmp_path):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        Detector.from_checkpoint(text)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match="expected a 'state_dict'"):
+        Detector.from_checkpoint(other)
+    with pytest.raises(CheckpointError, match="not found"):
+        Detector.from_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_mismatched_checkpoint_gives_clear_message(tmp_path):
+    path = save_weights(YOLOv3(3, 0.125), tmp_path / "three.pt", ["a", "b", "c"])
+    with pytest.raises(CheckpointError, match=r"3 classes at width 0.125.*20 classes at width 0.125"):
+        Detector.from_checkpoint(path, num_classes=20)
+    with pytest.raises(CheckpointError, match=r"3 classes at width 0.125.*3 classes at width 0.25"):
+        Detector.from_checkpoint(path, width=0.25)
+    lying = tmp_path / "lying.pt"  # hyper-parameters disagree with the weights
+    torch.save({"model": YOLOv3(3, 0.125).state_dict(),
+                "hyper_parameters": {"num_classes": 3, "width": 0.25}}, lying)
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        Detector.from_checkpoint(lying)
+
+
+def test_lightning_shaped_checkpoint_round_trips(tmp_path):
+    """The layout train.py writes: network under "model.", EMA under "ema.module."."""
+    net, ema = YOLOv3(2, 0.125).eval(), YOLOv3(2, 0.125).eval()
+    state = {f"model.{k}": v for k, v in net.state_dict().items()}
+    state.update({f"ema.module.{k}": v for k, v in ema.state_dict().items()})
+    hparams = {"num_classes": 2, "width": 0.125, "class_names": ["cat", "dog"], "anchors": None}
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": hparams, "epoch": 4}, path)
+
+    image = (np.random.default_rng(0).random((90, 140, 3)) * 255).astype(np.uint8)
+    for prefer_ema, reference in ((True, ema), (False, net)):
+        loaded = Detector.from_checkpoint(path, image_size=SIZE, prefer_ema=prefer_ema)
+        assert loaded.class_names == ["cat", "dog"] and loaded.checkpoint == str(path)
+        for key, value in reference.state_dict().items():
+            assert torch.equal(loaded.model.state_dict()[key], value), key
+        got = loaded.predict(image)
+        want = Detector(reference, ["cat", "dog"], image_size=SIZE).predict(image)
+        assert torch.allclose(got.boxes, want.boxes) and torch.equal(got.labels, want.labels)
+
+
+# ------------------------------------------------------------------------------ image forms
+def test_load_image_accepts_every_common_form(tmp_path):
+    rgb = (np.random.default_rng(1).random((30, 40, 3)) * 255).astype(np.uint8)
+    png = tmp_path / "x.png"
+    Image.fromarray(rgb).save(png)
+    forms = {
+        "rgb": load_image(rgb),
+        "bgr": load_image(rgb[..., ::-1].copy(), bgr=True),
+        "float01": load_image(rgb.astype(np.float32) / 255),
+        "float255": load_image(rgb.astype(np.float64)),
+        "uint16": load_image(rgb.astype(np.uint16) * 257),
+        "chw tensor": load_image(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255),
+        "path": load_image(png),
+        "str path": load_image(str(png)),
+        "bytes": load_image(png.read_bytes()),
+        "file": load_image(io.BytesIO(png.read_bytes())),
+        "pil": load_image(Image.fromarray(rgb)),
+        "rgba opaque": load_image(np.dstack([rgb, np.full((30, 40), 255, np.uint8)])),
+    }
+    for name, got in forms.items():
+        assert got.shape == (30, 40, 3) and got.dtype == np.uint8, name
+        assert np.abs(got.astype(int) - rgb).max() <= 1, name
+
+    gray = rgb[..., 0]
+    for form in (gray, gray[..., None], Image.fromarray(gray), gray.astype(np.float32) / 255):
+        assert np.array_equal(load_image(form), np.repeat(gray[..., None], 3, 2))
+    clear = np.dstack([rgb, np.zeros((30, 40), np.uint8)])  # fully transparent -> letterbox gray
+    assert (load_image(clear) == 114).all() and (load_image(Image.fromarray(clear)) == 114).all()
+    with pytest.raises(ValueError, match="shape"):
+        load_image(np.zeros((5, 6, 7)))
+    with pytest.raises(TypeError, match="unsupported image type"):
+        load_image(42)
+    with pytest.raises(FileNotFoundError):
+        load_image(tmp_path / "nope.jpg")
+
+
+def test_exif_rotated_file_is_read_upright(tmp_path):
+    upright = picture(60, 100, (10, 20, 40, 50))  # what the viewer should see: 100 wide, 60 high
+    stored = np.rot90(upright, k=1).copy()  # the camera stored it turned; orientation 6 undoes it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    assert np.abs(load_image(path).astype(int) - upright).mean() < 3
+    detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
+    found = detector.predict(path)
+    assert found.image_size == (100, 60)
+    assert torch.allclose(found.boxes[0], torch.tensor([10.0, 20, 40, 50]), atol=1.5)
+
+
+# ------------------------------------------------------------------- original coordinates
+@pytest.mark.parametrize(
+    "height, width, box",
+    [
+        (480, 640, (100, 50, 300, 400)),  # landscape
+        (640, 480, (30, 200, 410, 600)),  # portrait
+        (500, 500, (0, 0, 250, 120)),  # square, box on the corner
+        (12, 20, (5, 3, 15, 9)),  # tiny: enlarged 6.4x
+        (3000, 4000, (1000, 700, 3100, 2900)),  # huge: shrunk 31x
+        (2000, 150, (20, 300, 140, 1500)),  # extreme aspect
+    ],
+)
+def test_known_box_maps_back_to_original_pixels(height, width, box):
+    detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
+    found = detector.predict(picture(height, width, box))
+    assert len(found) == 1 and found.names == ["b"] and found.image_size == (width, height)
+    tolerance = 1.0 / (SIZE / max(height, width)) + 1.0  # one input pixel, in original pixels
+    assert torch.allclose(found.boxes[0], torch.tensor(box, dtype=torch.float32), atol=tolerance)
+
+
+def test_threshold_changes_do_not_run_the_model():
+    torch.manual_seed(0)
+    model = YOLOv3(3, 0.125).eval()
+    calls = counting(model)
+    detector = Detector(model, ["a", "b", "c"], image_size=SIZE)
+    image = (np.random.default_rng(2).random((100, 160, 3)) * 255).astype(np.uint8)
+    first = detector.predict(image)
+    assert calls[0] == 1 and len(first) > 0
+    raw = detector.last.outputs
+    assert [tuple(o.shape) for o in raw] == [(1, 3, s, s, 8) for s in (4, 8, 16)]
+
+    for conf, iou in ((0.02, 0.3), (0.06, 0.7), (0.04, 0.45)):
+        got = detector.update(conf=conf, iou=iou)
+        (want,) = postprocess(raw, PostprocessConfig(conf, iou, 300))  # a fresh decode + NMS
+        want_boxes = boxes_from_letterbox(want["boxes"], detector.last.letterbox)
+        assert np.allclose(rows(got.scores, got.boxes), rows(want["scores"], want_boxes), atol=1e-3)
+    only = detector.update(classes=["c", 0])
+    assert set(only.labels.tolist()) <= {0, 2} and len(only) > 0
+    assert len(detector.update(conf=0.999)) == 0
+    assert len(detector.update(conf=0.02, classes=None, max_detections=5)) == 5
+    assert detector.timings.model_ms == 0.0 and detector.timings.postprocess_ms > 0
+    assert calls[0] == 1  # not one more forward pass
+
+
+def test_timings_and_cells():
+    detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
+    found = detector.predict(picture(100, 100, (10, 10, 60, 60)), bgr=True)
+    t = detector.timings
+    assert t.model_ms > 0 and t.preprocess_ms > 0 and t.postprocess_ms > 0
+    assert t.total_ms == pytest.approx(t.preprocess_ms + t.model_ms + t.postprocess_ms)
+    scale, anchor, row, col = detector.cell_of(int(found.cells[0]))
+    assert 0 <= scale < 3 and 0 <= anchor < 3
+    assert found.to_records()[0]["class"] == "b"
+    with pytest.raises(RuntimeError, match="predict"):
+        Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE).update(conf=0.3)
+
+
+# ------------------------------------------------------------------- split predictions
+def test_split_predictions_are_cached_and_reapplied_without_the_model(tmp_path):
+    shapes = [(90, 120, (10, 10, 50, 70)), (200, 100, (20, 30, 90, 150)), (64, 64, (0, 0, 64, 20)),
+              (50, 300, (100, 5, 250, 45)), (120, 120, (60, 60, 100, 110))]
+    samples = [{"image": picture(h, w, b), "id": f"img{i}", "boxes": np.array([b], np.float32),
+                "labels": np.array([1]), "difficult": np.array([False])} for i, (h, w, b) in enumerate(shapes)]
+    model = BrightBoxModel()
+    detector = Detector(model, ["a", "b"], image_size=SIZE)
+    written = predict_samples(detector, samples, tmp_path / "split.pt", batch_size=2, progress=False)
+    assert model.calls == 3  # 5 images in batches of 2
+
+    raw = torch.load(tmp_path / "split.pt", weights_only=True)  # plain tensors and values only
+    assert raw["image_ids"] == [f"img{i}" for i in range(5)]
+    loaded = PredictionSet.load(tmp_path / "split.pt")
+    assert loaded.sizes.tolist() == [[w, h] for h, w, _ in shapes] and loaded.conf_floor == 0.001
+    for conf, iou in ((0.5, 0.45), (0.01, 0.9), (0.3, 0.1)):
+        per_image = loaded.detections(conf=conf, iou=iou)
+        for (h, w, box), found in zip(shapes, per_image):
+            assert len(found["boxes"]) == 1 and found["labels"].tolist() == [1]
+            tolerance = max(h, w) / SIZE + 1.0
+            assert torch.allclose(found["boxes"][0], torch.tensor(box, dtype=torch.float32), atol=tolerance)
+    truth = loaded.ground_truth()
+    assert [t["boxes"].tolist() for t in truth] == [[list(map(float, b))] for _, _, b in shapes]
+    assert model.calls == 3  # sweeps never ran the model again
+    assert len(written) == len(loaded) == 5
+
+
+def test_split_predictions_match_single_image_predictions():
+    model = YOLOv3(3, 0.125).eval()
+    detector = Detector(model, ["a", "b", "c"], image_size=SIZE)
+    rng = np.random.default_rng(3)
+    # square noise: no uniform padding, whose identical scores would make tie order matter
+    images = [(rng.random((s, s, 3)) * 255).astype(np.uint8) for s in (128, 200, 64)]
+    cached = predict_samples(detector, images, batch_size=2, max_candidates=None, progress=False)
+    assert cached.image_ids == ["0", "1", "2"]
+    for conf, iou in ((0.05, 0.45), (0.2, 0.3)):
+        batch = cached.detections(conf=conf, iou=iou, max_detections=10_000)
+        detector.config = PostprocessConfig(conf, iou, 10_000)
+        for image, got in zip(images, batch):
+            want = detector.predict(image)
+            assert np.allclose(rows(got["scores"], got["boxes"]), rows(want.scores, want.boxes), atol=1e-3)
+
+
+def test_predict_folder_skips_unreadable_files(tmp_path):
+    for i, box in enumerate(((5, 5, 30, 30), (10, 20, 60, 40))):
+        Image.fromarray(picture(64, 80, box)).save(tmp_path / f"{i}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("ignored")
+    detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
+    with pytest.warns(UserWarning, match="1 unreadable"):
+        cached = predict_folder(detector, tmp_path, progress=False)
+    assert cached.image_ids == ["0.png", "1.png"] and list(cached.meta["skipped"]) == ["broken.jpg"]
+    assert [len(d["boxes"]) for d in cached.detections(conf=0.5)] == [1, 1]
+
+
+def test_select_is_vectorised_over_images():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    labels = torch.tensor([0, 0, 1, 0])
+    images = torch.tensor([0, 0, 0, 2])
+    kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10))
+    assert [k.tolist() for k in kept] == [[0, 2], [], [3]]
+    kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10, class_agnostic=True))
+    assert [k.tolist() for k in kept] == [[0], [], [3]]
+    kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10), classes=[1])
+    assert [k.tolist() for k in kept] == [[2], [], []]
