@@ -18,10 +18,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from xml.sax.saxutils import escape
-
 import cv2
 import numpy as np
+
+from yolo.data.voc import format_voc_xml
 
 DEMO_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "diamond")
 # Base RGB colour of each class (hue-separated, saturated), jittered per object.
@@ -112,19 +112,6 @@ def render_image(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, 
     return image, objects
 
 
-def _xml(image_id: str, w: int, h: int, objects) -> str:
-    rows = []
-    for cls, (x0, y0, x1, y1) in objects:  # VOC: 1-based inclusive pixel indices
-        rows.append(
-            f"\t<object>\n\t\t<name>{escape(DEMO_CLASSES[cls])}</name>\n\t\t<pose>Unspecified</pose>\n"
-            f"\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n"
-            f"\t\t\t<xmin>{x0 + 1}</xmin>\n\t\t\t<ymin>{y0 + 1}</ymin>\n"
-            f"\t\t\t<xmax>{x1 + 1}</xmax>\n\t\t\t<ymax>{y1 + 1}</ymax>\n\t\t</bndbox>\n\t</object>\n")
-    return (f"<annotation>\n\t<folder>{YEAR_DIR}</folder>\n\t<filename>{image_id}.jpg</filename>\n"
-            f"\t<size>\n\t\t<width>{w}</width>\n\t\t<height>{h}</height>\n\t\t<depth>3</depth>\n\t</size>\n"
-            + "".join(rows) + "</annotation>\n")
-
-
 def write_demo(out_dir: str | Path, n_train: int = 320, n_val: int = 80, n_test: int = 80,
                seed: int = 0, overwrite: bool = False) -> Path:
     """Write the demo dataset to ``out_dir`` (see the module docstring); returns ``out_dir``.
@@ -151,7 +138,10 @@ def write_demo(out_dir: str | Path, n_train: int = 320, n_val: int = 80, n_test:
                 image, objects = render_image(np.random.default_rng([seed, k]))
                 ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
                 jpg.tofile(year / "JPEGImages" / f"{image_id}.jpg")
-                (year / "Annotations" / f"{image_id}.xml").write_text(_xml(image_id, image.shape[1], image.shape[0], objects))
+                names = [DEMO_CLASSES[c] for c, _ in objects]
+                boxes = [(x0, y0, x1 + 1, y1 + 1) for _, (x0, y0, x1, y1) in objects]  # inclusive -> edges
+                xml = format_voc_xml(f"{image_id}.jpg", image.shape[1], image.shape[0], names, boxes, folder=YEAR_DIR)
+                (year / "Annotations" / f"{image_id}.xml").write_text(xml)
                 ids[split].append(image_id)
                 k += 1
         ids["trainval"] = ids["train"] + ids["val"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 from defusedxml import DefusedXmlException
@@ -122,6 +123,25 @@ def read_entry(ann_path: Path, image_path: Path, image_rel: str, id_: str,
         problems.append(Problem.make(kind, str(ann_path), f"{n} box" + "es" * (n > 1), n))
     names = [n for n, k in zip(ann.names, keep) if k]
     return Entry(id_, image_rel, (h, w), apply_exif, boxes, names, ann.difficult[keep])
+
+
+def format_voc_xml(filename: str, width: int, height: int, names, boxes, difficult=None, folder: str = "") -> str:
+    """A VOC annotation as text. boxes (ndarray[K, 4]) are continuous 0-based pixel xyxy; they
+    are written the VOC way, 1-based inclusive: (x1 + 1, y1 + 1, x2, y2), so ``parse_voc_xml``
+    followed by the reader returns them exactly (for integer corners)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    difficult = np.zeros(len(boxes), bool) if difficult is None else np.asarray(difficult, bool)
+    num = lambda v: str(int(v)) if float(v).is_integer() else f"{v:.2f}"  # noqa: E731
+    rows = []
+    for name, (x1, y1, x2, y2), d in zip(names, boxes, difficult):
+        rows.append(
+            f"\t<object>\n\t\t<name>{escape(str(name))}</name>\n\t\t<pose>Unspecified</pose>\n"
+            f"\t\t<truncated>0</truncated>\n\t\t<difficult>{int(d)}</difficult>\n\t\t<bndbox>\n"
+            f"\t\t\t<xmin>{num(x1 + 1)}</xmin>\n\t\t\t<ymin>{num(y1 + 1)}</ymin>\n"
+            f"\t\t\t<xmax>{num(x2)}</xmax>\n\t\t\t<ymax>{num(y2)}</ymax>\n\t\t</bndbox>\n\t</object>\n")
+    return (f"<annotation>\n\t<folder>{escape(folder)}</folder>\n\t<filename>{escape(filename)}</filename>\n"
+            f"\t<size>\n\t\t<width>{int(width)}</width>\n\t\t<height>{int(height)}</height>\n"
+            f"\t\t<depth>3</depth>\n\t</size>\n" + "".join(rows) + "</annotation>\n")
 
 
 def read_split_ids(split_file: Path) -> list[str]:
