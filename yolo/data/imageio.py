@@ -44,11 +44,13 @@ class ImageProbe:
     mode: str  # PIL mode, e.g. "RGB", "L", "CMYK", "I;16", "RGBA"
     orientation: int  # EXIF orientation tag, 1 when absent
     format: str  # "JPEG", "PNG", ...
+    bits: int = 8  # bits per channel (PNG header; PIL reports 16-bit RGB PNGs as "RGB")
 
     @property
     def conversion(self) -> str:
         """Why the pixels need converting to 8-bit RGB ("" when they are already RGB)."""
-        return _CONVERTED_MODES.get(self.mode, "" if self.mode == "RGB" else self.mode)
+        note = _CONVERTED_MODES.get(self.mode, "" if self.mode == "RGB" else self.mode)
+        return note or ("16-bit" if self.bits == 16 else "")
 
     def oriented_size(self, apply_exif: bool = True) -> tuple[int, int]:
         """(height, width) of the decoded image."""
@@ -88,12 +90,17 @@ def probe_image(path: str) -> ImageProbe:
         raise ImageError("image_unreadable", f"not a readable image: {e}") from None
     if w <= 0 or h <= 0:
         raise ImageError("image_unreadable", f"bad image size {w}x{h}")
+    bits = 8
+    if fmt == "PNG":
+        with open(path, "rb") as f:
+            head = f.read(26)
+        bits = head[24] if len(head) > 24 else 8  # IHDR bit depth
     tail = _tail(path)
     if fmt == "JPEG" and _JPEG_EOI not in tail:
         raise ImageError("image_truncated", "JPEG end-of-image marker missing")
     if fmt == "PNG" and _PNG_IEND not in tail:
         raise ImageError("image_truncated", "PNG IEND chunk missing")
-    return ImageProbe(w, h, mode, orientation if 1 <= orientation <= 8 else 1, fmt)
+    return ImageProbe(w, h, mode, orientation if 1 <= orientation <= 8 else 1, fmt, bits)
 
 
 def reduction_for(long_side: int, max_side: int | None) -> int:

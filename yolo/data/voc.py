@@ -111,14 +111,11 @@ def read_entry(ann_path: Path, image_path: Path, image_rel: str, id_: str,
     apply_exif, (h, w), note = image_frame(probe, ann.width, ann.height)
     if note:
         problems.append(Problem.make("exif_orientation", str(image_path), note))
-    raw = ann.raw_boxes.copy()
-    if ann.width and ann.height and (ann.width, ann.height) != (w, h):
-        problems.append(Problem.make("size_mismatch", str(ann_path),
-                                     f"annotated {ann.width}x{ann.height}, image {w}x{h}"))
-        sx, sy = w / ann.width, h / ann.height
-        raw[:, 0::2] = (raw[:, 0::2] - one_based) * sx + one_based
-        raw[:, 1::2] = (raw[:, 1::2] - one_based) * sy + one_based
-    boxes, keep, counts = sanitize_boxes(raw, w, h, one_based=one_based)
+    aw, ah = (ann.width, ann.height) if ann.width and ann.height else (w, h)
+    boxes, keep, counts = sanitize_boxes(ann.raw_boxes, aw, ah, one_based=one_based)
+    if (aw, ah) != (w, h):  # boxes are in the annotated frame: bring them to the image's
+        problems.append(Problem.make("size_mismatch", str(ann_path), f"annotated {aw}x{ah}, image {w}x{h}"))
+        boxes = (boxes * np.array([w / aw, h / ah, w / aw, h / ah])).astype(np.float32)
     for kind, n in counts.items():
         problems.append(Problem.make(kind, str(ann_path), f"{n} box" + "es" * (n > 1), n))
     names = [n for n, k in zip(ann.names, keep) if k]

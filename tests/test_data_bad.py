@@ -1,0 +1,250 @@
+"""Every kind of bad data, made in a temporary folder: skipped or repaired, counted, reported,
+and a DataLoader over the folder still yields every good sample."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from yolo.data.__main__ import main as cli
+from yolo.data.check import check_dataset
+from yolo.data.collate import collate
+from yolo.data.datamodule import build_index
+from yolo.data.datasets import DetectionDataset, EvalDataset
+from yolo.data.index import sanitize_boxes
+from yolo.data.mosaic import TrainDataset
+from yolo.data.multiscale import MultiScaleBatchSampler
+from yolo.data.voc import format_voc_xml
+
+CLASSES = ("dog", "cat")
+W, H = 64, 48
+RED = (255, 0, 0)
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+]>
+<annotation><filename>&lol4;</filename><object><name>dog</name></object></annotation>
+"""
+GOOD = {"good_0", "good_1", "good_2", "good_3", "gray", "cmyk", "png16", "rgba", "exif_applied",
+        "exif_ignored", "size_mismatch", "unknown_class", "boxes", "no_objects"}
+
+
+def _marked(w: int = W, h: int = H, box=(10, 8, 30, 28)) -> np.ndarray:
+    """RGB image: dark noise with a red rectangle filling ``box`` (x0, y0, x1, y1) edges."""
+    rng = np.random.default_rng(w * h)
+    image = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+    x0, y0, x1, y1 = box
+    image[y0:y1, x0:x1] = RED
+    return image
+
+
+def _save_pil(image: Image.Image, path: Path, **kw) -> None:
+    image.save(path, **kw)
+
+
+@pytest.fixture(scope="module")
+def bad_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    year = root / "VOCdevkit" / "VOCbad"
+    ann, img = year / "Annotations", year / "JPEGImages"
+    for d in (ann, img, year / "ImageSets" / "Main"):
+        d.mkdir(parents=True)
+
+    def xml(name, names=("dog",), boxes=((10, 8, 30, 28),), w=W, h=H, fname=None):
+        (ann / f"{name}.xml").write_text(format_voc_xml(fname or f"{name}.jpg", w, h, names, boxes))
+
+    for k in range(4):  # good images
+        _save_pil(Image.fromarray(_marked()), img / f"good_{k}.jpg", quality=95)
+        xml(f"good_{k}")
+    rgb = Image.fromarray(_marked())
+    _save_pil(rgb.convert("L"), img / "gray.jpg", quality=95)
+    xml("gray")
+    _save_pil(rgb.convert("CMYK"), img / "cmyk.jpg", quality=95)
+    xml("cmyk")
+    cv2.imwrite(str(img / "png16.png"), (_marked()[..., ::-1].astype(np.uint16) * 257))
+    xml("png16", fname="png16.png")
+    _save_pil(Image.fromarray(np.dstack([_marked(), np.full((H, W), 200, np.uint8)])), img / "rgba.png")
+    xml("rgba", fname="rgba.png")
+    # EXIF orientation 6 (display = stored rotated 90 degrees clockwise)
+    stored = Image.fromarray(_marked(box=(40, 4, 60, 20)))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    for name in ("exif_applied", "exif_ignored"):
+        _save_pil(stored, img / f"{name}.jpg", quality=95, exif=exif.tobytes())
+    # stored box x 40..60, y 4..20 in a 64x48 image; rotated 90 CW into 48x64: x' = H - y, y' = x
+    xml("exif_applied", boxes=((H - 20, 40, H - 4, 60),), w=H, h=W)
+    xml("exif_ignored", boxes=((40, 4, 60, 20),))
+    _save_pil(rgb, img / "size_mismatch.jpg", quality=95)
+    xml("size_mismatch", boxes=((20, 16, 60, 56),), w=2 * W, h=2 * H)
+    _save_pil(rgb, img / "unknown_class.jpg", quality=95)
+    xml("unknown_class", names=("dog", "dgo"), boxes=((10, 8, 30, 28), (1, 1, 5, 5)))
+    _save_pil(rgb, img / "boxes.jpg", quality=95)
+    raw = [("dog", 11, 9, 30, 28),  # fine: 0-based edges (10, 8, 30, 28)
+           ("dog", 31, 9, 10, 28),  # inverted -> swapped to (10, 9, 31, 28) -> (9, 8, 31, 28)
+           ("dog", 51, 31, 70, 60),  # partly outside -> clipped to (50, 30, 64, 48)
+           ("dog", 81, 11, 90, 20),  # entirely outside -> dropped
+           ("dog", 20, 21, 20, 30),  # zero width -> dropped
+           ("cat", 2, 2, 9, "abc")]  # not a number -> dropped
+    objects = "".join(f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+                      f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>" for n, a, b, c, d in raw)
+    (ann / "boxes.xml").write_text(f"<annotation><filename>boxes.jpg</filename><size><width>{W}</width>"
+                                   f"<height>{H}</height></size>{objects}</annotation>")
+    _save_pil(rgb, img / "no_objects.jpg", quality=95)
+    xml("no_objects", names=(), boxes=())
+    # skipped
+    (img / "unreadable.jpg").write_bytes(b"this is not an image" * 10)
+    xml("unreadable")
+    (img / "zero_byte.jpg").write_bytes(b"")
+    xml("zero_byte")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3)).astype(np.uint8)).save(buf, "JPEG")
+    (img / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    xml("truncated")
+    xml("missing_image")
+    _save_pil(rgb, img / "missing_annotation.jpg")
+    _save_pil(rgb, img / "malformed.jpg")
+    (ann / "malformed.xml").write_text("<annotation><size><width>64</width></size><object>")
+    _save_pil(rgb, img / "unsafe.jpg")
+    (ann / "unsafe.xml").write_text(BILLION_LAUGHS)
+    ids = sorted(GOOD) + ["unreadable", "zero_byte", "truncated", "missing_image", "missing_annotation",
+                          "malformed", "unsafe", "good_0"]
+    (year / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+EXPECTED = {  # kind -> file name it is reported against
+    "image_unreadable": ["unreadable.jpg", "zero_byte.jpg"], "image_truncated": ["truncated.jpg"],
+    "image_missing": ["missing_image.jpg"], "annotation_missing": ["missing_annotation.xml"],
+    "annotation_malformed": ["malformed.xml"], "annotation_unsafe": ["unsafe.xml"],
+    "duplicate_id": ["train.txt"], "unknown_class": ["unknown_class.jpg"], "box_inverted": ["boxes.xml"],
+    "box_clipped": ["boxes.xml"], "box_outside": ["boxes.xml"], "box_zero_area": ["boxes.xml"],
+    "box_invalid": ["boxes.xml"], "no_objects": ["no_objects.jpg"], "size_mismatch": ["size_mismatch.xml"],
+    "image_converted": ["cmyk.jpg", "gray.jpg", "png16.png", "rgba.png"],
+    "exif_orientation": ["exif_applied.jpg", "exif_ignored.jpg"],
+}
+
+
+@pytest.fixture(scope="module")
+def bad_index(bad_root, tmp_path_factory):
+    return build_index([bad_root], ["train"], CLASSES, tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def test_every_problem_is_reported_with_its_file(bad_index):
+    found: dict[str, list[str]] = {}
+    for p in bad_index.problems:
+        found.setdefault(p.kind, []).append(Path(p.file).name)
+    assert {k: sorted(v) for k, v in found.items()} == EXPECTED
+    assert set(bad_index.ids) == GOOD
+
+
+def test_repaired_boxes(bad_index):
+    ids = list(bad_index.ids)
+    boxes, labels, _ = bad_index.annotation(ids.index("boxes"))
+    # written 1-based as (x0 + 1, y0 + 1, x1, y1); the inverted one is swapped before conversion
+    np.testing.assert_array_equal(boxes, [[10, 8, 30, 28], [9, 8, 31, 28], [50, 30, 64, 48]])
+    boxes, labels, _ = bad_index.annotation(ids.index("unknown_class"))
+    assert labels.tolist() == [0] and boxes.tolist() == [[10, 8, 30, 28]]
+    boxes, _, _ = bad_index.annotation(ids.index("size_mismatch"))  # annotated at 2x: halved
+    np.testing.assert_allclose(boxes, [[10, 8, 30, 28]])
+    assert len(bad_index.annotation(ids.index("no_objects"))[0]) == 0
+
+
+def test_sanitize_boxes_is_vectorised_and_exact():
+    raw = np.array([[1, 1, 10, 10], [10, 1, 1, 10], [5, 5, 5, 9], [np.nan, 1, 2, 3], [-5, -5, 4, 4], [30, 30, 40, 40]])
+    boxes, keep, counts = sanitize_boxes(raw, 20, 20, one_based=True)
+    assert keep.tolist() == [True, True, False, False, True, False]
+    np.testing.assert_array_equal(boxes, [[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 4, 4]])
+    assert counts == {"box_invalid": 1, "box_inverted": 1, "box_zero_area": 1, "box_clipped": 1, "box_outside": 1}
+
+
+def test_odd_images_decode_as_rgb_in_the_annotated_frame(bad_index):
+    ds = DetectionDataset(bad_index)
+    ids = list(bad_index.ids)
+    for name in ("gray", "cmyk", "png16", "rgba", "good_0", "exif_applied", "exif_ignored"):
+        sample = ds[ids.index(name)]
+        image = sample["image"]
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name
+        assert image.shape[:2] == tuple(bad_index.sizes[ids.index(name)]), name
+        x0, y0, x1, y1 = sample["boxes"][0].astype(int)
+        inside = image[y0 + 2:y1 - 2, x0 + 2:x1 - 2].reshape(-1, 3).astype(int)
+        if name == "gray":
+            assert (np.ptp(inside, axis=1) <= 2).all() and inside.mean() > 60
+        else:  # red where the box is
+            assert (inside[:, 0] > 200).mean() > 0.95 and (inside[:, 1] < 60).mean() > 0.95, name
+    assert ds[ids.index("exif_applied")]["image"].shape[:2] == (W, H)
+    assert ds[ids.index("exif_ignored")]["image"].shape[:2] == (H, W)
+
+
+def test_dataloaders_yield_every_good_sample(bad_index):
+    base = DetectionDataset(bad_index)
+    seen = []
+    for batch in DataLoader(EvalDataset(base, 64), batch_size=4, collate_fn=collate):
+        assert batch["images"].shape[1:] == (3, 64, 64)
+        seen += [m["id"] for m in batch["meta"]]
+    assert sorted(seen) == sorted(GOOD)
+    train = TrainDataset(base, 64, mosaic_p=0.75)
+    sampler = MultiScaleBatchSampler(len(train), 4, (64, 96), seed=1, drop_last=False)
+    primaries = []
+    for batch in DataLoader(train, batch_sampler=sampler, collate_fn=collate, num_workers=2):
+        primaries += [m["id"] for m in batch["meta"]]
+    assert sorted(primaries) == sorted(GOOD)
+
+
+def test_image_broken_after_indexing_is_replaced_and_counted(bad_index, tmp_path):
+    ds = DetectionDataset(bad_index)
+    i = list(bad_index.ids).index("good_2")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8garbage\xff\xd9")
+    ds.index.paths = ds.index.paths.copy()
+    ds.index.paths[i] = str(broken)
+    sample = EvalDataset(ds, 64)[i]
+    assert sample["id"] == bad_index.ids[(i + 1) % len(bad_index)] and ds.decode_failures == 1
+
+
+def test_check_report_and_cli(bad_root, tmp_path, capsys):
+    report = check_dataset(bad_root, classes=CLASSES, cache_dir=tmp_path, progress=False)
+    assert not report.ok
+    assert report.splits[0].images == len(GOOD)
+    counts = report.problem_counts
+    assert counts["box_outside"] == 1 and counts["image_unreadable"] == 2 and counts["unknown_class"] == 1
+    json.dumps(report.to_dict())
+    out = tmp_path / "report.json"
+    (tmp_path / "classes.txt").write_text("dog\ncat\n")
+    code = cli(["check", str(bad_root), "--classes", str(tmp_path / "classes.txt"), "--strict", "--quiet",
+                "--cache-dir", str(tmp_path), "--max-problems", "0", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 1
+    for kind, files in EXPECTED.items():
+        assert kind in text
+        for f in files:
+            assert f in text
+    assert json.loads(out.read_text())["problem_counts"] == counts
+
+
+def test_kaggle_bad_cases(tmp_path):
+    root = tmp_path / "kag"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for name in ("a", "b", "c", "d"):
+        Image.fromarray(_marked()).save(root / "images" / f"{name}.jpg")
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (root / "labels" / "b.txt").write_text("0 0.5 0.5 0.25\nx 0.1 0.1 0.1 0.1\n1 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.1 0.1\n")
+    (root / "labels" / "e.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (root / "train.csv").write_text("img,label\na.jpg,a.txt\nb.jpg,b.txt\nc.jpg,c.txt\ne.jpg,e.txt\n")
+    index = build_index([root], ["train"], CLASSES, tmp_path / "cache", progress=False)
+    kinds = sorted((p.kind, Path(p.file).name, p.count) for p in index.problems)
+    assert kinds == [("annotation_missing", "c.txt", 1), ("image_missing", "e.jpg", 1),
+                     ("label_line_malformed", "b.txt", 1), ("unknown_class", "b.jpg", 2)]  # class "x" and 7
+    assert list(index.ids) == ["a", "b"]
+    np.testing.assert_allclose(index.annotation(0)[0], [[24, 18, 40, 30]])
+    assert index.annotation(1)[1].tolist() == [1]
