@@ -4,8 +4,10 @@
 know the seed, the epoch and the step) picks the same size without communicating.
 ``MultiScaleBatchSampler`` yields, per step, a list of keys ``(index, size, sample_seed)`` for
 ``TrainDataset``; it shuffles with (seed, epoch), shards the shuffled indices by rank itself
-(so the trainer must be built with ``use_distributed_sampler=False``), and has ``set_epoch``,
-which Lightning calls on batch samplers at the start of every epoch.
+(so the trainer must be built with ``use_distributed_sampler=False``), and has ``set_epoch``.
+Lightning (2.x) calls ``set_epoch`` on ``loader.sampler`` and ``loader.batch_sampler.sampler`` at
+the start of every epoch, not on the batch sampler itself: ``MultiScaleBatchSampler.sampler`` is
+therefore a small sampler over this rank's indices whose ``set_epoch`` forwards to it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ def size_for_step(seed: int, epoch: int, step: int, sizes: Sequence[int]) -> int
     return int(sizes[mix_seed(seed, epoch, step, 0x5151) % len(sizes)])
 
 
+class RankIndices(Sampler[int]):
+    """The indices of one rank for the current epoch (``batch_sampler.sampler``); its
+    ``set_epoch`` sets the batch sampler's epoch, which is how Lightning reaches it."""
+
+    def __init__(self, parent: MultiScaleBatchSampler):
+        self.parent = parent
+
+    def set_epoch(self, epoch: int) -> None:
+        self.parent.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(int(i) for i in self.parent._indices())
+
+    def __len__(self) -> int:
+        return self.parent.num_samples // self.parent.world_size
+
+
 class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
     """Batches of ``(index, size, sample_seed)`` keys with one size per batch, sharded by rank.
 
@@ -63,6 +82,7 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.shuffle, self.drop_last = shuffle, drop_last
         self.epoch = 0
+        self.sampler = RankIndices(self)  # Lightning calls set_epoch here
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
