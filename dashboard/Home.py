@@ -1,0 +1,83 @@
+"""Home: what was found (dataset, runs, checkpoints) and what to do next.
+
+    streamlit run dashboard/Home.py
+"""
+
+import pandas as pd
+import streamlit as st
+
+import common
+from yolo.logs import find_runs
+
+ctx = common.page("YOLOv3 on Pascal VOC: explorer",
+                  "Browse the data and its augmentations, follow training, run the detector, "
+                  "explain it with GradCAM and evaluate it. Choose the dataset and checkpoint in the sidebar.")
+
+data_col, runs_col, model_col = st.columns(3)
+with data_col:
+    st.subheader("Dataset")
+    if ctx.data_root is None:
+        st.error(f"Not a dataset: {ctx.data_error}")
+    else:
+        kind = "the built-in demo dataset (synthetic shapes)" if ctx.is_demo else "your dataset"
+        st.success(f"Using {kind}: **{ctx.data_format}** layout, {len(ctx.classes)} classes.")
+        st.caption(f"`{ctx.data_root}`")
+        st.write("Splits: " + ", ".join(f"`{s}`" for s in ctx.splits))
+
+runs = find_runs(ctx.logs_root)
+with runs_col:
+    st.subheader("Runs")
+    if runs:
+        st.metric("Runs found", len(runs))
+    else:
+        st.info(f"No runs yet in `{ctx.logs_root}`.")
+with model_col:
+    st.subheader("Checkpoint")
+    options = common.checkpoint_options(ctx.logs_root)
+    if ctx.checkpoint is not None:
+        st.success(f"Using `{ctx.checkpoint.name}` at input size {ctx.image_size}.")
+        st.caption(f"`{ctx.checkpoint}`")
+    elif options:
+        st.warning(f"{len(options)} checkpoint(s) found but none chosen: pick one in the sidebar.")
+    else:
+        st.warning("No checkpoint yet.")
+
+if runs:
+    table = pd.DataFrame([{
+        "run": r.label,
+        "metrics.csv": r.has_metrics_csv,
+        "TensorBoard": r.has_events,
+        "checkpoints": len(r.best_checkpoints) + (r.last_checkpoint is not None),
+        "last change": pd.Timestamp(r.modified, unit="s", tz="UTC").tz_convert(None).floor("s"),
+        "folder": str(r.path),
+    } for r in runs])
+    st.dataframe(table, hide_index=True, width="stretch")
+    for r in runs:
+        for warning in r.warnings:
+            st.warning(f"{r.label}: {warning}")
+
+st.subheader("Train the demo model")
+st.write("The demo preset trains a small YOLOv3 (width 0.25) on the demo dataset in a few CPU minutes; "
+         "the same as `python train.py --preset demo` in a shell. Runs land in "
+         f"`{ctx.logs_root}/demo/version_<n>/`.")
+common.training_panel(ctx)
+
+st.subheader("What next")
+steps = []
+if ctx.data_root is None:
+    steps.append("Fix the dataset folder in the sidebar (or clear it for the demo dataset).")
+elif ctx.is_demo:
+    steps.append("For real data, put Pascal VOC somewhere (`python -m yolo.data download ROOT`, or a copy "
+                 "holding `VOCdevkit/VOC2007`, `VOC2012`) and enter that folder in the sidebar, or start "
+                 "with `YOLO_DATA=ROOT streamlit run dashboard/Home.py`.")
+if ctx.checkpoint is None:
+    steps.append("Train a model: the button above (demo), or `python train.py --preset voc --data ROOT` "
+                 "on a GPU machine; its checkpoints appear in the sidebar.")
+steps += [
+    "**Dataset**: browse images by split and class, class and box statistics, the data-check report.",
+    "**Augmentations**: what training sees: mosaic, transforms, the grid and the anchor cells.",
+    "**Training**: loss, accuracy and mAP curves of one or several runs.",
+    "**Detect** and **GradCAM**: run the model on a sample or an upload, and see where it looks.",
+    "**Evaluate**: per-class AP, PR curves, confusion matrix, and how thresholds move mAP.",
+]
+st.markdown("\n".join(f"1. {s}" for s in steps))

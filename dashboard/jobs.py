@@ -1,0 +1,210 @@
+"""The demo training as a background process that outlives page reruns and browser reloads.
+
+The dashboard starts exactly what a user would type (``python train.py --preset demo``) as a
+child process in its own process group, with its output going to a log file. The job's state
+lives on disk under ``<logs>/.dashboard/`` (``find_runs`` skips dot folders):
+
+    train.json   {"pid", "command", "started", "epochs", "log"}   written when the job starts
+    train.log    the process's stdout and stderr (Lightning's progress bar, one line per epoch)
+    train.rc     the exit code, once this server has seen the process end
+
+Progress is read from the log: the trainer prints ``epoch k/N | ...`` after each epoch and
+Lightning's bar prints ``Epoch e: p%`` inside one. Nothing here imports streamlit, so the
+functions are tested directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+JOB_DIR = ".dashboard"
+STATE_FILE, LOG_FILE, RC_FILE = "train.json", "train.log", "train.rc"
+DEMO_EPOCHS_FALLBACK = 12
+
+_EPOCH_DONE = re.compile(r"epoch (\d+)/(\d+) \|")
+_EPOCH_BAR = re.compile(r"Epoch (\d+):\s+(\d+)%")
+_RUN_FOLDER = re.compile(r"run folder: (.+)")
+# Our own children, so poll() can reap them (a finished child stays a zombie until waited for).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+@dataclass
+class JobStatus:
+    """What the page shows about the background training."""
+
+    state: str  # "none" (never started here), "running", "finished", "failed" or "stopped"
+    progress: float = 0.0  # 0..1
+    message: str = ""  # e.g. "epoch 4 of 12, 35% through it"
+    pid: int | None = None
+    returncode: int | None = None
+    started: float | None = None
+    log_tail: str = ""
+    run_folder: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def job_dir(logs_root: str | Path) -> Path:
+    return Path(logs_root) / JOB_DIR
+
+
+def demo_epochs() -> int:
+    """Epochs of the demo preset (read from the trainer so the bar's total cannot drift)."""
+    try:
+        from yolo.trainer import PRESETS
+
+        return int(PRESETS["demo"].get("epochs", DEMO_EPOCHS_FALLBACK))
+    except Exception:  # the trainer module failing to import must not break the Home page
+        return DEMO_EPOCHS_FALLBACK
+
+
+def demo_command(logs_root: str | Path, data_root: str | Path | None = None) -> list[str]:
+    """``python train.py --preset demo --log-dir LOGS [--data DEMO]``, with this interpreter."""
+    command = [sys.executable, str(REPO / "train.py"), "--preset", "demo", "--log-dir", str(logs_root)]
+    if data_root is not None:
+        command += ["--data", str(data_root)]
+    return command
+
+
+def start(logs_root: str | Path, command: list[str], epochs: int | None = None) -> JobStatus:
+    """Start ``command`` in the background (cwd = the repository); refuses if one is running."""
+    current = status(logs_root)
+    if current.running:
+        raise RuntimeError(f"a training job is already running (pid {current.pid})")
+    folder = job_dir(logs_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (RC_FILE, "stopped"):
+        (folder / stale).unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(folder / LOG_FILE, "wb") as log:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    _CHILDREN[proc.pid] = proc
+    state = {"pid": proc.pid, "command": command, "started": time.time(),
+             "epochs": int(epochs or demo_epochs()), "log": str(folder / LOG_FILE)}
+    tmp = folder / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, folder / STATE_FILE)
+    return status(logs_root)
+
+
+def _read_state(logs_root: str | Path) -> dict | None:
+    try:
+        state = json.loads((job_dir(logs_root) / STATE_FILE).read_text())
+        return state if isinstance(state, dict) and isinstance(state.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _returncode(pid: int, folder: Path) -> tuple[bool, int | None]:
+    """(alive, exit code if known) of the job's process."""
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        code = proc.poll()
+        if code is None:
+            return True, None
+        (folder / RC_FILE).write_text(str(code))
+        return False, code
+    try:
+        code = int((folder / RC_FILE).read_text().strip())
+        return False, code
+    except (OSError, ValueError):
+        pass
+    # Started by an earlier server process: look the pid up, and make sure it is still ours
+    # (a recycled pid belongs to some other program, whose command line lacks train.py).
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False, None
+    zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    return (not zombie and b"train.py" in cmdline), None
+
+
+def _tail(path: Path, limit: int = 64_000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def parse_progress(text: str, epochs: int) -> tuple[float, str]:
+    """(fraction done, a short message) from the training output seen so far."""
+    done = _EPOCH_DONE.findall(text)
+    bar = _EPOCH_BAR.findall(text.replace("\r", "\n"))
+    completed = int(done[-1][0]) if done else 0
+    total = int(done[-1][1]) if done else epochs
+    fraction, message = completed / max(total, 1), f"epoch {completed} of {total} done"
+    if bar:
+        epoch, percent = int(bar[-1][0]), int(bar[-1][1])
+        within = (epoch + percent / 100) / max(total, 1)
+        if within >= fraction:
+            fraction, message = within, f"epoch {epoch + 1} of {total}, {percent}% through it"
+    elif not done:
+        message = "starting: indexing the data and building the model"
+    return min(max(fraction, 0.0), 1.0), message
+
+
+def status(logs_root: str | Path) -> JobStatus:
+    """The job's state, progress and the last lines of its output. Never raises."""
+    state = _read_state(logs_root)
+    if state is None:
+        return JobStatus("none")
+    folder = job_dir(logs_root)
+    alive, code = _returncode(state["pid"], folder)
+    text = _tail(Path(state.get("log") or folder / LOG_FILE))
+    fraction, message = parse_progress(text, int(state.get("epochs") or DEMO_EPOCHS_FALLBACK))
+    lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()]
+    tail = "\n".join(lines[-15:])
+    found = _RUN_FOLDER.findall(text)
+    run_folder = found[-1].strip() if found else None
+    common = dict(pid=state["pid"], started=state.get("started"), log_tail=tail, run_folder=run_folder)
+    if alive:
+        return JobStatus("running", fraction, message, returncode=None, **common)
+    stopped = (folder / "stopped").exists()
+    if code == 0 or (code is None and run_folder):
+        return JobStatus("finished", 1.0, "training finished", returncode=code, **common)
+    if stopped:
+        return JobStatus("stopped", fraction, "stopped before the end", returncode=code, **common)
+    return JobStatus("failed", fraction, f"training stopped with exit code {code}", returncode=code, **common)
+
+
+def stop(logs_root: str | Path) -> bool:
+    """Stop the running job (SIGTERM to its process group, which this module created)."""
+    current = status(logs_root)
+    if not current.running or current.pid is None:
+        return False
+    (job_dir(logs_root) / "stopped").write_text(str(time.time()))
+    try:
+        os.killpg(current.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    proc = _CHILDREN.get(current.pid)
+    if proc is not None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(current.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    return True
+
+
+def forget(logs_root: str | Path) -> None:
+    """Clear a finished/failed job's record (the log stays until the next start)."""
+    if not status(logs_root).running:
+        for name in (STATE_FILE, RC_FILE, "stopped"):
+            (job_dir(logs_root) / name).unlink(missing_ok=True)

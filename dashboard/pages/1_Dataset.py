@@ -1,0 +1,100 @@
+"""Dataset: browse by split and class with ground truth drawn; class and box statistics; the
+data-check report with the problem files."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import common
+from yolo import viz
+from yolo.data.problems import KINDS
+
+PER_PAGE = 12
+
+ctx = common.page("Dataset", "Ground-truth boxes are dashed, labelled under the box. Statistics and "
+                             "the check report come from yolo.data.check, the same as "
+                             "`python -m yolo.data check PATH`.")
+common.require_dataset(ctx)
+choices = ctx.split_choices()
+left, right = st.columns([1, 3])
+spec = left.selectbox("Split", choices, index=choices.index(ctx.default_split("train") or choices[0]),
+                      key="ds_split")
+wanted = right.multiselect("Only images with these classes", ctx.classes, key="ds_classes",
+                           placeholder="every class")
+index = common.load_index(ctx, spec)
+boxes = common.box_table(ctx, spec)
+ids = list(index.ids)
+if wanted:
+    keep = set(boxes.loc[boxes["class"].isin(wanted), "image"])
+    ids = [i for i in ids if i in keep]
+
+browse, stats, check = st.tabs(["Browse", "Statistics", "Data check"])
+
+with browse:
+    if not ids:
+        st.info("No image of this split has the chosen classes; clear the class filter.")
+    else:
+        pages = (len(ids) - 1) // PER_PAGE + 1
+        a, b = st.columns([1, 3])
+        page_no = a.number_input(f"Page (of {pages})", 1, pages, 1, key="ds_page")
+        shown = ids[(page_no - 1) * PER_PAGE: page_no * PER_PAGE]
+        b.caption(f"{len(ids)} images; showing {len(shown)}.")
+        position = {image_id: i for i, image_id in enumerate(index.ids)}
+        samples = [common.load_sample(ctx, spec, position[i]) for i in shown]
+        thumbs = [viz.draw_ground_truth(s["image"], s["boxes"], s["labels"], class_names=ctx.classes)
+                  for s in samples]
+        st.image(viz.tile_images(thumbs, cols=4, captions=shown), width="stretch")
+        pick = st.selectbox("Look at one image", shown, key="ds_pick")
+        sample = samples[shown.index(pick)]
+        big, info = st.columns([3, 2])
+        big.image(viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"],
+                                        class_names=ctx.classes), caption=sample["path"], width="stretch")
+        height, width = sample["image"].shape[:2]
+        info.markdown(f"**{pick}** · {width} x {height} pixels · {len(sample['labels'])} objects")
+        info.dataframe(boxes.loc[boxes["image"] == pick, ["class", "x1", "y1", "x2", "y2", "difficult"]]
+                       .round(1), hide_index=True, width="stretch")
+
+with stats:
+    report = common.dataset_report(ctx, [spec])
+    split = report.splits[0]
+    m = st.columns(4)
+    m[0].metric("Images", split.images)
+    m[1].metric("Objects", split.objects)
+    m[2].metric("Difficult", split.difficult)
+    m[3].metric("Boxes per image (mean)", f"{split.boxes_per_image['mean']:.2f}")
+    per_class = pd.DataFrame({"class": list(ctx.classes),
+                              "objects": [split.objects_per_class[c] for c in ctx.classes],
+                              "images": [split.images_per_class[c] for c in ctx.classes]})
+    st.plotly_chart(px.bar(per_class.melt("class", var_name="count of", value_name="n"), x="class", y="n",
+                           color="count of", barmode="group", title="Objects and images per class"),
+                    width="stretch")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(px.histogram(boxes, x="relative_size", color="class", nbins=40,
+                                 title="Box size: sqrt(box area / image area)"), width="stretch")
+    c2.plotly_chart(px.histogram(boxes, x="aspect", color="class", nbins=40, log_x=False,
+                                 title="Box aspect ratio (width / height)"), width="stretch")
+    c3, c4 = st.columns(2)
+    c3.plotly_chart(px.scatter(boxes, x="width", y="height", color="class", opacity=0.5,
+                               title="Box width and height (pixels)"), width="stretch")
+    hist = pd.DataFrame({"boxes in the image": list(split.boxes_per_image_hist),
+                         "images": list(split.boxes_per_image_hist.values())})
+    c4.plotly_chart(px.bar(hist, x="boxes in the image", y="images", title="Boxes per image"),
+                    width="stretch")
+    st.caption("Box area buckets (COCO): " + ", ".join(f"{k} {v}" for k, v in split.box_area_buckets.items()))
+
+with check:
+    report = common.dataset_report(ctx, ctx.split_choices())
+    counts = report.problem_counts
+    if not counts:
+        st.success("No problems: every image and annotation of every split was read as it is.")
+    else:
+        (st.success if report.ok else st.warning)(
+            f"{sum(counts.values())} problems in {len(report.problems)} files. Nothing stops training: "
+            "each is skipped, dropped or repaired as shown.")
+        st.dataframe(pd.DataFrame([{"problem": k, "count": n, "action": KINDS[k][0], "meaning": KINDS[k][1]}
+                                   for k, n in counts.items()]), hide_index=True, width="stretch")
+        kinds = st.multiselect("Show files with", list(counts), key="ds_kinds", placeholder="every problem")
+        rows = pd.DataFrame([{"problem": p.kind, "action": p.action, "file": p.file, "detail": p.detail,
+                              "count": p.count} for p in report.problems if not kinds or p.kind in kinds])
+        st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption("Splits: " + ", ".join(f"{s.name} ({s.images} images, {s.objects} objects)" for s in report.splits))

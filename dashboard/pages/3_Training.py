@@ -1,0 +1,91 @@
+"""Training: curves from Lightning logs (metrics.csv and TensorBoard events, via yolo.logs), several
+runs compared, smoothing, log scale, the seed's accuracy targets; a run still writing is re-read."""
+
+import plotly.express as px
+import streamlit as st
+
+import common
+from yolo.config import ACCURACIES, LOSS_TOTAL, MAP50, metric_key
+from yolo.logs import epoch_table, find_runs, group_metrics, run_summary, seed_target, smooth_frame
+
+ctx = common.page("Training", "Curves of the runs under the logs folder "
+                              f"(`{common.logs_root()}`), read from metrics.csv and TensorBoard events.")
+common.training_panel(ctx, show_button=False)
+runs = [r for r in find_runs(ctx.logs_root) if r.has_metrics_csv or r.has_events]
+if not runs:
+    st.info(f"No run with logs in `{ctx.logs_root}` yet. Train the demo model (below, or "
+            "`python train.py --preset demo`) and its curves appear here while it trains.")
+    common.training_panel(ctx)
+    st.stop()
+
+labels = [r.label for r in runs]
+newest = [r.label for r in sorted(runs, key=lambda r: r.modified, reverse=True)[:3]]
+chosen = st.multiselect("Runs", labels, default=newest, key="tr_runs")
+if not chosen:
+    st.info("Choose at least one run.")
+    st.stop()
+selected = [r for r in runs if r.label in chosen]
+
+
+def curves() -> None:
+    frame, warnings = common.read_run_metrics(selected, ctx.logs_root)
+    for warning in warnings:
+        st.warning(warning)
+    if frame.empty:
+        st.info("These runs have not logged any value yet. A starting run writes its first rows after a "
+                "few steps; this view refreshes with the page.")
+        return
+    groups = group_metrics(frame["metric"])
+    every = [m for names in groups.values() for m in names]
+    preferred = [metric_key(s, k) for s in ("train", "val") for k in (LOSS_TOTAL, *ACCURACIES)] + [metric_key("val", MAP50)]
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    metrics = c1.multiselect("Metrics", every, default=[m for m in preferred if m in every] or every[:4],
+                             key="tr_metrics")
+    x_axis = c2.radio("x axis", ["step", "epoch"], key="tr_x")
+    per = c3.radio("Values", ["per epoch", "per step"], key="tr_kind",
+                   help="Metrics logged both ways (training loss, accuracies) can be shown either way")
+    log_y = c4.toggle("Log scale", key="tr_log")
+    weight = st.slider("Smoothing (TensorBoard's exponential moving average)", 0.0, 0.99, 0.6, 0.01,
+                       key="tr_smooth")
+    kinds = ("epoch", "plain") if per == "per epoch" else ("step", "plain")
+    shown = frame[frame["metric"].isin(metrics) & frame["kind"].isin(kinds)]
+    if x_axis == "epoch":
+        shown = shown[shown["epoch"].notna()]
+    shown = smooth_frame(shown, weight)
+    columns = st.columns(2)
+    for k, metric in enumerate(metrics):
+        data = shown[shown["metric"] == metric]
+        if data.empty:
+            columns[k % 2].caption(f"{metric}: nothing logged {per} yet.")
+            continue
+        fig = px.line(data, x=x_axis, y="smoothed", color="run", title=metric, log_y=log_y,
+                      labels={"smoothed": metric})
+        if weight > 0:
+            for trace in px.line(data, x=x_axis, y="value", color="run").data:
+                trace.update(opacity=0.25, showlegend=False)
+                fig.add_trace(trace)
+        target = seed_target(metric)
+        if target is not None:
+            fig.add_hline(y=target, line_dash="dash", line_color="gray",
+                          annotation_text=f"seed target {target:.0f}%")
+        columns[k % 2].plotly_chart(fig, width="stretch", key=f"tr_chart_{metric}")
+    st.subheader("Runs compared")
+    st.dataframe(run_summary(frame, monitor=metric_key("val", MAP50)), hide_index=True, width="stretch")
+    with st.expander("Per-epoch table"):
+        st.dataframe(epoch_table(frame), hide_index=True, width="stretch")
+
+
+live = common.jobs.status(ctx.logs_root).running
+auto = st.toggle("Refresh every 5 s", value=live, key="tr_live",
+                 help="For a run that is still training; each refresh re-reads its files")
+st.fragment(run_every=5.0 if auto else None)(curves)()
+
+with st.expander("Run configurations (config.yaml)"):
+    for run in selected:
+        st.markdown(f"**{run.label}** · `{run.path}`")
+        if run.config is not None:
+            st.json(run.config, expanded=False)
+        else:
+            st.caption("no readable config.yaml")
+        for warning in run.warnings:
+            st.warning(warning)

@@ -1,0 +1,63 @@
+"""GradCAM: where the model looks for a detection. Layer (any named layer), method, target (one
+detection, a class, all), opacity; and a per-layer sweep shown as a grid."""
+
+import streamlit as st
+
+import common
+from yolo import cam, viz
+
+ctx = common.page("GradCAM", "Class activation maps from pytorch-grad-cam through yolo.cam: the score "
+                             "explained is the objectness plus class logit of the chosen detections at "
+                             "their own scale, anchor and cell.")
+model = common.load_model(ctx)
+detector = model.detector
+picked = common.pick_image(ctx, "gc")
+if picked is None:
+    st.stop()
+conf, iou = common.threshold_sliders("gc", conf=0.25 if model.trained else 0.02)
+found, _, _ = common.predict(model, picked, conf, iou, None)
+
+c1, c2, c3 = st.columns(3)
+method = c1.selectbox("Method", list(cam.METHODS), key="gc_method")
+gradient_free = method in cam.GRADIENT_FREE
+modes = ["one detection", "a class", "all detections"]
+mode = c2.radio("Target", modes, key="gc_mode", disabled=gradient_free or not len(found),
+                help="EigenCAM needs no target" if gradient_free else None)
+target = None
+if not len(found) and not gradient_free:
+    st.warning("No detection to explain at this confidence threshold: lower it, or pick EigenCAM "
+               "(it needs no target).")
+    st.stop()
+if not gradient_free:
+    if mode == "one detection":
+        target = c3.selectbox("Detection", range(len(found)), key="gc_detection",
+                              format_func=lambda i: f"#{i}: {found.names[i]} {float(found.scores[i]):.2f}")
+    elif mode == "a class":
+        target = c3.selectbox("Class", sorted(set(found.names)), key="gc_class")
+
+layers = list(detector.model.named_layers())
+default_layer = cam.default_layer(detector, target)
+layer = st.selectbox("Layer", layers, index=layers.index(default_layer), key="gc_layer",
+                     help=f"Default: {default_layer}, the last 3x3 conv of the head that predicted the target")
+o1, o2 = st.columns(2)
+opacity = o1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="gc_opacity")
+inside = o2.toggle("Renormalise inside each box", key="gc_inside",
+                   help="Scale the map within every target box on its own, zero outside")
+
+rows = list(range(len(found))) if gradient_free or target is None else cam.chosen(found, target)
+boxes = found.boxes[rows] if len(found) else None
+heat = common.cam_maps(model, picked, conf, iou, [layer], method, target)[layer]
+picture = cam.overlay(picked.image, heat, opacity, boxes=boxes, renormalise=inside and boxes is not None)
+picture = common.draw(picture, found, detector.class_names)
+what = "every detection" if target is None else (f"detection #{target}" if isinstance(target, int) else f"class {target}")
+st.image(picture, caption=f"{method} at {layer}, explaining {what} · {model.label}", width="stretch")
+if not model.trained:
+    st.caption("Untrained weights: the map shows the mechanics, not learned evidence.")
+
+st.subheader("Per-layer sweep")
+if st.toggle(f"Compute the {len(cam.SWEEP_LAYERS)}-layer sweep (one forward and one backward pass)",
+             key="gc_sweep"):
+    maps = common.cam_maps(model, picked, conf, iou, list(cam.SWEEP_LAYERS), method, target)
+    tiles = [cam.overlay(picked.image, maps[name], opacity) for name in cam.SWEEP_LAYERS]
+    st.image(viz.tile_images(tiles, cols=5, captions=list(cam.SWEEP_LAYERS)), width="stretch",
+             caption="From the backbone (stage2) to the last 3x3 conv of each head")
