@@ -11,7 +11,13 @@ import pytest
 
 from yolo.data.__main__ import main as cli
 from yolo.data.check import check_dataset
-from yolo.data.demo import DEMO_CLASSES, demo_path, ensure_demo, is_demo_complete, write_demo
+from yolo.data.demo import (
+    DEMO_CLASSES,
+    demo_path,
+    ensure_demo,
+    is_demo_complete,
+    write_demo,
+)
 from yolo.data.download import DownloadError, download_voc, is_present
 from yolo.data.layout import detect_format, load_classes, resolve_sources
 

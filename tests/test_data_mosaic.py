@@ -15,8 +15,15 @@ from yolo.data.datamodule import build_index
 from yolo.data.datasets import DetectionDataset, EvalDataset
 from yolo.data.mosaic import TrainDataset, mosaic_layout
 from yolo.data.multiscale import MultiScaleBatchSampler
-from yolo.data.transforms import (FILL, AugConfig, boxes_from_letterbox, boxes_to_letterbox, eval_transforms,
-                                  letterbox, letterbox_params)
+from yolo.data.transforms import (
+    FILL,
+    AugConfig,
+    boxes_from_letterbox,
+    boxes_to_letterbox,
+    eval_transforms,
+    letterbox,
+    letterbox_params,
+)
 from yolo.data.voc import format_voc_xml
 
 LEVELS = (0, 85, 170, 255)
@@ -118,8 +125,7 @@ def test_mosaic_extremes_and_real_samples_follow_the_decision(colour_base):
 # ------------------------------------------------------------------- boxes after transforms
 def _pixels(box: np.ndarray) -> tuple[int, int, int, int]:
     """Pixel index range (x0, y0, x1, y1), inclusive, of the pixel centres inside ``box``."""
-    return (int(math.ceil(box[0] - 0.5)), int(math.ceil(box[1] - 0.5)),
-            int(math.floor(box[2] - 0.5)), int(math.floor(box[3] - 0.5)))
+    return (math.ceil(box[0] - 0.5), math.ceil(box[1] - 0.5), math.floor(box[2] - 0.5), math.floor(box[3] - 0.5))
 
 
 def _is_colour(image: np.ndarray, colour: np.ndarray) -> np.ndarray:
@@ -145,7 +151,7 @@ def _tight_iou(image: np.ndarray, box: np.ndarray, colour: np.ndarray) -> float:
     tight = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
     lt, rb = np.maximum(box[:2], tight[:2]), np.minimum(box[2:], tight[2:])
     inter = np.prod(np.clip(rb - lt, 0, None))
-    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])
     return float(inter / (area(box) + area(tight) - inter))
 
 

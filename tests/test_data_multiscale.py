@@ -64,7 +64,8 @@ def test_every_sample_once_per_epoch_without_drop_last():
 
 
 def _datamodule(root, tmp_path, **kw):
-    args = dict(batch_size=4, sizes=(320, 384), val_size=416, workers=0, cache_dir=tmp_path, progress=False, seed=3)
+    args = {"batch_size": 4, "sizes": (320, 384), "val_size": 416, "workers": 0, "cache_dir": tmp_path,
+            "progress": False, "seed": 3}
     args.update(kw)
     return VOCDataModule(root, train_sets=["demo/train"], val_sets=["demo/val"], **args)
 

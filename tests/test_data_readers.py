@@ -14,14 +14,19 @@ import pytest
 from yolo.config import VOC_CLASSES
 from yolo.data.datamodule import build_index
 from yolo.data.index import DetectionIndex, cache_file, load_or_build
-from yolo.data.kaggle import KaggleSource
-from yolo.data.layout import DataLayoutError, available_splits, default_splits, detect_format, resolve_sources
+from yolo.data.layout import (
+    DataLayoutError,
+    available_splits,
+    default_splits,
+    detect_format,
+    resolve_sources,
+)
 from yolo.data.voc import VOCSource, format_voc_xml, read_split_ids
 
 # From voc-mini's SOURCE.md: (images, objects) per split.
 EXPECTED = {"train": (960, 2735), "val": (255, 818), "test": (155, 498), "trainval": (1215, 3553)}
 _OBJ = re.compile(r"<object>.*?<name>(.*?)</name>.*?<xmin>(.*?)</xmin>.*?<ymin>(.*?)</ymin>"
-                  r".*?<xmax>(.*?)</xmax>.*?<ymax>(.*?)</ymax>", re.S)
+                  r".*?<xmax>(.*?)</xmax>.*?<ymax>(.*?)</ymax>", re.DOTALL)
 
 
 def xml_objects(year_dir: Path, ids):

@@ -30,7 +30,7 @@ _EXPORTS = {
     "write_demo": "demo", "ensure_demo": "demo", "demo_path": "demo", "DEMO_CLASSES": "demo",
     "check_dataset": "check", "DatasetReport": "check", "download_voc": "download",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -7,6 +7,7 @@ while reading (kind, file, detail, action), once per file even when splits overl
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,12 +104,12 @@ def split_stats(name: str, index: DetectionIndex) -> SplitStats:
     rel = np.sqrt(area / np.maximum(img_area, 1))
     edges = list(BOXES_PER_IMAGE_BINS) + [np.inf]
     hist = {}
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         label = str(lo) if hi == lo + 1 else (f"{lo}+" if hi == np.inf else f"{lo}-{int(hi) - 1}")
         hist[label] = int(((counts >= lo) & (counts < hi)).sum())
     q = (5, 25, 50, 75, 95)
     return SplitStats(
-        name=name, images=len(index), objects=int(len(index.labels)), difficult=int(index.difficult.sum()),
+        name=name, images=len(index), objects=len(index.labels), difficult=int(index.difficult.sum()),
         images_per_class={c: int(images_per[i]) for i, c in enumerate(classes)},
         objects_per_class={c: int(objects[i]) for i, c in enumerate(classes)},
         boxes_per_image={"min": float(counts.min()) if len(counts) else 0.0,

@@ -21,7 +21,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from yolo.data.collate import collate
 from yolo.data.datasets import DetectionDataset, EvalDataset, ImageCache
 from yolo.data.index import DetectionIndex, load_or_build
-from yolo.data.layout import DataLayoutError, default_splits, detect_format, load_classes, resolve_sources
+from yolo.data.layout import (
+    DataLayoutError,
+    default_splits,
+    detect_format,
+    load_classes,
+    resolve_sources,
+)
 from yolo.data.mosaic import TrainDataset
 from yolo.data.multiscale import MultiScaleBatchSampler, multiscale_sizes
 from yolo.data.problems import summarize

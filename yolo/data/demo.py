@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -82,7 +83,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of box a (4,) with boxes b (K, 4), xyxy."""
     lt, rb = np.maximum(a[:2], b[:, :2]), np.minimum(a[2:], b[:, 2:])
     inter = np.clip(rb - lt, 0, None).prod(axis=1)
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
     return inter / (area(a) + area(b) - inter)
 
 
@@ -136,7 +137,7 @@ def write_demo(out_dir: str | Path, n_train: int = 320, n_val: int = 80, n_test:
             for _ in range(n):
                 image_id = f"demo_{k:05d}"
                 image, objects = render_image(np.random.default_rng([seed, k]))
-                ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+                _, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
                 jpg.tofile(year / "JPEGImages" / f"{image_id}.jpg")
                 names = [DEMO_CLASSES[c] for c, _ in objects]
                 boxes = [(x0, y0, x1 + 1, y1 + 1) for _, (x0, y0, x1, y1) in objects]  # inclusive -> edges

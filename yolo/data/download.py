@@ -34,9 +34,10 @@ def is_present(root: str | Path, year: str, image_set: str) -> bool:
 
 
 def manual_instructions(root: str | Path, sets: Sequence[tuple[str, str]] = VOC_SETS) -> str:
-    lines = [f"Put a copy by hand: download these archives (or get them from a colleague/mirror, e.g. the "
+    first = (f"Put a copy by hand: download these archives (or get them from a colleague/mirror, e.g. the "
              f"Kaggle 'pascal-voc' copies) and extract them into {Path(root).expanduser()} so that "
-             f"{Path(root).expanduser() / 'VOCdevkit' / 'VOC2007' / 'Annotations'} etc. exist:"]
+             f"{Path(root).expanduser() / 'VOCdevkit' / 'VOC2007' / 'Annotations'} etc. exist:")
+    lines = [first]
     lines += [f"  {_archive(y, s)['url']}  (VOC{y} {s})" for y, s in sets]
     lines.append(f"  tar -xf <archive>.tar -C {Path(root).expanduser()}")
     lines.append(f"Then check it: python -m yolo.data check {Path(root).expanduser()}")

@@ -19,7 +19,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -377,5 +377,3 @@ def progress_iter(items: Sequence, desc: str, enabled: bool) -> Iterable:
 
     return tqdm(items, desc=desc, unit="img", leave=False)
 
-
-Builder = Callable[[bool], SourceIndex]

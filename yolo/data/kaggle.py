@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from yolo.data.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
-from yolo.data.index import Entry, SourceIndex, dir_stats, file_signature, progress_iter, sanitize_boxes
+from yolo.data.index import (
+    Entry,
+    SourceIndex,
+    dir_stats,
+    file_signature,
+    progress_iter,
+    sanitize_boxes,
+)
 from yolo.data.problems import Problem
 
 

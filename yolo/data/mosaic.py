@@ -31,9 +31,14 @@ from torch.utils.data import Dataset
 
 from yolo.data.datasets import DetectionDataset
 from yolo.data.multiscale import mix_seed
-from yolo.data.transforms import FILL, AugConfig, box_candidates, letterbox_params, place_image, train_transforms
-
-CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+from yolo.data.transforms import (
+    FILL,
+    AugConfig,
+    box_candidates,
+    letterbox_params,
+    place_image,
+    train_transforms,
+)
 
 
 def mosaic_layout(shapes: np.ndarray, size: int, centre: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

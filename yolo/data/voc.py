@@ -16,7 +16,14 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
 from yolo.data.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
-from yolo.data.index import Entry, SourceIndex, dir_stats, file_signature, progress_iter, sanitize_boxes
+from yolo.data.index import (
+    Entry,
+    SourceIndex,
+    dir_stats,
+    file_signature,
+    progress_iter,
+    sanitize_boxes,
+)
 from yolo.data.problems import Problem
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
@@ -128,7 +135,7 @@ def format_voc_xml(filename: str, width: int, height: int, names, boxes, difficu
     followed by the reader returns them exactly (for integer corners)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     difficult = np.zeros(len(boxes), bool) if difficult is None else np.asarray(difficult, bool)
-    num = lambda v: str(int(v)) if float(v).is_integer() else f"{v:.2f}"  # noqa: E731
+    num = lambda v: str(int(v)) if float(v).is_integer() else f"{v:.2f}"
     rows = []
     for name, (x1, y1, x2, y2), d in zip(names, boxes, difficult):
         rows.append(
