@@ -36,6 +36,18 @@ from yolo.data.transforms import AugConfig
 log = logging.getLogger(__name__)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available (Linux /proc/meminfo MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def worker_init(_: int) -> None:
     """DataLoader worker set-up: one OpenCV thread per worker (workers are the parallelism)."""
     cv2.setNumThreads(0)
@@ -144,7 +156,17 @@ class VOCDataModule(pl.LightningDataModule):
         index = self._index(stage)
         if train and not self.use_difficult:
             index = index.without_difficult()
-        cache = ImageCache(index, max_side).fill(max(1, self.workers), self.progress) if self.cache_ram else None
+        cache = None
+        if self.cache_ram:
+            cache = ImageCache(index, max_side)
+            available = available_memory()
+            if available is not None and cache.nbytes > 0.8 * available:
+                log.warning("cache_ram: %s images need %.1f GiB, only %.1f GiB of memory is available; "
+                            "not caching (lower the sizes or use fewer images)", stage,
+                            cache.nbytes / 2**30, available / 2**30)
+                cache = None
+            else:
+                cache.fill(max(1, self.workers), self.progress)
         return DetectionDataset(index, cache)
 
     def setup(self, stage: str | None = None) -> None:

@@ -136,7 +136,7 @@ class TrainDataset(Dataset):
         """A whole batch of keys (the DataLoader's batched fetch): images decoded once per batch."""
         keys = [tuple(k) if isinstance(k, (tuple, list)) else (int(k), self.size) for k in keys]
         keys = [(int(k[0]), int(k[1]), int(k[2]) if len(k) > 2 else mix_seed(self.seed, k[0], k[1])) for k in keys]
-        pool: dict[int, tuple[int, np.ndarray]] = {}
+        pool: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
         mates = sorted({k[0] for k in keys})
         use_batch = self._partner_mode(keys[0][1]) == "batch" and len(mates) >= 4
         return [self.sample(i, size, seed, pool=pool, mates=mates if use_batch else None)
@@ -153,7 +153,8 @@ class TrainDataset(Dataset):
         """The training sample for (index, size, seed).
 
         ``mosaic`` forces the choice and ``augment=False`` stops before ``train_transforms`` (the
-        dashboard shows both). ``pool`` caches decoded images across calls; ``mates`` (at least 4
+        dashboard shows both). ``pool`` caches decoded images across calls ({(index, size):
+        (index used, image)}); ``mates`` (at least 4
         distinct indices, including ``index``) restricts mosaic partners to them.
         """
         if size % 32:
@@ -194,9 +195,9 @@ class TrainDataset(Dataset):
         pool = {} if pool is None else pool
         images, used = [], []
         for i in parts:
-            if i not in pool:
-                pool[i] = self.base.load_image(i, size)
-            j, image = pool[i]
+            if (i, size) not in pool:
+                pool[i, size] = self.base.load_image(i, size)
+            j, image = pool[i, size]
             images.append(image)
             used.append(j)
         idx = self.base.index
