@@ -1,8 +1,10 @@
 """``VOCDataModule``: datasets and loaders for training, validation, test and prediction.
 
 Distributed training: the training loader's ``MultiScaleBatchSampler`` shards indices by rank
-itself and keeps the batch size (image size) identical across ranks, so the Trainer must be
-created with ``use_distributed_sampler=False`` (otherwise Lightning would replace the sampler).
+itself (rank and world size from ``self.trainer``) and keeps the batch size (image size)
+identical across ranks, so the Trainer must be created with ``use_distributed_sampler=False``
+(otherwise Lightning would replace the sampler). Lightning's per-epoch ``set_epoch`` reaches it
+through ``loader.batch_sampler.sampler`` (new shuffle and sizes every epoch).
 Validation/test/predict loaders shard with ``DistributedSampler(shuffle=False)`` when
 world_size > 1 (a few samples may repeat to even out the ranks, as usual).
 """
