@@ -1,0 +1,395 @@
+"""The Streamlit dashboard through ``streamlit.testing.v1.AppTest``: every page on a fresh clone (the
+demo dataset, no checkpoint) and on voc-mini with a tiny checkpoint, and the widgets that must act.
+
+Every test points the app at temporary folders through environment variables (YOLO_DATA,
+YOLO_DEMO, YOLO_LOGS, YOLO_CHECKPOINT, YOLO_CACHE_DIR), so nothing is written into the repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from yolo.checkpoint import save_weights  # noqa: E402
+from yolo.model import YOLOv3  # noqa: E402
+from yolo.runs import write_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DASHBOARD = REPO / "dashboard"
+PAGES = {
+    "Dataset": "pages/1_Dataset.py",
+    "Augmentations": "pages/2_Augmentations.py",
+    "Training": "pages/3_Training.py",
+    "Detect": "pages/4_Detect.py",
+    "GradCAM": "pages/5_GradCAM.py",
+    "Evaluate": "pages/6_Evaluate.py",
+}
+ENV = ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR")
+
+
+# ------------------------------------------------------------------------------------ helpers
+def open_page(page: str = "Home", timeout: float = 120) -> AppTest:
+    """Run Home, then switch to ``page`` (the way a user gets there)."""
+    at = AppTest.from_file(str(DASHBOARD / "Home.py"), default_timeout=timeout).run()
+    assert_clean(at)
+    if page != "Home":
+        at.switch_page(PAGES[page]).run()
+        assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, "\n".join(e.message + "\n" + "\n".join(e.stack_trace) for e in at.exception)
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [e.value for e in getattr(at, kind)]
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as dicts."""
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def plotly_array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly 6's typed array {"dtype", "bdata", "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return flat.reshape([int(v) for v in str(shape).split(",")]) if shape else flat
+    return np.asarray(value)
+
+
+def image_urls(at: AppTest) -> list[str]:
+    """Media URLs of every st.image; they are content hashes, so a changed picture changes them."""
+    return [url for element in at.image for url in element.value]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+# ------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """Where the app writes the demo dataset (not written yet: the first page does it)."""
+    return tmp_path_factory.mktemp("demo") / "demo"
+
+
+@pytest.fixture(scope="session")
+def index_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("index-cache")
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path, demo_root, index_cache) -> Path:
+    """A fresh clone: no dataset (the demo default), no runs, no checkpoint. Returns the logs dir."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("YOLO_DEMO", str(demo_root))
+    monkeypatch.setenv("YOLO_LOGS", str(tmp_path / "logs"))
+    monkeypatch.setenv("YOLO_CACHE_DIR", str(index_cache))
+    return tmp_path / "logs"
+
+
+def _metrics_csv(path: Path, epochs: int, offset: float, torn: bool = False) -> None:
+    rows = []
+    for e in range(epochs):
+        for s in range(4):
+            rows.append({"epoch": e, "step": e * 4 + s, "train/loss_step": 30 - e - s * 0.1 + offset})
+        rows.append({"epoch": e, "step": e * 4 + 3, "train/loss_epoch": 29 - e + offset,
+                     "val/loss": 31 - e + offset, "val/class_acc": 40 + 5 * e, "val/obj_acc": 50 + 4 * e,
+                     "val/noobj_acc": 90 + e, "val/map50": 0.1 * e + offset / 100})
+    text = pd.DataFrame(rows).to_csv(index=False)
+    if torn:  # a run still writing: a malformed row, then a last line without its newline
+        text += "1,2\n" + "5,21,28.5"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> Path:
+    """A logs folder: run tiny/version_0 with a random width-0.25 VOC checkpoint (input 256) and
+    metrics, tiny/version_1 with metrics only, and broken/version_0 with a half-written CSV."""
+    logs = tmp_path_factory.mktemp("logs")
+    run = logs / "tiny" / "version_0"
+    torch.manual_seed(0)
+    save_weights(YOLOv3(20, 0.25), run / "checkpoints" / "best-epoch=000.ckpt")
+    write_config(run, {"val_size": 256, "width": 0.25, "preset": None})
+    _metrics_csv(run / "metrics.csv", 3, 0.0)
+    _metrics_csv(logs / "tiny" / "version_1" / "metrics.csv", 2, 2.0)
+    _metrics_csv(logs / "broken" / "version_0" / "metrics.csv", 2, 1.0, torn=True)
+    return logs
+
+
+@pytest.fixture
+def voc(monkeypatch, voc_mini, tiny_runs, index_cache) -> Path:
+    """voc-mini as the dataset, the tiny checkpoint found under the logs folder."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("YOLO_DATA", str(voc_mini))
+    monkeypatch.setenv("YOLO_LOGS", str(tiny_runs))
+    monkeypatch.setenv("YOLO_CACHE_DIR", str(index_cache))
+    return tiny_runs
+
+
+# ------------------------------------------------------------------------------------ fresh clone
+def test_home_on_a_fresh_clone_writes_the_demo_and_offers_training(fresh, demo_root):
+    at = open_page("Home")
+    assert (demo_root / "classes.txt").is_file(), "the demo dataset is written on first use"
+    assert any("built-in demo dataset" in t for t in texts(at, "success"))
+    assert any("No runs yet" in t for t in texts(at, "info"))
+    assert any("No checkpoint yet" in t for t in texts(at, "warning"))
+    assert at.button(key="train_demo").label == "Train the demo model"
+    assert at.selectbox[0].label == "Checkpoint" and at.selectbox[0].value == "(none)"
+    assert not (fresh / "demo").exists(), "nothing is trained until the button is pressed"
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_does_something_on_a_fresh_clone(fresh, page):
+    at = open_page(page)
+    if page in ("Detect", "GradCAM", "Evaluate"):
+        assert any("No trained checkpoint yet" in t for t in texts(at, "info")), "says how to get a model"
+        assert at.toggle(key="untrained").value, "an untrained model shows the mechanics meanwhile"
+    if page == "Dataset":
+        assert image_urls(at) and len(charts(at)) >= 4
+        assert any("No problems" in t for t in texts(at, "success"))
+    elif page == "Augmentations":
+        assert len(image_urls(at)) == 5  # sources, letterbox, mosaic, mosaic + transforms, grid
+        cells = at.dataframe[0].value
+        assert (cells["state"] == "assigned").any() and set(cells["stride"]) <= {8, 16, 32}
+    elif page == "Training":
+        assert any("No run with logs" in t for t in texts(at, "info"))
+        assert at.button(key="train_demo")
+    elif page == "Detect":
+        assert image_urls(at) and metric(at, "Model forward").endswith("ms")
+    elif page == "GradCAM":
+        assert len(image_urls(at)) == 1 and "GradCAM at" in at.image[0].captions[0]
+    elif page == "Evaluate":
+        at.number_input(key="ev_limit").set_value(8).run()
+        at.button(key="ev_run").click().run()
+        assert_clean(at)
+        assert metric(at, "mAP@0.5") not in ("",) and len(charts(at)) >= 4
+        assert list((fresh / ".dashboard" / "predictions").glob("*.pt")), "predictions saved once"
+
+
+# ------------------------------------------------------------------------------------ voc-mini
+@pytest.mark.parametrize("page", ["Home", *PAGES])
+def test_every_page_renders_on_voc_mini_with_a_tiny_checkpoint(voc, page):
+    at = open_page(page)
+    assert at.selectbox(key="_w_checkpoint_choice").value == "tiny/version_0 · best-epoch=000.ckpt"
+    if page == "Home":
+        assert any("voc" in t and "20 classes" in t for t in texts(at, "success"))
+        assert at.dataframe[0].value["run"].tolist() == ["broken/version_0", "tiny/version_0", "tiny/version_1"]
+    elif page == "Dataset":
+        assert metric(at, "Images") == "960"  # train split of voc-mini
+    elif page == "Detect":
+        assert image_urls(at) and "best-epoch=000.ckpt" in at.image[0].captions[0]
+    elif page == "GradCAM":  # random weights score about 0.03: nothing to explain at 0.25
+        assert any("No detection to explain" in t for t in texts(at, "warning"))
+    elif page == "Evaluate":
+        assert at.button(key="ev_run")
+
+
+def test_detect_sliders_and_class_filter_change_the_drawn_detections(voc):
+    at = open_page("Detect")
+    at.slider(key="det_conf").set_value(0.01).run()
+    low, low_urls = int(metric(at, "Detections")), image_urls(at)
+    assert low > 0
+    top_class = at.dataframe[0].value["class"].mode()[0]
+    at.slider(key="det_conf").set_value(0.6).run()
+    assert int(metric(at, "Detections")) < low and image_urls(at) != low_urls
+    at.slider(key="det_conf").set_value(0.01).run()
+    assert image_urls(at) == low_urls, "back to the same detections without re-running the model"
+    at.slider(key="det_iou").set_value(0.1).run()
+    assert image_urls(at) != low_urls, "another NMS IoU keeps other boxes"
+    at.slider(key="det_iou").set_value(0.45)
+    at.multiselect(key="det_classes").set_value([top_class]).run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert len(table) > 0 and set(table["class"]) == {top_class}
+    absent = next(c for c in ("person", "dog", "car", "cat", "bird") if c != top_class)
+    at.multiselect(key="det_classes").set_value([absent]).run()  # random weights never argmax it
+    shown = at.dataframe[0].value
+    assert set(shown["class"]) <= {absent} and len(shown) < len(table)
+    assert "match" in table.columns  # compared with voc-mini's ground truth
+
+
+def test_detect_uploads_bad_huge_and_good_images(fresh):
+    at = open_page("Detect")
+    at.radio(key="_w_image_source").set_value("Upload").run()
+    at.file_uploader(key="det_upload").upload("notes.jpg", b"this is not a picture", "image/jpeg").run()
+    assert_clean(at)
+    assert any("is not an image that can be read" in t for t in texts(at, "error"))
+    at.file_uploader(key="det_upload").set_value(("huge.jpg", b"\xff" * (21 * 2**20), "image/jpeg")).run()
+    assert any("the limit is 20 MB" in t for t in texts(at, "error"))
+    ok, png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    at.file_uploader(key="det_upload").set_value(("photo.png", png.tobytes(), "image/png")).run()
+    assert_clean(at)
+    assert not texts(at, "error") and "photo.png" in at.image[0].captions[0]
+
+
+def test_gradcam_layer_method_and_sweep_change_the_map(voc):
+    at = open_page("GradCAM")
+    at.slider(key="gc_conf").set_value(0.01).run()
+    assert_clean(at)
+    before = image_urls(at)
+    at.selectbox(key="gc_layer").set_value("stage4").run()
+    assert image_urls(at) != before and "at stage4" in at.image[0].captions[0]
+    at.slider(key="gc_opacity").set_value(0.9).run()
+    after_opacity = image_urls(at)
+    assert after_opacity[0] != before[0]
+    at.toggle(key="gc_sweep").set_value(True).run()
+    assert_clean(at)
+    assert len(at.image) == 2 and "backbone" in at.image[1].captions[0]
+    at.slider(key="gc_conf").set_value(0.99)
+    at.selectbox(key="gc_method").set_value("EigenCAM").run()
+    assert_clean(at)  # gradient-free: needs no detection
+    assert "EigenCAM" in at.image[0].captions[0]
+
+
+def _traces(at: AppTest, title: str) -> set[str]:
+    figure = next(c for c in charts(at) if c["layout"]["title"]["text"] == title)
+    return {t["name"] for t in figure["data"] if t.get("showlegend", True) is not False}
+
+
+def test_training_runs_selection_smoothing_and_half_written_logs(voc):
+    at = open_page("Training")
+    assert_clean(at)
+    assert any("last line incomplete" in t for t in texts(at, "warning")), "a torn CSV is a warning"
+    at.multiselect(key="tr_runs").set_value(["tiny/version_0"]).run()
+    assert _traces(at, "val/loss") == {"tiny/version_0"}
+    at.multiselect(key="tr_runs").set_value(["tiny/version_0", "tiny/version_1"]).run()
+    assert _traces(at, "val/loss") == {"tiny/version_0", "tiny/version_1"}
+    figure = next(c for c in charts(at) if c["layout"]["title"]["text"] == "val/class_acc")
+    assert any(s.get("y0") == 75.0 for s in figure["layout"]["shapes"]), "the seed target is drawn"
+    smooth = [plotly_array(t["y"]).tolist() for t in figure["data"]]
+    at.slider(key="tr_smooth").set_value(0.0)
+    at.toggle(key="tr_log").set_value(True).run()
+    figure = next(c for c in charts(at) if c["layout"]["title"]["text"] == "val/class_acc")
+    assert figure["layout"]["yaxis"]["type"] == "log"
+    assert [plotly_array(t["y"]).tolist() for t in figure["data"]] != smooth
+
+
+def test_evaluate_predicts_once_then_thresholds_move_the_numbers(voc):
+    at = open_page("Evaluate")
+    at.number_input(key="ev_limit").set_value(12).run()
+    at.button(key="ev_run").click().run()
+    assert_clean(at)
+    at.slider(key="ev_conf").set_value(0.0).run()
+    cm_low = plotly_array(next(c for c in charts(at) if "Confusion" in c["layout"]["title"]["text"])["data"][0]["z"])
+    at.slider(key="ev_conf").set_value(0.9).run()
+    cm_high = plotly_array(next(c for c in charts(at) if "Confusion" in c["layout"]["title"]["text"])["data"][0]["z"])
+    assert cm_low[-1].sum() > cm_high[-1].sum(), "fewer false detections at 0.9"
+    assert cm_low[:-1, -1].sum() <= cm_high[:-1, -1].sum(), "as many or more objects missed"
+    assert any("Best F1" in t for t in texts(at, "success"))
+    assert len(at.dataframe[-1].value) <= 12  # errors per image, worst first
+    again = open_page("Evaluate")  # a new session: the saved predictions are reused
+    again.number_input(key="ev_limit").set_value(12).run()
+    assert "ev_run" not in [b.key for b in again.button] and "mAP@0.5" in [m.label for m in again.metric]
+
+
+# ------------------------------------------------------------------------------------ robustness
+def test_a_bad_checkpoint_gives_a_message_not_a_traceback(fresh, tmp_path, monkeypatch):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    bad = tmp_path / "evil.ckpt"
+    torch.save({"model": Payload()}, bad)
+    monkeypatch.setenv("YOLO_CHECKPOINT", str(bad))
+    at = open_page("Detect")
+    assert any("Cannot use" in t and "refused" in t for t in texts(at, "error"))
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("YOLO_CHECKPOINT", str(tmp_path / "junk.ckpt"))
+    at = open_page("GradCAM")
+    assert any("Cannot use" in t for t in texts(at, "error"))
+
+
+def test_a_folder_that_is_not_a_dataset_is_explained(fresh, tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLO_DATA", str(tmp_path))
+    at = open_page("Dataset")
+    assert any("neither a VOCdevkit nor a Kaggle-layout dataset" in t for t in texts(at, "error"))
+
+
+def test_streamlit_config_serves_localhost_with_an_upload_limit():
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    assert config["server"]["maxUploadSize"] == 20
+    assert config["server"]["headless"] is True
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+# ------------------------------------------------------------------------------------ the demo job
+@pytest.fixture
+def jobs_module():
+    sys.path.insert(0, str(DASHBOARD))
+    try:
+        import jobs
+    finally:
+        sys.path.remove(str(DASHBOARD))
+    return jobs
+
+
+FAKE_TRAINING = ("import time\n"
+                 "for e in range(3):\n"
+                 "    print(f'Epoch {e}:  50%|#####     | 10/20', flush=True)\n"
+                 "    print(f'epoch {e + 1}/3 | train loss 1.0', flush=True)\n"
+                 "time.sleep(60)\n")
+
+
+def test_progress_is_parsed_from_the_training_output(jobs_module):
+    assert jobs_module.parse_progress("", 12)[0] == 0.0
+    fraction, message = jobs_module.parse_progress("epoch 3/12 | loss\r\nEpoch 3:  50%|###", 12)
+    assert fraction == pytest.approx(3.5 / 12) and "epoch 4 of 12" in message
+    assert jobs_module.parse_progress("epoch 12/12 | done", 12)[0] == 1.0
+
+
+def test_job_lifecycle_finished_failed_stopped(jobs_module, tmp_path):
+    ok = [sys.executable, "-c", "print('epoch 1/1 | x'); print('run folder: logs/demo/version_0')"]
+    jobs_module.start(tmp_path, ok, epochs=1)
+    jobs_module._CHILDREN[jobs_module.status(tmp_path).pid].wait(timeout=30)
+    done = jobs_module.status(tmp_path)
+    assert done.state == "finished" and done.returncode == 0 and done.run_folder == "logs/demo/version_0"
+    jobs_module.start(tmp_path, [sys.executable, "-c", "raise SystemExit(3)"])
+    jobs_module._CHILDREN[jobs_module.status(tmp_path).pid].wait(timeout=30)
+    assert jobs_module.status(tmp_path).state == "failed" and jobs_module.status(tmp_path).returncode == 3
+    jobs_module.start(tmp_path, [sys.executable, "-c", FAKE_TRAINING], epochs=3)
+    with pytest.raises(RuntimeError, match="already running"):
+        jobs_module.start(tmp_path, [sys.executable, "-c", FAKE_TRAINING])
+    assert jobs_module.stop(tmp_path)
+    assert jobs_module.status(tmp_path).state == "stopped"
+
+
+def test_home_button_starts_background_training_with_live_progress(fresh, jobs_module, monkeypatch):
+    monkeypatch.setattr(jobs_module, "demo_command", lambda logs, data=None: [sys.executable, "-c", FAKE_TRAINING])
+    at = open_page("Home")
+    at.button(key="train_demo").click().run()
+    assert_clean(at)
+    status = jobs_module.status(fresh)
+    assert status.running and (fresh / ".dashboard" / "train.json").is_file()
+    for _ in range(100):  # the fake prints its three epochs at once
+        if jobs_module.status(fresh).progress == 1.0:
+            break
+        time.sleep(0.1)
+    at = open_page("Home")  # a new session (browser reload) still sees the job
+    assert any("Training the demo model" in p.proto.text for p in at.get("progress"))
+    assert "train_demo" not in [b.key for b in at.button], "no second job while one runs"
+    at.button(key="stop_demo").click().run()
+    assert_clean(at)
+    assert jobs_module.status(fresh).state == "stopped"
+    assert any("stopped" in t for t in texts(at, "warning"))
