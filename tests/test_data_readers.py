@@ -199,3 +199,21 @@ def test_class_list_from_classes_txt(tmp_path):
     assert load_classes(tmp_path) == VOC_CLASSES
     index = DetectionIndex.from_sources([load_or_build(VOCSource(root / "VOCdevkit" / "VOCx", "train"), tmp_path / "c", False)], ("cat",))
     assert len(index.labels) == 0 and {p.kind for p in index.problems} == {"unknown_class", "no_objects"}
+
+
+def test_difficult_objects_train_option_and_eval_flags(tmp_path):
+    from yolo.data.datamodule import VOCDataModule
+
+    year = tmp_path / "d" / "VOCdevkit" / "VOC2099"
+    _write_tiny_voc(year, n=4)
+    (year / "Annotations" / "im0.xml").write_text(
+        format_voc_xml("im0.jpg", 60, 40, ["dog", "dog"], [[5, 5, 20, 30], [30, 1, 59, 39]], difficult=[False, True]))
+    (year / "ImageSets" / "Main" / "val.txt").write_text("im0\n")
+    kw = {"train_sets": ["train"], "val_sets": ["val"], "classes": ["dog"], "batch_size": 4, "sizes": (64,),
+          "val_size": 64, "workers": 0, "cache_dir": tmp_path / "c", "progress": False, "mosaic_p": 0.0}
+    for use_difficult, expected in ((False, 4), (True, 5)):
+        dm = VOCDataModule(tmp_path / "d", use_difficult=use_difficult, **kw)
+        dm.setup("fit")
+        assert len(dm.datasets["train"].base.index.labels) == expected
+        val = next(iter(dm.val_dataloader()))
+        assert val["difficult"].tolist() == [False, True]  # evaluation always keeps them, flagged
