@@ -62,6 +62,19 @@ def measure(make_loader, limit: int, repeats: int) -> dict[str, float]:
             "cpu_median": statistics.median(cpu), "cpu_runs": cpu}
 
 
+def profile(make_loader, limit: int, top: int = 18) -> None:
+    """Where the CPU time goes (cProfile on process time; profiling itself adds overhead)."""
+    import cProfile
+    import pstats
+
+    run_epoch(make_loader(99), 64)
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    run_epoch(make_loader(0), limit)
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", default=os.environ.get("VOC_MINI", str(DEFAULT_ROOT)), help="voc-mini folder")
@@ -72,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=960, help="samples per timed run (default 960, one epoch)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration; the median is reported")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/data.json")
+    p.add_argument("--profile", action="store_true", help="also print the top functions by CPU time (cProfile), no cache")
     args = p.parse_args(argv)
 
     cv2.setNumThreads(0)
@@ -100,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
         return make
 
+    if args.profile:
+        profile(train_loader(DetectionDataset(index)), limit)
     rows, results = [], {}
     plain = measure(train_loader(DetectionDataset(index)), limit, args.repeats)
     results["train, no cache"] = plain
