@@ -184,7 +184,9 @@ class YoloLitModule(pl.LightningModule):
                        "learning rate or check the data (python -m yolo.data check PATH)")
             self.trainer.should_stop = True
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the EMA update (before any callback can checkpoint the step)."""
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None and self.nonfinite_streak == 0:
             self.ema.update(self.model)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, metric_key,
 )
 from yolo.runs import resolve_resume, run_dir, truncate_metrics, write_config
+
+
+# The run version shared by all processes of one run (set it on every node for multi-node DDP).
+VERSION_ENV = "YOLO_RUN_VERSION"
 
 
 @dataclass
@@ -78,7 +83,7 @@ PRESETS: dict[str, dict] = {
     "voc": {},
     # The synthetic demo dataset and a small model: a few CPU minutes.
     "demo": dict(
-        train_sets=["demo/train"], val_sets=["demo/val"], epochs=12, batch_size=16, min_size=224,
+        train_sets=["train"], val_sets=["val"], epochs=12, batch_size=16, min_size=224,
         max_size=320, val_size=256, mosaic=0.5, width=0.25, lr=3e-3, ema=True, ema_decay=0.998,
         workers=2, name="demo", checkpoint_every=100, precision="32-true",
     ),
@@ -133,7 +138,10 @@ class ResumableCSVLogger(CSVLogger):
 class ImagesPerSecond(Callback):
     """Training throughput (images/s over the epoch's batches, data wait included)."""
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def __init__(self) -> None:
+        self._images, self._start = 0, time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # not called on a mid-epoch resume
         self._images, self._start = 0, time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -183,7 +191,7 @@ class SizeTrace(Callback):
 
 
 def build_datamodule(config: TrainConfig):
-    from yolo.data import VOCDataModule
+    from yolo.data.datamodule import VOCDataModule
 
     return VOCDataModule(
         roots=config.data, format=config.format, train_sets=config.train_sets,
@@ -210,13 +218,20 @@ def fit(config: TrainConfig) -> Path:
     config = resolve(config)
     pl.seed_everything(config.seed, workers=True)
     ckpt_path, version = resolve_resume(config.log_dir, config.name, config.resume)
+    # DDP: Lightning re-runs this script for ranks > 0 with the parent's environment, so the
+    # version chosen by the first process travels in an environment variable.
+    child = int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+    if os.environ.get(VERSION_ENV):
+        version = int(os.environ[VERSION_ENV])
+    os.environ[VERSION_ENV] = str(version)
     directory = run_dir(config.log_dir, config.name, version)
-    if ckpt_path is not None:
+    if ckpt_path is not None and not child:
         step = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"])
         dropped = truncate_metrics(directory / "metrics.csv", step)
         print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
               file=sys.stderr)
-    write_config(directory, dataclasses.asdict(config))
+    if not child:
+        write_config(directory, dataclasses.asdict(config))
 
     datamodule = build_datamodule(config)
     datamodule.prepare_data()

@@ -1,0 +1,130 @@
+"""train.py end to end: flags, a 2-process DDP run, kill -9 and resume. Subprocesses, CPU only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from train import build_parser, config_from_args
+from yolo.data.demo import write_demo
+from yolo.runs import resolve_resume, truncate_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory) -> Path:
+    return write_demo(tmp_path_factory.mktemp("data") / "demo", n_train=24, n_val=8, n_test=4, seed=3)
+
+
+def train_cmd(data: Path, logs: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "train.py"), "--preset", "demo", "--data", str(data),
+            "--log-dir", str(logs), "--workers", "0", "--batch-size", "4", "--min-size", "128",
+            "--max-size", "192", "--val-size", "128", "--precision", "32-true", *extra]
+
+
+def run(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def test_help_documents_every_flag():
+    text = build_parser().format_help()
+    for action in build_parser()._actions:
+        if action.help == "==SUPPRESS==" or not action.option_strings:
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+    assert "--resume" in text and "--strategy" in text and "--width" in text
+
+
+def test_preset_then_flags_override():
+    config = config_from_args(["--preset", "demo", "--epochs", "3", "--width", "0.5", "--ema", "false"])
+    assert config.epochs == 3 and config.width == 0.5 and config.ema is False
+    assert config.name == "demo" and config.preset == "demo" and config.max_size == 320
+    voc = config_from_args(["--preset", "voc", "--data", "/x"])
+    assert voc.epochs == 40 and voc.val_size == 416 and voc.mosaic == 0.75 and voc.data == ["/x"]
+
+
+def test_resolve_resume_and_truncate(tmp_path):
+    assert resolve_resume(tmp_path, "r", None) == (None, 0)
+    ckpt = tmp_path / "r" / "version_3" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    assert resolve_resume(tmp_path, "r", "auto") == (ckpt, 3)
+    assert resolve_resume(tmp_path, "r", str(ckpt)) == (ckpt, 3)
+    with pytest.raises(FileNotFoundError, match="--resume auto"):
+        resolve_resume(tmp_path, "r", str(tmp_path / "missing.ckpt"))
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("epoch,step,train/loss\n0,4,1.0\n0,9,0.9\n1,14,0.8\n1,19,0.")  # torn last line
+    assert truncate_metrics(csv, 9) == 1
+    assert pd.read_csv(csv)["step"].tolist() == [4, 9]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_same_sizes(tiny_demo, tmp_path):
+    logs = tmp_path / "logs"
+    run(train_cmd(tiny_demo, logs, "--epochs", "1", "--devices", "2", "--strategy", "ddp",
+                  "--accelerator", "cpu", "--limit-val-batches", "2", "--trace-sizes", "--name", "ddp"))
+    version = logs / "ddp" / "version_0"
+    sizes = [(version / f"sizes_rank{r}.txt").read_text().split("\n") for r in (0, 1)]
+    assert sizes[0] == sizes[1] and len([s for s in sizes[0] if s]) == 3  # 24 images / 2 ranks / 4
+    used = {int(line.split()[1]) for line in sizes[0] if line}
+    assert used <= {128, 160, 192}
+    df = pd.read_csv(version / "metrics.csv")
+    val_rows = df.dropna(subset=["val/loss"])
+    assert len(val_rows) == 1  # logged once, by rank zero, for the one epoch
+    assert "val/map50" in df.columns
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
+    logs = tmp_path / "logs"
+    cmd = train_cmd(tiny_demo, logs, "--epochs", "3", "--checkpoint-every", "2", "--name", "kill")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ckpt_dir = logs / "kill" / "version_0" / "checkpoints"
+    # wait until last.ckpt is from inside the second epoch (6 steps per epoch), then kill -9
+    start = time.time()
+    while True:
+        last = ckpt_dir / "last.ckpt"
+        if last.exists():
+            try:
+                step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+            except Exception:
+                step = -1
+            if step >= 8:  # inside epoch 2 (steps 6..11)
+                break
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() - start < 500
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert 8 <= killed_at < 18
+
+    result = run(train_cmd(tiny_demo, logs, "--epochs", "3", "--checkpoint-every", "2", "--name", "kill",
+                           "--resume", "auto"))
+    assert "resuming from" in result.stderr
+    assert not (logs / "kill" / "version_1").exists()  # the same version folder continued
+    final = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert final["epoch"] == 2 and final["global_step"] == 18  # 3 epochs x 6 steps
+    # optimiser, scheduler and EMA continued from the checkpoint, not from scratch
+    adam_steps = {int(s["step"]) for s in final["optimizer_states"][0]["state"].values()}
+    assert adam_steps == {18}
+    assert final["lr_schedulers"][0]["last_epoch"] == 18
+    assert int(final["state_dict"]["ema.updates"]) == 18
+    df = pd.read_csv(logs / "kill" / "version_0" / "metrics.csv")
+    steps = df["step"].tolist()
+    assert steps == sorted(steps)  # continuous: nothing logged twice out of order
+    epochs_with_val = sorted(df.dropna(subset=["val/loss"])["epoch"].astype(int).tolist())
+    assert epochs_with_val == [0, 1, 2]
