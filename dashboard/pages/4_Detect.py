@@ -25,14 +25,14 @@ show_gt = c2.toggle("Ground truth", value=picked.boxes is not None, key="det_gt"
 
 found, timings, post_ms = common.predict(model, picked, conf, iou, only)
 gt = picked if show_gt and picked.boxes is not None else None
-st.image(common.draw(picked.image, found, names, gt, ctx.classes),
-         caption=f"{picked.name} · {model.label}", width="stretch")
-
-m = st.columns(4)
+picture, numbers = st.columns([3, 2])
+picture.image(common.draw(picked.image, found, names, gt, ctx.classes),
+              caption=f"{picked.name} · {model.label}", width="stretch")
+m = numbers.columns(2)
 m[0].metric("Detections", len(found))
 m[1].metric("Model forward", f"{timings.model_ms:.0f} ms", help="once per image")
-m[2].metric("Full predict", f"{timings.total_ms:.0f} ms", help="read + letterbox + forward + decode + NMS")
-m[3].metric("Threshold change", f"{post_ms:.1f} ms", help="decode filter + NMS on the kept candidates")
+m[0].metric("Full predict", f"{timings.total_ms:.0f} ms", help="read + letterbox + forward + decode + NMS")
+m[1].metric("Threshold change", f"{post_ms:.1f} ms", help="decode filter + NMS on the kept candidates")
 
 table = pd.DataFrame(found.to_records(), columns=["class", "label", "score", "x1", "y1", "x2", "y2"])
 if picked.boxes is not None and same_classes and len(found):
@@ -43,9 +43,9 @@ if picked.boxes is not None and same_classes and len(found):
     table["IoU with GT"] = matched.iou.tolist()
     table["match"] = ["true positive" if t else "false positive" for t in matched.tp.tolist()]
     missed = int(matched.n_positives.sum()) - int(matched.tp.sum())
-    st.caption(f"At IoU 0.5 (the VOC rule): {int(matched.tp.sum())} of {len(picked.labels)} objects found, "
+    numbers.caption(f"At IoU 0.5 (the VOC rule): {int(matched.tp.sum())} of {len(picked.labels)} objects found, "
                f"{missed} missed, {int(matched.fp.sum())} false detections.")
-st.dataframe(table.drop(columns=["label"]).round(3), hide_index=True, width="stretch")
+numbers.dataframe(table.drop(columns=["label"]).round(3), hide_index=True, width="stretch")
 if not len(found):
-    st.info("No detection at these thresholds: lower the confidence threshold"
+    numbers.info("No detection at these thresholds: lower the confidence threshold"
             + ("" if model.trained else " (an untrained model's scores are tiny, around 0.02)") + ".")

@@ -50,9 +50,15 @@ heat = common.cam_maps(model, picked, conf, iou, [layer], method, target)[layer]
 picture = cam.overlay(picked.image, heat, opacity, boxes=boxes, renormalise=inside and boxes is not None)
 picture = common.draw(picture, found, detector.class_names)
 what = "every detection" if target is None else (f"detection #{target}" if isinstance(target, int) else f"class {target}")
-st.image(picture, caption=f"{method} at {layer}, explaining {what} · {model.label}", width="stretch")
+left, right = st.columns([3, 2])
+left.image(picture, caption=f"{method} at {layer}, explaining {what} · {model.label}", width="stretch")
+right.markdown(f"**{len(rows)}** detection(s) explained: "
+               + ", ".join(f"#{i} {found.names[i]} {float(found.scores[i]):.2f}" for i in rows[:8])
+               + (" …" if len(rows) > 8 else ""))
+right.caption("Red = strong evidence for the explained score; the map is min-max scaled over the photo"
+              + (" and within each box" if inside else "") + ".")
 if not model.trained:
-    st.caption("Untrained weights: the map shows the mechanics, not learned evidence.")
+    right.caption("Untrained weights: the map shows the mechanics, not learned evidence.")
 
 st.subheader("Per-layer sweep")
 if st.toggle(f"Compute the {len(cam.SWEEP_LAYERS)}-layer sweep (one forward and one backward pass)",
