@@ -3,10 +3,10 @@
     streamlit run dashboard/Home.py
 """
 
+import common
 import pandas as pd
 import streamlit as st
 
-import common
 from yolo.logs import find_runs
 
 ctx = common.page("YOLOv3 on Pascal VOC: explorer",

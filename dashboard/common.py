@@ -22,23 +22,24 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `streamlit run dashboard/Home.py` puts only dashboard/ on the path
     sys.path.insert(0, str(REPO))
 
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import os  # noqa: E402
-import threading  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+import hashlib
+import io
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
+import jobs
+import numpy as np
+import pandas as pd
+import streamlit as st
 
-import jobs  # noqa: E402  (dashboard/jobs.py)
-from yolo import viz  # noqa: E402
-from yolo.data.datamodule import build_index  # noqa: E402
-from yolo.data.demo import demo_path, ensure_demo, is_demo_complete  # noqa: E402
-from yolo.data.layout import DataLayoutError, available_splits, default_splits, detect_format, load_classes  # noqa: E402
-from yolo.logs import find_runs, run_info  # noqa: E402
+from yolo import viz
+from yolo.data.datamodule import build_index
+from yolo.data.demo import demo_path, ensure_demo, is_demo_complete
+from yolo.data.layout import DataLayoutError, available_splits, default_splits, detect_format, load_classes
+from yolo.logs import find_runs, run_info
 
 ENV_DATA, ENV_DEMO, ENV_LOGS, ENV_CKPT = "YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT"
 MAX_UPLOAD_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
@@ -220,8 +221,10 @@ def require_dataset(ctx: Context) -> Path:
 
 
 # ------------------------------------------------------------------------------ parsed data
+@st.cache_data(ttl=10, max_entries=64, show_spinner=False)
 def _stamp(root: Path, spec: str) -> str:
-    """Changes when the split's files change (the index's own cache key)."""
+    """Changes when the split's files change (the index's own cache key); re-checked at most every
+    10 s, since it lists the annotation and image folders."""
     from yolo.data.layout import resolve_sources
 
     return "|".join(s.signature() for s in resolve_sources(root, [spec]))
@@ -754,4 +757,4 @@ def threshold_sweep(path: str, mtime_ns: int, confs: tuple[float, ...], ious: tu
 
 def fmt(value: float, digits: int = 3) -> str:
     """A number for st.metric; "n/a" when undefined (e.g. precision with no detection)."""
-    return "n/a" if value != value else f"{value:.{digits}f}"
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"

@@ -65,7 +65,7 @@ def demo_epochs() -> int:
         from yolo.trainer import PRESETS
 
         return int(PRESETS["demo"].get("epochs", DEMO_EPOCHS_FALLBACK))
-    except Exception:  # the trainer module failing to import must not break the Home page
+    except Exception:  # noqa: BLE001  (a trainer that fails to import must not break the Home page)
         return DEMO_EPOCHS_FALLBACK
 
 
@@ -172,7 +172,7 @@ def status(logs_root: str | Path) -> JobStatus:
     tail = "\n".join(lines[-15:])
     found = _RUN_FOLDER.findall(text)
     run_folder = found[-1].strip() if found else None
-    common = dict(pid=state["pid"], started=state.get("started"), log_tail=tail, run_folder=run_folder)
+    common = {"pid": state["pid"], "started": state.get("started"), "log_tail": tail, "run_folder": run_folder}
     if alive:
         return JobStatus("running", fraction, message, returncode=None, **common)
     stopped = (folder / "stopped").exists()

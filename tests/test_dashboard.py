@@ -20,11 +20,11 @@ import pytest
 import torch
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from yolo.checkpoint import save_weights  # noqa: E402
-from yolo.model import YOLOv3  # noqa: E402
-from yolo.runs import write_config  # noqa: E402
+from yolo.checkpoint import save_weights
+from yolo.model import YOLOv3
+from yolo.runs import write_config
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "dashboard"
@@ -235,7 +235,7 @@ def test_detect_uploads_bad_huge_and_good_images(fresh):
     assert any("is not an image that can be read" in t for t in texts(at, "error"))
     at.file_uploader(key="det_upload").set_value(("huge.jpg", b"\xff" * (21 * 2**20), "image/jpeg")).run()
     assert any("the limit is 20 MB" in t for t in texts(at, "error"))
-    ok, png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    _, png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
     at.file_uploader(key="det_upload").set_value(("photo.png", png.tobytes(), "image/png")).run()
     assert_clean(at)
     assert not texts(at, "error") and "photo.png" in at.image[0].captions[0]

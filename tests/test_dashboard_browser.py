@@ -110,7 +110,7 @@ class Server:
     def __init__(self, env: dict[str, str], log: Path):
         self.port = free_port()
         self.url = f"http://localhost:{self.port}"
-        self.log = open(log, "wb")
+        self.log = open(log, "wb")  # noqa: SIM115  (closed in close(), after the server stops)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.port", str(self.port),
              "--server.headless", "true"], cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)

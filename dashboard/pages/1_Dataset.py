@@ -1,11 +1,11 @@
 """Dataset: browse by split and class with ground truth drawn; class and box statistics; the
 data-check report with the problem files."""
 
+import common
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-import common
 from yolo import viz
 from yolo.data.problems import KINDS
 

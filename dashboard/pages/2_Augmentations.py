@@ -2,10 +2,10 @@
 letterboxed and the mosaic sample with the training transforms, and the grid with the anchor
 cells each box is assigned to at a chosen resolution."""
 
+import common
 import numpy as np
 import streamlit as st
 
-import common
 from yolo import viz
 from yolo.config import STRIDES
 

@@ -1,10 +1,10 @@
 """Training: curves from Lightning logs (metrics.csv and TensorBoard events, via yolo.logs), several
 runs compared, smoothing, log scale, the seed's accuracy targets; a run still writing is re-read."""
 
+import common
 import plotly.express as px
 import streamlit as st
 
-import common
 from yolo.config import ACCURACIES, LOSS_TOTAL, MAP50, metric_key
 from yolo.logs import epoch_table, find_runs, group_metrics, run_summary, seed_target, smooth_frame
 

@@ -1,11 +1,11 @@
 """Detect: a dataset sample or an upload through the detector; confidence / IoU sliders and a class
 filter that only re-run decoding + NMS on the kept raw outputs; predictions against ground truth."""
 
+import common
 import pandas as pd
 import streamlit as st
 import torch
 
-import common
 from yolo.metrics import match_detections
 
 ctx = common.page("Detect", "The model runs once per image (yolo.detect.Detector.predict); moving a "

@@ -1,9 +1,9 @@
 """GradCAM: where the model looks for a detection. Layer (any named layer), method, target (one
 detection, a class, all), opacity; and a per-layer sweep shown as a grid."""
 
+import common
 import streamlit as st
 
-import common
 from yolo import cam, viz
 
 ctx = common.page("GradCAM", "Class activation maps from pytorch-grad-cam through yolo.cam: the score "

@@ -2,10 +2,10 @@
 confusion matrix, how mAP / precision / recall move with the confidence and NMS IoU thresholds,
 and the worst images first. Threshold changes never re-run the model."""
 
+import common
 import plotly.express as px
 import streamlit as st
 
-import common
 from yolo import viz
 
 ctx = common.page("Evaluate", "VOC mAP@0.5 (yolo.metrics) on predictions saved once per model and split "
