@@ -281,6 +281,11 @@ def test_training_runs_selection_smoothing_and_half_written_logs(voc):
     figure = next(c for c in charts(at) if c["layout"]["title"]["text"] == "val/class_acc")
     assert figure["layout"]["yaxis"]["type"] == "log"
     assert [plotly_array(t["y"]).tolist() for t in figure["data"]] != smooth
+    at.radio(key="tr_x").set_value("epoch")
+    at.radio(key="tr_kind").set_value("per step").run()
+    assert_clean(at)
+    figure = next(c for c in charts(at) if c["layout"]["title"]["text"] == "train/loss")
+    assert figure["layout"]["xaxis"]["title"]["text"] == "epoch"
 
 
 def test_evaluate_predicts_once_then_thresholds_move_the_numbers(voc):

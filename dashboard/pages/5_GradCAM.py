@@ -6,6 +6,8 @@ import streamlit as st
 
 from yolo import cam, viz
 
+MAX_DRAWN = 20
+
 ctx = common.page("GradCAM", "Class activation maps from pytorch-grad-cam through yolo.cam: the score "
                              "explained is the objectness plus class logit of the chosen detections at "
                              "their own scale, anchor and cell.")
@@ -48,7 +50,9 @@ rows = list(range(len(found))) if gradient_free or target is None else cam.chose
 boxes = found.boxes[rows] if len(found) else None
 heat = common.cam_maps(model, picked, conf, iou, [layer], method, target)[layer]
 picture = cam.overlay(picked.image, heat, opacity, boxes=boxes, renormalise=inside and boxes is not None)
-picture = common.draw(picture, found, detector.class_names)
+shown = rows[:MAX_DRAWN]  # the explained detections (highest scores first), not every box
+picture = viz.draw_detections(picture, found.boxes[shown], found.labels[shown], found.scores[shown],
+                              class_names=detector.class_names)
 what = "every detection" if target is None else (f"detection #{target}" if isinstance(target, int) else f"class {target}")
 left, right = st.columns([3, 2])
 left.image(picture, caption=f"{method} at {layer}, explaining {what} · {model.label}", width="stretch")
