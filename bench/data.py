@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=960, help="samples per timed run (default 960, one epoch)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration; the median is reported")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/data.json")
+    p.add_argument("--note", default="", help="free text stored with the results (e.g. how the run was prioritised)")
     p.add_argument("--profile", action="store_true", help="also print the top functions by CPU time (cProfile), no cache")
     args = p.parse_args(argv)
 
@@ -141,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(index) / fill_s:.0f} images/s, one thread)")
     if not args.no_write:
         write_results("data", {
-            "command": "taskset -c 0 python -m bench.data " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "taskset -c 0 python -m bench.data " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "config": {"root": str(root), "split": args.split, "images": len(index), "size": args.size,
                        "mosaic_p": args.mosaic, "batch": args.batch, "samples_per_run": limit,
                        "repeats": args.repeats, "cores": cores},
             "results": results, "targets": TARGETS, "cache_fill_s": fill_s, "cache_mib": cache.nbytes / 2**20,
-            "index_build_s": index_s, "load_average_1min": load})
+            "index_build_s": index_s, "load_average_1min": load, "nice": os.nice(0), "note": args.note})
     return 0
 
 
