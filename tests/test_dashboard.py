@@ -119,14 +119,29 @@ def _metrics_csv(path: Path, epochs: int, offset: float, torn: bool = False) -> 
     path.write_text(text)
 
 
+def calibrated_random_model(width: float = 0.25) -> YOLOv3:
+    """Random weights whose BatchNorm statistics are measured on noise (two train-mode passes):
+    unlike a fresh model, whose features fade through 75 layers into constant outputs, its scores
+    spread (about 0.04 to 0.12) over many classes and places, so thresholds visibly act."""
+    torch.manual_seed(0)
+    model = YOLOv3(20, width)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # running statistics = the plain average over the passes
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.rand(4, 3, 256, 256))
+    return model.eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory) -> Path:
     """A logs folder: run tiny/version_0 with a random width-0.25 VOC checkpoint (input 256) and
     metrics, tiny/version_1 with metrics only, and broken/version_0 with a half-written CSV."""
     logs = tmp_path_factory.mktemp("logs")
     run = logs / "tiny" / "version_0"
-    torch.manual_seed(0)
-    save_weights(YOLOv3(20, 0.25), run / "checkpoints" / "best-epoch=000.ckpt")
+    save_weights(calibrated_random_model(), run / "checkpoints" / "best-epoch=000.ckpt")
     write_config(run, {"val_size": 256, "width": 0.25, "preset": None})
     _metrics_csv(run / "metrics.csv", 3, 0.0)
     _metrics_csv(logs / "tiny" / "version_1" / "metrics.csv", 2, 2.0)
@@ -197,8 +212,8 @@ def test_every_page_renders_on_voc_mini_with_a_tiny_checkpoint(voc, page):
         assert metric(at, "Images") == "960"  # train split of voc-mini
     elif page == "Detect":
         assert image_urls(at) and "best-epoch=000.ckpt" in at.image[0].captions[0]
-    elif page == "GradCAM":  # random weights score about 0.03: nothing to explain at 0.25
-        assert any("No detection to explain" in t for t in texts(at, "warning"))
+    elif page == "GradCAM":
+        assert "GradCAM at head" in at.image[0].captions[0], "the default layer is a head's last 3x3 conv"
     elif page == "Evaluate":
         assert at.button(key="ev_run")
 
@@ -208,22 +223,23 @@ def test_detect_sliders_and_class_filter_change_the_drawn_detections(voc):
     at.slider(key="det_conf").set_value(0.01).run()
     low, low_urls = int(metric(at, "Detections")), image_urls(at)
     assert low > 0
-    top_class = at.dataframe[0].value["class"].mode()[0]
+    top_class = at.dataframe[0].value["class"].value_counts().index[-1]  # a rarer one
     at.slider(key="det_conf").set_value(0.6).run()
     assert int(metric(at, "Detections")) < low and image_urls(at) != low_urls
     at.slider(key="det_conf").set_value(0.01).run()
     assert image_urls(at) == low_urls, "back to the same detections without re-running the model"
+    for conf in (0.06, 0.07, 0.08, 0.09):  # below the 300-detection cap, above none
+        mid = int(metric(at.slider(key="det_conf").set_value(conf).run(), "Detections"))
+        if 1 < mid < 300:
+            break
     at.slider(key="det_iou").set_value(0.1).run()
-    assert image_urls(at) != low_urls, "another NMS IoU keeps other boxes"
+    assert int(metric(at, "Detections")) < mid, "a lower NMS IoU suppresses more"
+    at.slider(key="det_conf").set_value(0.01).run()
     at.slider(key="det_iou").set_value(0.45)
     at.multiselect(key="det_classes").set_value([top_class]).run()
     assert_clean(at)
     table = at.dataframe[0].value
-    assert len(table) > 0 and set(table["class"]) == {top_class}
-    absent = next(c for c in ("person", "dog", "car", "cat", "bird") if c != top_class)
-    at.multiselect(key="det_classes").set_value([absent]).run()  # random weights never argmax it
-    shown = at.dataframe[0].value
-    assert set(shown["class"]) <= {absent} and len(shown) < len(table)
+    assert 0 < len(table) < low and set(table["class"]) == {top_class}
     assert "match" in table.columns  # compared with voc-mini's ground truth
 
 

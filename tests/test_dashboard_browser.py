@@ -154,7 +154,8 @@ def open_and_wait(browser: Chromium, url: str, timeout: float = 120) -> dict:
                          f"{ {k: v for k, v in state.items() if k != 'text'} }")
 
 
-def browse(env: dict[str, str], out: Path, pages=PAGES, log: Path | None = None) -> dict[str, dict]:
+def browse(env: dict[str, str], out: Path, pages=PAGES, log: Path | None = None,
+           window: tuple[int, int] = (1400, 1800)) -> dict[str, dict]:
     """Open every page in a fresh browser against a fresh server; screenshots into ``out``."""
     binary = find_browser()
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +165,7 @@ def browse(env: dict[str, str], out: Path, pages=PAGES, log: Path | None = None)
         try:
             from websockets.sync.client import connect
 
-            browser = Chromium(binary, Path(profile))
+            browser = Chromium(binary, Path(profile), *window)
             try:
                 with connect(browser.ws_url, max_size=None, open_timeout=10) as browser.ws:
                     for name in pages:
@@ -203,13 +204,15 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--logs", type=Path, help="runs folder to show (default: a fresh empty one)")
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=list(PAGES))
+    parser.add_argument("--window", default="1400x1800", help="browser window WIDTHxHEIGHT")
     args = parser.parse_args()
+    window = tuple(int(v) for v in args.window.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
         env.update(YOLO_LOGS=str((args.logs or Path(tmp) / "logs").resolve()))
         if os.environ.get("YOLO_DEMO"):
             env["YOLO_DEMO"] = os.environ["YOLO_DEMO"]
-        for name, state in browse(env, args.out, args.pages).items():
+        for name, state in browse(env, args.out, args.pages, window=window).items():
             print(f"{name}: {'ok' if not state['exceptions'] and not state['errors'] else state['errors']}")
 
 

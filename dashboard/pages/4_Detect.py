@@ -45,7 +45,8 @@ if picked.boxes is not None and same_classes and len(found):
     missed = int(matched.n_positives.sum()) - int(matched.tp.sum())
     numbers.caption(f"At IoU 0.5 (the VOC rule): {int(matched.tp.sum())} of {len(picked.labels)} objects found, "
                f"{missed} missed, {int(matched.fp.sum())} false detections.")
-numbers.dataframe(table.drop(columns=["label"]).round(3), hide_index=True, width="stretch")
+first = [c for c in ("class", "score", "match", "IoU with GT") if c in table.columns]
+numbers.dataframe(table[first + ["x1", "y1", "x2", "y2"]].round(3), hide_index=True, width="stretch")
 if not len(found):
     numbers.info("No detection at these thresholds: lower the confidence threshold"
             + ("" if model.trained else " (an untrained model's scores are tiny, around 0.02)") + ".")
