@@ -6,16 +6,21 @@ The image is a voc-mini JPEG when ../shared/data/voc-mini is present, else a 500
 
     python -m bench.detect                # prints a table, writes bench/results/detect.json
     python -m bench.detect --quick        # fewer repeats
+    python -m bench.detect --threads 1    # one thread: CPU-time ratios that a busy machine cannot skew
 
 Targets (the issue's): full predict <= 1.15x the bare forward; a threshold change without the
 model <= 30 ms; GradCAM of one detection <= 3x the bare forward. The 10-layer sweep is reported
-beside the library's own call path (one forward + full backward per layer).
+beside the library's own call path (one forward + full backward per layer). The heavy steps run
+round-robin, so when the machine is shared they share its slow spells; ratios use the minima.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +45,34 @@ def bench_image() -> tuple[object, str]:
     return (rng.random((375, 500, 3)) * 255).astype(np.uint8), "noise 500x375"
 
 
+def interleaved(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, float]]:
+    """Time every step once per round, round-robin, so a busy machine slows all of them alike.
+
+    Returns name -> {"median_ms", "min_ms", "cpu_ms" (median process CPU time), "repeats"};
+    one untimed warm-up round first. With one torch thread, CPU time is the work done whatever
+    else the machine runs; with more, it also counts threads spinning while they wait.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    for round_ in range(repeats + 1):
+        for name, fn in steps.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            if round_:
+                wall[name].append((time.perf_counter() - start) * 1000)
+                cpu[name].append((time.process_time() - start_cpu) * 1000)
+    return {n: {"median_ms": statistics.median(wall[n]), "min_ms": min(wall[n]),
+                "cpu_ms": statistics.median(cpu[n]), "repeats": repeats} for n in steps}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
-    repeats, slow_repeats = (3, 1) if args.quick else (7, 3)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else 7
 
     torch.manual_seed(0)
     model = YOLOv3(CLASSES, WIDTH).eval()
@@ -58,66 +86,70 @@ def main() -> None:
         with torch.inference_mode():
             model(x)
 
-    forward = time_call(bare, repeats=repeats, warmup=1)
-    predict = time_call(lambda: detector.predict(image), repeats=repeats, warmup=1)
-    predict_path = time_call(lambda: detector.predict(image_path), repeats=repeats, warmup=0)
-    found = detector.predict(image)
+    def predict() -> None:
+        detector.predict(image)
+        detector.update(conf=0.01)  # keep detections for the CAM steps
+
+    # Threshold changes: sub-millisecond, timed on their own.
+    detector.predict(image)
     timings = detector.timings
     confs = iter([0.25, 0.3] * 200)
     change = time_call(lambda: detector.update(conf=next(confs)), repeats=50, warmup=3)
-    detector.update(conf=0.25)
-    layer = None  # default_layer: the head of the best detection
-    gradcam = time_call(lambda: explain(detector, target=0, method="GradCAM"), repeats=repeats, warmup=1)
-    eigencam = time_call(lambda: explain(detector, method="EigenCAM", layer="head8.out.branch"),
-                         repeats=repeats, warmup=1)
-    swept = time_call(lambda: sweep(detector, SWEEP_LAYERS, "GradCAM", target=0), repeats=slow_repeats, warmup=1)
-    target = detection_target(detector.last.detections, 0)
+    low = iter([0.01, 0.012] * 200)  # a random model's scores sit near 0.5 / 20: all of them pass
+    change_many = time_call(lambda: detector.update(conf=next(low)), repeats=50, warmup=3)
+    passing = int((detector.last.candidates.scores > 0.01).sum())
+    found = detector.update(conf=0.01)
+    target = detection_target(found, 0)
 
-    def library(layers) -> None:
-        for name in layers:  # the library's path: one forward + full backward per layer
-            with make_cam("GradCAM", model, [name]) as cam:
-                cam(detector.last.input, targets=[target])
+    def library(layers) -> Callable[[], None]:
+        def run() -> None:
+            for name in layers:  # the library's path: one forward + full backward per layer
+                with make_cam("GradCAM", model, [name]) as cam:
+                    cam(detector.last.input, targets=[target])
+        return run
 
-    library_one = time_call(lambda: library(["head8.out.branch"]), repeats=slow_repeats, warmup=1)
-    library_ten = time_call(lambda: library(SWEEP_LAYERS), repeats=1, warmup=0)
+    steps = {
+        "bare forward (inference_mode)": bare,
+        "predict(array): letterbox+forward+decode+NMS": predict,
+        "predict(path): + JPEG decode": lambda: detector.predict(image_path),
+        "GradCAM, one detection, default layer": lambda: explain(detector, target=0, method="GradCAM"),
+        "GradCAM, one detection, stage3 (long backward)":
+            lambda: explain(detector, target=0, method="GradCAM", layer="stage3"),
+        "EigenCAM at head8.out.branch (no backward)":
+            lambda: explain(detector, method="EigenCAM", layer="head8.out.branch"),
+        "sweep: GradCAM at 10 layers, one pass": lambda: sweep(detector, SWEEP_LAYERS, "GradCAM", target=0),
+        "library call path, 1 layer": library(["head8.out.branch"]),
+    }
+    measured = interleaved(steps, repeats)
+    measured.update(interleaved({"library call path, 10 layers (10 calls)": library(SWEEP_LAYERS)}, 1))
+    detector.predict(image)
+    detector.update(conf=0.01)
+    measured["threshold change 0.25<->0.3 (update, no model)"] = change
+    measured[f"threshold change 0.01<->0.012 ({passing} pass)"] = change_many
 
-    f = forward["median_ms"]
-    rows = [
-        {"step": "bare forward (inference_mode)", "median_ms": f, "min_ms": forward["min_ms"], "x_forward": 1.0},
-        {"step": "predict(array): letterbox+forward+decode+NMS", "median_ms": predict["median_ms"],
-         "min_ms": predict["min_ms"], "x_forward": predict["median_ms"] / f},
-        {"step": "predict(path): + JPEG decode", "median_ms": predict_path["median_ms"],
-         "min_ms": predict_path["min_ms"], "x_forward": predict_path["median_ms"] / f},
-        {"step": "threshold change (update, no model)", "median_ms": change["median_ms"],
-         "min_ms": change["min_ms"], "x_forward": change["median_ms"] / f},
-        {"step": "GradCAM, one detection, default layer", "median_ms": gradcam["median_ms"],
-         "min_ms": gradcam["min_ms"], "x_forward": gradcam["median_ms"] / f},
-        {"step": "EigenCAM (no backward)", "median_ms": eigencam["median_ms"],
-         "min_ms": eigencam["min_ms"], "x_forward": eigencam["median_ms"] / f},
-        {"step": "sweep: GradCAM at 10 layers, one pass", "median_ms": swept["median_ms"],
-         "min_ms": swept["min_ms"], "x_forward": swept["median_ms"] / f},
-        {"step": "library call path, 1 layer", "median_ms": library_one["median_ms"],
-         "min_ms": library_one["min_ms"], "x_forward": library_one["median_ms"] / f},
-        {"step": "library call path, 10 layers (10 calls)", "median_ms": library_ten["median_ms"],
-         "min_ms": library_ten["min_ms"], "x_forward": library_ten["median_ms"] / f},
-    ]
+    fwd = measured["bare forward (inference_mode)"]
+    rows = [{"step": name, "median_ms": m["median_ms"], "min_ms": m["min_ms"], "cpu_ms": m.get("cpu_ms", m["median_ms"]),
+             "x_fwd_min": m["min_ms"] / fwd["min_ms"], "x_fwd_cpu": m.get("cpu_ms", m["median_ms"]) / fwd["cpu_ms"]}
+            for name, m in measured.items()]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print_table(rows, f"YOLOv3 width {WIDTH}, {CLASSES} classes, {SIZE} input, random weights, {described}, "
-                      f"{torch.get_num_threads()} threads, load average {load}")
+                      f"{torch.get_num_threads()} threads, load average {load:.1f}, pre-NMS top-k {detector.pre_nms_topk}")
+    basis = "cpu_ms" if torch.get_num_threads() == 1 else "min_ms"  # see interleaved()
+    predict_x = measured["predict(array): letterbox+forward+decode+NMS"][basis] / fwd[basis]
+    cam_x = measured["GradCAM, one detection, default layer"][basis] / fwd[basis]
     checks = {
-        "predict_le_1.15x_forward": predict["median_ms"] <= 1.15 * f,
-        "threshold_change_le_30ms": change["median_ms"] <= 30.0,
-        "gradcam_le_3x_forward": gradcam["median_ms"] <= 3.0 * f,
+        f"predict_le_1.15x_forward ({basis})": predict_x <= 1.15,
+        "threshold_change_le_30ms (median wall)": max(change["median_ms"], change_many["median_ms"]) <= 30.0,
+        f"gradcam_le_3x_forward ({basis})": cam_x <= 3.0,
     }
-    print(f"\ndetections at conf {detector.config.conf_threshold}: {len(found)}; "
-          f"candidates kept for updates: {len(detector.last.candidates.scores)}; "
-          f"predict breakdown ms: preprocess {timings.preprocess_ms:.1f}, model {timings.model_ms:.1f}, "
-          f"postprocess {timings.postprocess_ms:.1f}")
+    print(f"\npredict breakdown ms: preprocess {timings.preprocess_ms:.1f}, model {timings.model_ms:.1f}, "
+          f"postprocess {timings.postprocess_ms:.1f}; detections explained (conf 0.01): {len(found)}")
     for name, ok in checks.items():
         print(f"{name}: {'met' if ok else 'MISSED'}")
     write_results("detect", {
         "width": WIDTH, "classes": CLASSES, "image_size": SIZE, "weights": "random", "image": described,
-        "load_average_1min": load, "rows": rows, "checks": checks, "detections": len(found),
+        "threads": torch.get_num_threads(), "load_average_1min": load, "pre_nms_topk": detector.pre_nms_topk,
+        "rows": rows, "checks": checks,
         "predict_breakdown_ms": {"preprocess": timings.preprocess_ms, "model": timings.model_ms,
                                  "postprocess": timings.postprocess_ms},
     })

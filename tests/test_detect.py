@@ -14,7 +14,15 @@ from torch import nn
 from yolo.checkpoint import CheckpointError, read_checkpoint, save_weights
 from yolo.config import PostprocessConfig
 from yolo.data.transforms import boxes_from_letterbox
-from yolo.detect import Detector, PredictionSet, load_image, predict_folder, predict_samples, select
+from yolo.detect import (
+    Detector,
+    PredictionSet,
+    load_image,
+    predict_folder,
+    predict_samples,
+    select,
+    top_per_image,
+)
 from yolo.model import YOLOv3
 from yolo.postprocess import postprocess
 from yolo.targets import encode, targets_to_logits
@@ -215,6 +223,7 @@ def test_threshold_changes_do_not_run_the_model():
     model = YOLOv3(3, 0.125).eval()
     calls = counting(model)
     detector = Detector(model, ["a", "b", "c"], image_size=SIZE)
+    detector.pre_nms_topk = None  # every candidate enters NMS, as in yolo.postprocess
     image = (np.random.default_rng(2).random((100, 160, 3)) * 255).astype(np.uint8)
     first = detector.predict(image)
     assert calls[0] == 1 and len(first) > 0
@@ -313,3 +322,8 @@ def test_select_is_vectorised_over_images():
     assert [k.tolist() for k in kept] == [[0], [], [3]]
     kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10), classes=[1])
     assert [k.tolist() for k in kept] == [[2], [], []]
+    # pre-NMS top-k is per image: image 0 keeps its best 1 candidate, image 2 its only one
+    kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10), pre_nms_topk=1)
+    assert [k.tolist() for k in kept] == [[0], [], [3]]
+    assert sorted(top_per_image(torch.tensor([0.1, 0.9, 0.5, 0.7, 0.3]), torch.tensor([1, 0, 1, 1, 0]), 2).tolist()) \
+        == [1, 2, 3, 4]

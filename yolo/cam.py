@@ -12,7 +12,8 @@ selects slots. ``make_cam`` returns the library's own CAM object for anyone who 
 path. ``layer_maps`` (behind ``explain`` and ``sweep``) instead hooks every chosen layer at once,
 runs one forward pass, and asks autograd for the gradients of those activations only (no weight
 gradients, no backward below the earliest chosen layer); each method's own ``get_cam_image``
-then turns activations and gradients into the map, so the maths is the library's.
+then turns activations and gradients into the map, so the maths is the library's (the Eigen
+methods use ``first_component``: the library's projection with a reduced SVD, same numbers).
 
 Maps come back in ORIGINAL image pixels: one affine resample from the layer's grid through the
 letterbox to the photo, then min-max scaled to [0, 1] over the photo (padding excluded).
@@ -180,13 +181,33 @@ def layer_maps(
     engine = cls(flat, target_layers=[])  # only its get_cam_image maths is used
     maps = {}
     for name, grad in zip(layers, grads):
-        act = activations[name].detach()
-        grad = torch.zeros_like(act) if grad is None else grad
-        cam = engine.get_cam_image(
-            images, modules[name], [target], act.float().cpu().numpy(), grad.float().cpu().numpy(), eigen_smooth
-        )
+        act = activations[name].detach().float().cpu().numpy()
+        grad = np.zeros_like(act) if grad is None else grad.float().cpu().numpy()
+        if method in _PROJECTED:
+            cam = first_component(_PROJECTED[method](act, grad))
+        else:
+            cam = engine.get_cam_image(images, modules[name], [target], act, grad, eigen_smooth)
         maps[name] = np.maximum(cam[0], 0).astype(np.float32)
     return maps
+
+
+# What the Eigen methods project: activations, or activations x gradients.
+_PROJECTED = {"EigenCAM": lambda act, grad: act, "EigenGradCAM": lambda act, grad: act * grad}
+
+
+def first_component(batch: np.ndarray) -> np.ndarray:
+    """(B, C, h, w) -> (B, h, w): each position projected on the first principal component of
+    the channel vectors, exactly as pytorch-grad-cam's ``get_2d_projection`` computes it, but with
+    the reduced SVD: the library's full SVD also builds an (h*w) x (h*w) matrix it never uses
+    (17 s instead of 0.07 s at a stride-4 layer of the full-width model; same numbers)."""
+    batch = np.nan_to_num(batch, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    projections = []
+    for activations in batch:
+        flat = activations.reshape(activations.shape[0], -1).T  # (h*w, C)
+        flat = flat - flat.mean(axis=0)
+        _, _, vt = np.linalg.svd(flat, full_matrices=False)
+        projections.append((flat @ vt[0]).reshape(activations.shape[1:]))
+    return np.float32(projections)
 
 
 def to_original(cam: np.ndarray, input_size: int, scale: float, pad: tuple[float, float],

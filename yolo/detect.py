@@ -36,6 +36,7 @@ from yolo.model import YOLOv3
 from yolo.targets import decode_outputs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+PRE_NMS_TOPK = 1000  # candidates per image entering NMS, best first (as mmdetection's YOLOv3)
 _UNSET: Any = object()
 
 
@@ -201,6 +202,16 @@ def class_ids(classes: Iterable[int | str] | None, class_names: Sequence[str]) -
     return sorted(ids)
 
 
+def top_per_image(scores: Tensor, images: Tensor, k: int) -> Tensor:
+    """Row indices of the ``k`` highest scores of every image (Tensor[K] scores and images)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(images[order], stable=True)]  # by image, best first inside
+    sorted_images = images[order]
+    counts = torch.bincount(sorted_images)
+    rank = torch.arange(order.numel()) - (torch.cumsum(counts, 0) - counts)[sorted_images]
+    return order[rank < k]
+
+
 def select(
     boxes: Tensor,
     scores: Tensor,
@@ -209,13 +220,17 @@ def select(
     num_images: int,
     config: PostprocessConfig,
     classes: Sequence[int] | None = None,
+    pre_nms_topk: int | None = PRE_NMS_TOPK,
 ) -> list[Tensor]:
-    """Confidence filter, class filter and (class-aware) NMS of a flat candidate list.
+    """Confidence filter, class filter, top-k and (class-aware) NMS of a flat candidate list.
 
     Args:
         boxes (Tensor[K, 4]) xyxy; scores, labels, images (Tensor[K]).
         config: conf_threshold, iou_threshold, max_detections, class_agnostic.
         classes: keep only these class ids (None: all), applied before NMS.
+        pre_nms_topk: at most this many candidates per image enter NMS, best first (None: all).
+            NMS costs grow with the square of the candidates; only a model that is unsure
+            everywhere (untrained, or a very low threshold) ever has more than 1000.
 
     Returns:
         ``num_images`` Tensors of row indices into the inputs, highest score first.
@@ -224,6 +239,8 @@ def select(
     if classes is not None:
         keep &= torch.isin(labels, torch.as_tensor(classes, dtype=labels.dtype))
     idx = torch.nonzero(keep).squeeze(1)
+    if pre_nms_topk is not None and idx.numel() > pre_nms_topk:
+        idx = idx[top_per_image(scores[idx], images[idx], pre_nms_topk)]
     num_classes = int(labels.max()) + 1 if labels.numel() else 1
     groups = images[idx] if config.class_agnostic else images[idx] * num_classes + labels[idx]
     kept = idx[batched_nms(boxes[idx], scores[idx], groups, config.iou_threshold)]  # by score
@@ -320,6 +337,7 @@ class Detector:
         self.anchors = [list(map(list, s)) for s in anchors]
         self.config = config or PostprocessConfig()
         self.classes: list[int] | None = None
+        self.pre_nms_topk: int | None = PRE_NMS_TOPK  # None: every candidate enters NMS
         self.timings = Timings()
         self.last: LastPrediction | None = None
         self.checkpoint: str | None = None
@@ -408,7 +426,7 @@ class Detector:
     def _detections(self) -> Detections:
         last = self.last
         c = last.candidates
-        (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, self.config, self.classes)
+        (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, self.config, self.classes, self.pre_nms_topk)
         height, width = last.image.shape[:2]
         labels = c.labels[idx]
         last.detections = Detections(
@@ -500,6 +518,7 @@ class PredictionSet:
         max_detections: int = 100,
         classes: Iterable[int | str] | None = None,
         class_agnostic: bool = False,
+        pre_nms_topk: int | None = PRE_NMS_TOPK,
     ) -> list[dict[str, Tensor]]:
         """Per-image {"boxes", "scores", "labels"} after the given thresholds; no model needed.
 
@@ -507,7 +526,7 @@ class PredictionSet:
         """
         config = PostprocessConfig(conf, iou, max_detections, class_agnostic)
         ids = class_ids(classes, self.class_names)
-        kept = select(self.boxes, self.scores, self.labels, self.images, len(self), config, ids)
+        kept = select(self.boxes, self.scores, self.labels, self.images, len(self), config, ids, pre_nms_topk)
         return [{"boxes": self.boxes[k], "scores": self.scores[k], "labels": self.labels[k]} for k in kept]
 
     def ground_truth(self) -> list[dict[str, Tensor]] | None:
