@@ -27,6 +27,7 @@ import io
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -658,16 +659,26 @@ def compute_predictions(ctx: Context, model: Model, spec: str, limit: int, path:
     bar.empty()
 
 
-NMS_CHUNK = 16  # images per PredictionSet.detections call (see _nms)
+NMS_CHUNK = 1  # images per PredictionSet.detections call (see _nms_chunks)
+SWEEP_CONFS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95
+SWEEP_IOUS = (0.3, 0.45, 0.6, 0.75)
+
+
+@st.cache_resource
+def _workers() -> ThreadPoolExecutor:
+    """Threads for the evaluation's many small tensor operations. Off the main thread they run
+    several times faster (PyTorch's intra-op pool no longer synchronises on each of them), and
+    independent pieces (NMS at several IoUs) share the cores. Tasks never submit tasks."""
+    return ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="dashboard-eval")
 
 
 def _nms_chunks(preds, iou: float) -> list[dict]:
-    """``preds.detections(conf_floor, iou)``, 16 images at a time.
+    """``preds.detections(conf_floor, iou)``, one image at a time.
 
     Workaround: one ``PredictionSet.detections`` call over a whole split hands every candidate to
-    torchvision's ``batched_nms``, whose CPU path for many boxes loops over the (image, class)
-    groups and scans all boxes for each: seconds for a few hundred images. Small slices of the
-    CSR rows keep each call cheap; the result is the same (NMS is per image anyway).
+    torchvision's ``batched_nms``, whose CPU path for more than 1000 boxes loops over the (image,
+    class) groups and scans all boxes for each: seconds for a few hundred images. One image at a
+    time takes its single-NMS path instead; the result is the same (NMS is per image anyway).
     """
     out: list[dict] = []
     for a in range(0, len(preds), NMS_CHUNK):
@@ -686,9 +697,20 @@ def _slice(preds, a: int, b: int):
                          preds.class_names, preds.conf_floor)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _nms(path: str, mtime_ns: int, iou: float) -> list[dict]:
-    return _nms_chunks(_predictions(path, mtime_ns), iou)
+@st.cache_resource(max_entries=4)
+def _nms_store(path: str, mtime_ns: int) -> dict[float, list[dict]]:
+    """NMS results of one prediction file by IoU, shared by every view and session."""
+    return {}
+
+
+def nms_at(path: str, mtime_ns: int, ious: tuple[float, ...]) -> dict[float, list[dict]]:
+    """Per-image detections (every candidate above the floor, NMS at each IoU), computed once per
+    file and IoU; missing IoUs are computed side by side."""
+    store, preds = _nms_store(path, mtime_ns), _predictions(path, mtime_ns)
+    missing = [iou for iou in dict.fromkeys(ious) if iou not in store]
+    for iou, found in zip(missing, _workers().map(lambda v: _nms_chunks(preds, v), missing)):
+        store[iou] = found
+    return {iou: store[iou] for iou in ious}
 
 
 def _frames_of_result(result, names) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -703,15 +725,10 @@ def _frames_of_result(result, names) -> tuple[pd.DataFrame, pd.DataFrame]:
     return ap, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["class", "recall", "precision"])
 
 
-@st.cache_data(max_entries=32, show_spinner="Evaluating…")
-def evaluation(path: str, mtime_ns: int, conf: float, iou: float) -> dict:
-    """VOC mAP@0.5 with per-class AP and PR curves (every kept candidate, NMS at ``iou``), and at
-    confidence ``conf``: precision, recall, the confusion matrix and the errors of each image."""
+def _evaluate(detections: list[dict], truth: list[dict], names: list[str], image_ids: list[str],
+              conf: float) -> dict:
     from yolo.metrics import confusion_matrix, precision_recall_at, voc_evaluate
 
-    preds = _predictions(path, mtime_ns)
-    names, truth = list(preds.class_names), preds.ground_truth()
-    detections = _nms(path, mtime_ns, iou)
     result = voc_evaluate(detections, truth, len(names))
     at = precision_recall_at(detections, truth, len(names), conf)
     matrix = confusion_matrix(detections, truth, len(names), 0.5, conf)
@@ -719,7 +736,7 @@ def evaluation(path: str, mtime_ns: int, conf: float, iou: float) -> dict:
     for i, (found, gt) in enumerate(zip(detections, truth)):
         one = precision_recall_at([found], [gt], len(names), conf)
         tp, fp, objects = int(one.tp.sum()), int(one.fp.sum()), int(one.n_positives.sum())
-        per_image.append({"image": preds.image_ids[i], "position": i, "objects": objects, "found": tp,
+        per_image.append({"image": image_ids[i], "position": i, "objects": objects, "found": tp,
                           "missed": objects - tp, "false detections": fp, "errors": objects - tp + fp})
     ap, curves = _frames_of_result(result, names)
     return {"map": result.map, "map_voc07": result.map_voc07, "precision": at.precision, "recall": at.recall,
@@ -727,9 +744,33 @@ def evaluation(path: str, mtime_ns: int, conf: float, iou: float) -> dict:
             "per_image": pd.DataFrame(per_image).sort_values("errors", ascending=False, kind="stable")}
 
 
+@st.cache_data(max_entries=32, show_spinner="Evaluating…")
+def evaluation(path: str, mtime_ns: int, conf: float, iou: float) -> dict:
+    """VOC mAP@0.5 with per-class AP and PR curves (every kept candidate, NMS at ``iou``), and at
+    confidence ``conf``: precision, recall, the confusion matrix and the errors of each image."""
+    preds = _predictions(path, mtime_ns)
+    detections = nms_at(path, mtime_ns, (iou,))[iou]
+    return _workers().submit(_evaluate, detections, preds.ground_truth(), list(preds.class_names),
+                             list(preds.image_ids), conf).result()
+
+
 def image_detections(path: str, mtime_ns: int, i: int, conf: float, iou: float) -> dict:
     """Detections {"boxes", "scores", "labels"} of image ``i`` of a prediction file."""
     return _slice(_predictions(path, mtime_ns), i, i + 1).detections(conf, iou, MAX_DETECTIONS)[0]
+
+
+def _sweep_one(detections: list[dict], truth: list[dict], num_classes: int, iou: float,
+               confs: tuple[float, ...]) -> list[dict]:
+    from yolo.metrics import precision_recall_at, voc_evaluate
+
+    map50 = voc_evaluate(detections, truth, num_classes).map
+    rows = []
+    for conf in confs:
+        at = precision_recall_at(detections, truth, num_classes, conf)
+        f1 = 2 * at.precision * at.recall / (at.precision + at.recall) if at.precision + at.recall > 0 else 0.0
+        rows.append({"NMS IoU": iou, "confidence": conf, "mAP@0.5": map50,
+                     "precision": at.precision, "recall": at.recall, "F1": f1})
+    return rows
 
 
 @st.cache_data(max_entries=16, show_spinner="Sweeping the thresholds…")
@@ -739,20 +780,11 @@ def threshold_sweep(path: str, mtime_ns: int, confs: tuple[float, ...], ious: tu
 
     A confidence threshold and NMS commute (a box is only suppressed by a higher-scoring one), so
     NMS runs once per IoU and each confidence is a ``precision_recall_at`` threshold."""
-    from yolo.metrics import precision_recall_at, voc_evaluate
-
     preds = _predictions(path, mtime_ns)
-    names, truth = list(preds.class_names), preds.ground_truth()
-    rows = []
-    for iou in ious:
-        detections = _nms(path, mtime_ns, iou)
-        map50 = voc_evaluate(detections, truth, len(names)).map
-        for conf in confs:
-            at = precision_recall_at(detections, truth, len(names), conf)
-            f1 = 2 * at.precision * at.recall / (at.precision + at.recall) if at.precision + at.recall > 0 else 0.0
-            rows.append({"NMS IoU": iou, "confidence": conf, "mAP@0.5": map50,
-                         "precision": at.precision, "recall": at.recall, "F1": f1})
-    return pd.DataFrame(rows)
+    truth, num_classes = preds.ground_truth(), len(preds.class_names)
+    detections = nms_at(path, mtime_ns, ious)
+    jobs_ = [_workers().submit(_sweep_one, detections[iou], truth, num_classes, iou, confs) for iou in ious]
+    return pd.DataFrame([row for job in jobs_ for row in job.result()])
 
 
 def fmt(value: float, digits: int = 3) -> str:

@@ -40,6 +40,7 @@ iou = t2.select_slider("NMS IoU threshold", [0.3, 0.4, 0.45, 0.5, 0.6, 0.7], val
 if t3.button("Run the model again", key="ev_rerun", help="Replace the saved predictions"):
     path.unlink(missing_ok=True)
     st.rerun()
+common.nms_at(str(path), stamp, (iou, *common.SWEEP_IOUS))  # every NMS the page needs, side by side
 result = common.evaluation(str(path), stamp, conf, iou)
 m = st.columns(4)
 m[0].metric("mAP@0.5", common.fmt(result["map"]))
@@ -72,9 +73,7 @@ with cm_tab:
     st.plotly_chart(fig, width="stretch", key="ev_cm_chart")
     st.caption("Last row: detections that matched no object. Last column: objects no detection found.")
 with sweep_tab:
-    confs = tuple(round(0.05 * k, 2) for k in range(1, 20))
-    ious = (0.3, 0.45, 0.6, 0.75)
-    sweep = common.threshold_sweep(str(path), stamp, confs, ious)
+    sweep = common.threshold_sweep(str(path), stamp, common.SWEEP_CONFS, common.SWEEP_IOUS)
     best = sweep.loc[sweep["F1"].idxmax()]
     st.success(f"Best F1 {best['F1']:.3f} at confidence {best['confidence']:.2f} with NMS IoU "
                f"{best['NMS IoU']:.2f} (precision {best['precision']:.3f}, recall {best['recall']:.3f}).")
