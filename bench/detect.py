@@ -3,8 +3,12 @@
 Weights are random (timing does not depend on them, except that a random model has far more
 candidates above a threshold than a trained one, so the threshold change is a worst case).
 The image is a voc-mini JPEG when ../shared/data/voc-mini is present, else a 500 x 375 noise image.
+``predict`` runs at the default threshold 0.05, which no random-weight candidate passes (their
+scores sit near 0.5 / 20), so its NMS is empty; the threshold-change rows show the other extreme,
+all 10,647 candidates passing. GradCAM explains the best-scoring candidate.
 
     python -m bench.detect                # prints a table, writes bench/results/detect.json
+                                          # (one entry per thread count, kept side by side)
     python -m bench.detect --quick        # fewer repeats
     python -m bench.detect --threads 1    # one thread: CPU-time ratios that a busy machine cannot skew
 
@@ -17,6 +21,7 @@ round-robin, so when the machine is shared they share its slow spells; ratios us
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import print_table, time_call, write_results
+from bench.common import RESULTS, print_table, time_call, write_results
 from yolo.cam import SWEEP_LAYERS, detection_target, explain, make_cam, sweep
 from yolo.detect import Detector, load_image
 from yolo.model import YOLOv3
@@ -86,20 +91,16 @@ def main() -> None:
         with torch.inference_mode():
             model(x)
 
-    def predict() -> None:
-        detector.predict(image)
-        detector.update(conf=0.01)  # keep detections for the CAM steps
-
-    # Threshold changes: sub-millisecond, timed on their own.
+    # Threshold changes: milliseconds at most, timed on their own.
     detector.predict(image)
-    timings = detector.timings
     confs = iter([0.25, 0.3] * 200)
     change = time_call(lambda: detector.update(conf=next(confs)), repeats=50, warmup=3)
     low = iter([0.01, 0.012] * 200)  # a random model's scores sit near 0.5 / 20: all of them pass
     change_many = time_call(lambda: detector.update(conf=next(low)), repeats=50, warmup=3)
     passing = int((detector.last.candidates.scores > 0.01).sum())
     found = detector.update(conf=0.01)
-    target = detection_target(found, 0)
+    target = detection_target(found, 0)  # the best candidate; kept valid by later predicts
+    detector.update(conf=0.05)  # the default threshold for the predict steps
 
     def library(layers) -> Callable[[], None]:
         def run() -> None:
@@ -110,20 +111,20 @@ def main() -> None:
 
     steps = {
         "bare forward (inference_mode)": bare,
-        "predict(array): letterbox+forward+decode+NMS": predict,
+        "predict(array): letterbox+forward+decode+NMS": lambda: detector.predict(image),
         "predict(path): + JPEG decode": lambda: detector.predict(image_path),
-        "GradCAM, one detection, default layer": lambda: explain(detector, target=0, method="GradCAM"),
+        "GradCAM, one detection, default layer": lambda: explain(detector, target=target, method="GradCAM"),
         "GradCAM, one detection, stage3 (long backward)":
-            lambda: explain(detector, target=0, method="GradCAM", layer="stage3"),
+            lambda: explain(detector, target=target, method="GradCAM", layer="stage3"),
         "EigenCAM at head8.out.branch (no backward)":
             lambda: explain(detector, method="EigenCAM", layer="head8.out.branch"),
-        "sweep: GradCAM at 10 layers, one pass": lambda: sweep(detector, SWEEP_LAYERS, "GradCAM", target=0),
+        "sweep: GradCAM at 10 layers, one pass": lambda: sweep(detector, SWEEP_LAYERS, "GradCAM", target=target),
         "library call path, 1 layer": library(["head8.out.branch"]),
     }
     measured = interleaved(steps, repeats)
     measured.update(interleaved({"library call path, 10 layers (10 calls)": library(SWEEP_LAYERS)}, 1))
     detector.predict(image)
-    detector.update(conf=0.01)
+    timings = detector.timings  # a warm call
     measured["threshold change 0.25<->0.3 (update, no model)"] = change
     measured[f"threshold change 0.01<->0.012 ({passing} pass)"] = change_many
 
@@ -142,17 +143,28 @@ def main() -> None:
         "threshold_change_le_30ms (median wall)": max(change["median_ms"], change_many["median_ms"]) <= 30.0,
         f"gradcam_le_3x_forward ({basis})": cam_x <= 3.0,
     }
-    print(f"\npredict breakdown ms: preprocess {timings.preprocess_ms:.1f}, model {timings.model_ms:.1f}, "
-          f"postprocess {timings.postprocess_ms:.1f}; detections explained (conf 0.01): {len(found)}")
+    print(f"\npredict breakdown ms (conf {detector.config.conf_threshold}, {len(detector.last.detections)} "
+          f"detections): preprocess {timings.preprocess_ms:.1f}, model {timings.model_ms:.1f}, "
+          f"postprocess {timings.postprocess_ms:.1f}; GradCAM target: the best candidate")
     for name, ok in checks.items():
         print(f"{name}: {'met' if ok else 'MISSED'}")
-    write_results("detect", {
+    run = {
         "width": WIDTH, "classes": CLASSES, "image_size": SIZE, "weights": "random", "image": described,
         "threads": torch.get_num_threads(), "load_average_1min": load, "pre_nms_topk": detector.pre_nms_topk,
         "rows": rows, "checks": checks,
         "predict_breakdown_ms": {"preprocess": timings.preprocess_ms, "model": timings.model_ms,
                                  "postprocess": timings.postprocess_ms},
-    })
+    }
+    write_results("detect", {"runs": {**previous_runs(), f"{torch.get_num_threads()}_threads": run}})
+
+
+def previous_runs() -> dict:
+    """Runs at other thread counts already in bench/results/detect.json (kept side by side)."""
+    path = RESULTS / "detect.json"
+    try:
+        return dict(json.loads(path.read_text()).get("runs", {}))
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 if __name__ == "__main__":

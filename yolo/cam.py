@@ -38,6 +38,7 @@ from pytorch_grad_cam import (
     XGradCAM,
 )
 from pytorch_grad_cam.base_cam import BaseCAM
+from threadpoolctl import threadpool_limits  # installed with scikit-learn, a grad-cam dependency
 from torch import Tensor, nn
 
 from yolo.config import STRIDES
@@ -199,14 +200,16 @@ def first_component(batch: np.ndarray) -> np.ndarray:
     """(B, C, h, w) -> (B, h, w): each position projected on the first principal component of
     the channel vectors, exactly as pytorch-grad-cam's ``get_2d_projection`` computes it, but with
     the reduced SVD: the library's full SVD also builds an (h*w) x (h*w) matrix it never uses
-    (17 s instead of 0.07 s at a stride-4 layer of the full-width model; same numbers)."""
+    (17 s instead of 0.07 s at a stride-4 layer of the full-width model; same numbers). One BLAS
+    thread: these SVDs are small, and spinning BLAS threads cost seconds on a busy machine."""
     batch = np.nan_to_num(batch, nan=0.0, posinf=np.inf, neginf=-np.inf)
     projections = []
-    for activations in batch:
-        flat = activations.reshape(activations.shape[0], -1).T  # (h*w, C)
-        flat = flat - flat.mean(axis=0)
-        _, _, vt = np.linalg.svd(flat, full_matrices=False)
-        projections.append((flat @ vt[0]).reshape(activations.shape[1:]))
+    with threadpool_limits(limits=1, user_api="blas"):
+        for activations in batch:
+            flat = activations.reshape(activations.shape[0], -1).T  # (h*w, C)
+            flat = flat - flat.mean(axis=0)
+            _, _, vt = np.linalg.svd(flat, full_matrices=False)
+            projections.append((flat @ vt[0]).reshape(activations.shape[1:]))
     return np.float32(projections)
 
 
@@ -235,13 +238,19 @@ def to_original(cam: np.ndarray, input_size: int, scale: float, pad: tuple[float
 
 
 def default_layer(detector: Any, which: Any = None) -> str:
-    """The last 3x3 conv of the head that predicted the best chosen detection."""
-    detections = detector.last.detections
-    rows = chosen(detections, which) if detections is not None and len(detections) else []
-    if not rows:
+    """The last 3x3 conv of the head that predicted the (first) chosen detection.
+
+    ``which`` as in ``chosen``, or a ``DetectionTarget`` (its first slot decides).
+    """
+    if isinstance(which, DetectionTarget):
+        cells = which.cells.tolist()
+    else:
+        detections = detector.last.detections
+        found = detections is not None and len(detections) > 0
+        cells = [int(detections.cells[chosen(detections, which)[0]])] if found else []
+    if not cells:
         return "head8.out.branch"
-    scale = detector.cell_of(int(detections.cells[rows[0]]))[0]
-    return f"head{STRIDES[scale]}.out.branch"
+    return f"head{STRIDES[detector.cell_of(int(cells[0]))[0]]}.out.branch"
 
 
 def sweep(
@@ -294,7 +303,7 @@ def explain(
     if detector.last is None:
         raise RuntimeError("no image yet: call detector.predict(image) or pass image=")
     if layer is None:
-        layer = default_layer(detector, None if isinstance(target, DetectionTarget) else target)
+        layer = default_layer(detector, target)
     return sweep(detector, [layer], method, target, None, eigen_smooth)[layer]
 
 

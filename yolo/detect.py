@@ -204,6 +204,8 @@ def class_ids(classes: Iterable[int | str] | None, class_names: Sequence[str]) -
 
 def top_per_image(scores: Tensor, images: Tensor, k: int) -> Tensor:
     """Row indices of the ``k`` highest scores of every image (Tensor[K] scores and images)."""
+    if images.numel() and bool((images == images[0]).all()):  # one image: a plain top-k
+        return torch.topk(scores, min(k, scores.numel())).indices
     order = torch.argsort(scores, descending=True, stable=True)
     order = order[torch.argsort(images[order], stable=True)]  # by image, best first inside
     sorted_images = images[order]
