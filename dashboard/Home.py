@@ -57,9 +57,10 @@ if runs:
             st.warning(f"{r.label}: {warning}")
 
 st.subheader("Train the demo model")
-st.write("The demo preset trains a small YOLOv3 (width 0.25) on the demo dataset in a few CPU minutes; "
-         "the same as `python train.py --preset demo` in a shell. Runs land in "
-         f"`{ctx.logs_root}/demo/version_<n>/`.")
+st.write("The demo preset trains a small YOLOv3 (width 0.25) on the demo dataset on the CPU: minutes on a "
+         "desktop, about half an hour on a small 2-core machine. It is the same as "
+         "`python train.py --preset demo` in a shell; runs land in "
+         f"`{ctx.logs_root}/demo/version_<n>/`, and you can use every page meanwhile.")
 common.training_panel(ctx)
 
 st.subheader("What next")

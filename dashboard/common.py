@@ -48,8 +48,8 @@ MAX_PIXELS = 40_000_000  # larger uploads are refused with a message (decoding t
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"]
 DEFAULT_IMAGE_SIZE = 416
 NO_CHECKPOINT, OTHER_CHECKPOINT = "(none)", "Another file…"
-TRAIN_HINT = ("No trained checkpoint yet. Train the demo model from the **Home** page (a button; a few "
-              "CPU minutes) or in a shell: `python train.py --preset demo`.")
+TRAIN_HINT = ("No trained checkpoint yet. Train the demo model from the **Home** page (a button; it runs "
+              "on the CPU in the background) or in a shell: `python train.py --preset demo`.")
 
 
 # ------------------------------------------------------------------------------ where things are
@@ -513,8 +513,8 @@ def training_panel(ctx: Context, show_button: bool = True) -> None:
     if show_button and not status.running:
         label = "Train the demo model" if ctx.checkpoint is None else "Train the demo model again"
         if st.button(label, type="primary" if ctx.checkpoint is None else "secondary", key="train_demo",
-                     help="Runs `python train.py --preset demo` in the background (a few CPU minutes); "
-                          "you can keep using the dashboard meanwhile."):
+                     help="Runs `python train.py --preset demo` in the background, on the CPU; a progress bar "
+                          "shows how far it is, and the dashboard stays usable meanwhile."):
             try:
                 jobs.start(ctx.logs_root, jobs.demo_command(ctx.logs_root, ensure_demo_data()))
             except (RuntimeError, OSError) as err:

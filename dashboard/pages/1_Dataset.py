@@ -83,7 +83,10 @@ with stats:
     st.caption("Box area buckets (COCO): " + ", ".join(f"{k} {v}" for k, v in split.box_area_buckets.items()))
 
 with check:
-    report = common.dataset_report(ctx, ctx.split_choices())
+    every = st.toggle("Check every split", key="ds_check_all",
+                      help=f"Off: the {spec} split only. On: {', '.join(ctx.split_choices())} "
+                           "(each split's index is built once, then cached)")
+    report = common.dataset_report(ctx, ctx.split_choices() if every else [spec])
     counts = report.problem_counts
     if not counts:
         st.success("No problems: every image and annotation of every split was read as it is.")
