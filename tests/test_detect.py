@@ -13,7 +13,7 @@ from torch import nn
 
 from yolo.checkpoint import CheckpointError, read_checkpoint, save_weights
 from yolo.config import PostprocessConfig
-from yolo.data.transforms import boxes_from_letterbox
+from yolo.data.transforms import boxes_from_letterbox, boxes_to_letterbox, letterbox
 from yolo.detect import (
     Detector,
     PredictionSet,
@@ -309,6 +309,32 @@ def test_predict_folder_skips_unreadable_files(tmp_path):
         cached = predict_folder(detector, tmp_path, progress=False)
     assert cached.image_ids == ["0.png", "1.png"] and list(cached.meta["skipped"]) == ["broken.jpg"]
     assert [len(d["boxes"]) for d in cached.detections(conf=0.5)] == [1, 1]
+
+
+def test_letterboxed_evaluation_samples_give_the_same_predictions():
+    """An EvalDataset-style sample (image already letterboxed, "meta" holding the parameters)
+    skips the letterbox and maps its boxes back: same predictions, truth and size as the original."""
+    original = {"image": picture(100, 150, (20, 30, 90, 80)), "id": "x", "boxes": np.array([[20, 30, 90, 80.0]]),
+                "labels": np.array([1]), "difficult": np.array([False])}
+    boxed, lb = letterbox(original["image"], SIZE)
+    evaluation = {**original, "image": boxed, "boxes": boxes_to_letterbox(original["boxes"], lb), "meta": lb.as_dict()}
+    detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
+    one, two = (predict_samples(detector, [s], progress=False) for s in (original, evaluation))
+    assert one.sizes.tolist() == two.sizes.tolist() == [[150, 100]]
+    assert torch.allclose(one.detections(conf=0.5)[0]["boxes"], two.detections(conf=0.5)[0]["boxes"])
+    assert torch.allclose(one.ground_truth()[0]["boxes"], two.ground_truth()[0]["boxes"], atol=1e-4)
+
+
+def test_voc_mini_images_round_trip(voc_mini, tmp_path):
+    paths = sorted((voc_mini / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))[:3]
+    detector = Detector(YOLOv3(20, 0.125).eval(), image_size=SIZE)
+    cached = predict_samples(detector, paths, tmp_path / "voc.pt", batch_size=2, progress=False)
+    loaded = PredictionSet.load(tmp_path / "voc.pt")
+    assert loaded.image_ids == [p.name for p in paths] and loaded.class_names[0] == "aeroplane"
+    assert loaded.sizes.tolist() == [list(Image.open(p).size) for p in paths]
+    for got, want in zip(loaded.detections(conf=0.01), cached.detections(conf=0.01)):
+        assert torch.equal(got["boxes"], want["boxes"])
+        assert (got["boxes"][:, 2:] >= got["boxes"][:, :2]).all()
 
 
 def test_select_is_vectorised_over_images():

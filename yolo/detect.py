@@ -65,8 +65,11 @@ def load_image(image: Any, bgr: bool = False) -> np.ndarray:
     if isinstance(image, (bytes, bytearray)):
         image = io.BytesIO(image)
     if hasattr(image, "read"):
-        with Image.open(image) as pil:
-            return _from_pil(pil)
+        try:
+            with Image.open(image) as pil:
+                return _from_pil(pil)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise ValueError(f"cannot read the uploaded image: {err}") from err
     if isinstance(image, Image.Image):
         return _from_pil(image)
     if isinstance(image, Tensor):
@@ -310,7 +313,9 @@ class LastPrediction:
 class Detector:
     """A YOLOv3 model ready for single images: letterbox, one forward, decode, NMS, map back.
 
-    ``config`` holds the thresholds (``PostprocessConfig``); ``classes`` an optional class filter.
+    ``config`` holds the thresholds (``PostprocessConfig``); ``classes`` an optional class filter;
+    ``last`` what the last ``predict`` kept. That state makes a Detector one user's: a web app
+    should share the model (e.g. ``st.cache_resource``) and give each session its own Detector.
     """
 
     def __init__(
@@ -564,35 +569,68 @@ class PredictionSet:
         return cls(**raw)
 
 
-def _sample_parts(sample: Any, index: int) -> tuple[Any, str, dict | None]:
-    """A split's sample -> (image, image id, ground truth dict or None).
+@dataclass
+class _Prepared:
+    """One sample ready for the model: id, original (width, height), input, letterbox, truth."""
 
-    Accepts a dict with "image" (and optionally "image_id"/"id"/"path", "boxes", "labels",
-    "difficult"), a pair (image, target dict), or a bare image (a path gives its file name).
-    """
-    target = None
+    image_id: str
+    size: tuple[int, int]
+    input: Tensor
+    letterbox: Letterbox
+    truth: dict[str, Tensor] | None
+
+
+def _as_tensors(target: dict, boxes: Any) -> dict[str, Tensor]:
+    labels = torch.as_tensor(np.asarray(target.get("labels", []), dtype=np.int64)).reshape(-1)
+    difficult = target.get("difficult")
+    return {
+        "boxes": torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4),
+        "labels": labels,
+        "difficult": torch.zeros(len(labels), dtype=torch.bool) if difficult is None
+        else torch.as_tensor(np.asarray(difficult, dtype=bool)).reshape(-1),
+    }
+
+
+def _split(sample: Any) -> tuple[Any, dict | None]:
+    """A sample -> (image, target dict or None)."""
     if isinstance(sample, dict):
-        image, target = sample["image"], sample
-    elif isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict):
-        image, target = sample
-    else:
-        image = sample
-    image_id = None
+        return sample["image"], sample
+    if isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict):
+        return sample[0], sample[1]
+    return sample, None
+
+
+def sample_id(sample: Any, index: int) -> str:
+    """The id of a sample: its "image_id", "id", "path" or "file", a path's name, else its index."""
+    image, target = _split(sample)
     for key in ("image_id", "id", "path", "file"):
         if target is not None and target.get(key) is not None:
-            image_id = str(target[key])
-            break
-    if image_id is None:
-        image_id = Path(image).name if isinstance(image, (str, Path)) else str(index)
-    gt = None
-    if target is not None and "boxes" in target:
-        boxes = torch.as_tensor(np.asarray(target["boxes"], dtype=np.float32)).reshape(-1, 4)
-        labels = torch.as_tensor(np.asarray(target.get("labels", []), dtype=np.int64)).reshape(-1)
-        difficult = target.get("difficult")
-        difficult = torch.zeros(len(labels), dtype=torch.bool) if difficult is None else \
-            torch.as_tensor(np.asarray(difficult, dtype=bool)).reshape(-1)
-        gt = {"boxes": boxes, "labels": labels, "difficult": difficult}
-    return image, image_id, gt
+            return str(target[key])
+    return Path(image).name if isinstance(image, (str, Path)) else str(index)
+
+
+def prepare_sample(detector: Detector, sample: Any, index: int) -> _Prepared:
+    """A split's sample -> model input, letterbox and ground truth in original pixels.
+
+    Accepts: a dict with "image" (optionally "id"/"image_id"/"path", "boxes", "labels",
+    "difficult"), as ``yolo.data`` datasets give; an evaluation sample already letterboxed to
+    the detector's size with its "meta" (``EvalDataset``: reduced decodes, so faster), whose
+    boxes are mapped back to the original; a pair (image, target dict); or a bare image.
+    """
+    image, target = _split(sample)
+    image_id = sample_id(sample, index)
+    meta = target.get("meta") if target else None
+    if meta and meta.get("size") == detector.image_size and np.shape(image)[:2] == (detector.image_size,) * 2:
+        record = Letterbox(meta["size"], tuple(meta["orig_size"]), meta["scale"], meta["pad_x"], meta["pad_y"])
+        tensor = to_input(load_image(image))
+        height, width = record.orig_size
+        truth = _as_tensors(target, boxes_from_letterbox(np.asarray(target["boxes"], np.float32), record)) \
+            if "boxes" in target else None
+    else:
+        rgb, tensor, record = detector.prepare(image)
+        height, width = rgb.shape[:2]
+        truth = _as_tensors(target, target["boxes"]) if target and "boxes" in target else None
+    return _Prepared(image_id, (width, height), tensor, record, truth)
 
 
 def predict_samples(
@@ -609,8 +647,9 @@ def predict_samples(
     """Run the model once over a split and keep every candidate above ``conf_floor``, pre-NMS.
 
     Args:
-        samples: an iterable of samples in original pixels (see ``_sample_parts``): a dataset
-            split, a list of paths or images.
+        samples: an iterable of samples (see ``prepare_sample``): a ``yolo.data`` dataset
+            split (original or evaluation samples), a list of paths or images, or a DataLoader
+            with ``batch_size=None`` to decode in worker processes.
         out_path: where to save the ``PredictionSet`` (``PredictionSet.load`` reads it back).
         max_candidates: per image, the highest-scoring candidates kept (bounds the file size).
         total: number of samples for the progress bar when ``samples`` has no ``len``.
@@ -618,41 +657,37 @@ def predict_samples(
     Unreadable images are skipped, counted and listed in ``meta["skipped"]`` (id: reason).
     """
     total = total if total is not None else (len(samples) if hasattr(samples, "__len__") else None)
-    ids: list[str] = []
-    sizes: list[tuple[int, int]] = []
-    truths: list[dict | None] = []
+    done: list[_Prepared] = []
     parts: list[Candidates] = []
     counts: list[int] = []
     skipped: dict[str, str] = {}
-    pending: list[tuple[Tensor, Letterbox]] = []
+    pending: list[_Prepared] = []
 
     def flush() -> None:
-        cands = detector.run_prepared([p[0] for p in pending], [p[1] for p in pending], conf_floor, max_candidates)
+        cands = detector.run_prepared([p.input for p in pending], [p.letterbox for p in pending],
+                                      conf_floor, max_candidates)
         parts.append(cands)
         counts.extend(torch.bincount(cands.images, minlength=len(pending)).tolist())
+        done.extend(pending)
         pending.clear()
 
     with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
         for index, sample in enumerate(samples):
-            image, image_id, gt = _sample_parts(sample, index)
             try:
-                rgb, tensor, record = detector.prepare(image)
+                pending.append(prepare_sample(detector, sample, index))
             except (OSError, ValueError) as err:
-                skipped[image_id] = str(err)
-                bar.update(1)
-                continue
-            ids.append(image_id)
-            sizes.append((rgb.shape[1], rgb.shape[0]))
-            truths.append(gt)
-            pending.append((tensor, record))
+                skipped[sample_id(sample, index)] = str(err)
             if len(pending) == batch_size:
                 flush()
             bar.update(1)
         if pending:
             flush()
-        bar.set_postfix(images=len(ids), skipped=len(skipped))
+        bar.set_postfix(images=len(done), skipped=len(skipped))
     if skipped:
         warnings.warn(f"{len(skipped)} unreadable images skipped, e.g. {next(iter(skipped.items()))}")
+    ids = [p.image_id for p in done]
+    sizes = [p.size for p in done]
+    truths = [p.truth for p in done]
     result = PredictionSet(
         image_ids=ids,
         sizes=torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2),
