@@ -134,7 +134,7 @@ def main() -> None:
             for name, m in measured.items()]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print_table(rows, f"YOLOv3 width {WIDTH}, {CLASSES} classes, {SIZE} input, random weights, {described}, "
-                      f"{torch.get_num_threads()} threads, load average {load:.1f}, pre-NMS top-k {detector.pre_nms_topk}")
+                      f"{torch.get_num_threads()} threads, load average {load:.1f}, pre-NMS top-k {detector.config.pre_nms_top_k}")
     basis = "cpu_ms" if torch.get_num_threads() == 1 else "min_ms"  # see interleaved()
     predict_x = measured["predict(array): letterbox+forward+decode+NMS"][basis] / fwd[basis]
     cam_x = measured["GradCAM, one detection, default layer"][basis] / fwd[basis]
@@ -150,7 +150,7 @@ def main() -> None:
         print(f"{name}: {'met' if ok else 'MISSED'}")
     run = {
         "width": WIDTH, "classes": CLASSES, "image_size": SIZE, "weights": "random", "image": described,
-        "threads": torch.get_num_threads(), "load_average_1min": load, "pre_nms_topk": detector.pre_nms_topk,
+        "threads": torch.get_num_threads(), "load_average_1min": load, "pre_nms_top_k": detector.config.pre_nms_top_k,
         "rows": rows, "checks": checks,
         "predict_breakdown_ms": {"preprocess": timings.preprocess_ms, "model": timings.model_ms,
                                  "postprocess": timings.postprocess_ms},

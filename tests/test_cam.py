@@ -100,7 +100,7 @@ SCENES = [
 def inside(shape: tuple[int, int], box) -> np.ndarray:
     """Boolean mask of a pixel xyxy box."""
     mask = np.zeros(shape, bool)
-    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    x1, y1, x2, y2 = (round(float(v)) for v in box)
     mask[y1:y2, x1:x2] = True
     return mask
 

@@ -21,7 +21,6 @@ from yolo.detect import (
     predict_folder,
     predict_samples,
     select,
-    top_per_image,
 )
 from yolo.model import YOLOv3
 from yolo.postprocess import postprocess
@@ -223,7 +222,7 @@ def test_threshold_changes_do_not_run_the_model():
     model = YOLOv3(3, 0.125).eval()
     calls = counting(model)
     detector = Detector(model, ["a", "b", "c"], image_size=SIZE)
-    detector.pre_nms_topk = None  # every candidate enters NMS, as in yolo.postprocess
+    detector.config.pre_nms_top_k = None  # every candidate enters NMS, as postprocess's default
     image = (np.random.default_rng(2).random((100, 160, 3)) * 255).astype(np.uint8)
     first = detector.predict(image)
     assert calls[0] == 1 and len(first) > 0
@@ -250,7 +249,8 @@ def test_timings_and_cells():
     assert t.model_ms > 0 and t.preprocess_ms > 0 and t.postprocess_ms > 0
     assert t.total_ms == pytest.approx(t.preprocess_ms + t.model_ms + t.postprocess_ms)
     scale, anchor, row, col = detector.cell_of(int(found.cells[0]))
-    assert 0 <= scale < 3 and 0 <= anchor < 3
+    centre = 35 * SIZE / 100  # the box centre in input pixels (no padding for a square image)
+    assert 0 <= anchor < 3 and row == col == int(centre // (32, 16, 8)[scale])
     assert found.to_records()[0]["class"] == "b"
     with pytest.raises(RuntimeError, match="predict"):
         Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE).update(conf=0.3)
@@ -292,8 +292,8 @@ def test_split_predictions_match_single_image_predictions():
     cached = predict_samples(detector, images, batch_size=2, max_candidates=None, progress=False)
     assert cached.image_ids == ["0", "1", "2"]
     for conf, iou in ((0.05, 0.45), (0.2, 0.3)):
-        batch = cached.detections(conf=conf, iou=iou, max_detections=10_000)
-        detector.config = PostprocessConfig(conf, iou, 10_000)
+        batch = cached.detections(conf=conf, iou=iou, max_detections=10_000, pre_nms_top_k=None)
+        detector.config = PostprocessConfig(conf, iou, 10_000, pre_nms_top_k=None)
         for image, got in zip(images, batch):
             want = detector.predict(image)
             assert np.allclose(rows(got["scores"], got["boxes"]), rows(want.scores, want.boxes), atol=1e-3)
@@ -349,7 +349,8 @@ def test_select_is_vectorised_over_images():
     kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10), classes=[1])
     assert [k.tolist() for k in kept] == [[2], [], []]
     # pre-NMS top-k is per image: image 0 keeps its best 1 candidate, image 2 its only one
-    kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10), pre_nms_topk=1)
+    kept = select(boxes, scores, labels, images, 3, PostprocessConfig(0.1, 0.5, 10, pre_nms_top_k=1))
     assert [k.tolist() for k in kept] == [[0], [], [3]]
-    assert sorted(top_per_image(torch.tensor([0.1, 0.9, 0.5, 0.7, 0.3]), torch.tensor([1, 0, 1, 1, 0]), 2).tolist()) \
-        == [1, 2, 3, 4]
+    one = torch.zeros(4, dtype=torch.int64)  # a single image takes the plain top-k path
+    kept = select(boxes, scores, labels, one, 1, PostprocessConfig(0.1, 0.5, 10, pre_nms_top_k=2))
+    assert [k.tolist() for k in kept] == [[0]]  # 0 and 1 entered NMS; 1 overlaps 0

@@ -33,10 +33,11 @@ from yolo.checkpoint import load_into, read_checkpoint
 from yolo.config import ANCHORS, VOC_CLASSES, PostprocessConfig, grid_sizes
 from yolo.data.transforms import FILL, Letterbox, boxes_from_letterbox, letterbox
 from yolo.model import YOLOv3
+from yolo.postprocess import top_k_per_image
 from yolo.targets import decode_outputs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-PRE_NMS_TOPK = 1000  # candidates per image entering NMS, best first (as mmdetection's YOLOv3)
+PRE_NMS_TOP_K = 1000  # the Detector's default: candidates per image entering NMS, best first
 _UNSET: Any = object()
 
 
@@ -205,18 +206,6 @@ def class_ids(classes: Iterable[int | str] | None, class_names: Sequence[str]) -
     return sorted(ids)
 
 
-def top_per_image(scores: Tensor, images: Tensor, k: int) -> Tensor:
-    """Row indices of the ``k`` highest scores of every image (Tensor[K] scores and images)."""
-    if images.numel() and bool((images == images[0]).all()):  # one image: a plain top-k
-        return torch.topk(scores, min(k, scores.numel())).indices
-    order = torch.argsort(scores, descending=True, stable=True)
-    order = order[torch.argsort(images[order], stable=True)]  # by image, best first inside
-    sorted_images = images[order]
-    counts = torch.bincount(sorted_images)
-    rank = torch.arange(order.numel()) - (torch.cumsum(counts, 0) - counts)[sorted_images]
-    return order[rank < k]
-
-
 def select(
     boxes: Tensor,
     scores: Tensor,
@@ -225,17 +214,16 @@ def select(
     num_images: int,
     config: PostprocessConfig,
     classes: Sequence[int] | None = None,
-    pre_nms_topk: int | None = PRE_NMS_TOPK,
 ) -> list[Tensor]:
-    """Confidence filter, class filter, top-k and (class-aware) NMS of a flat candidate list.
+    """Confidence filter, class filter, pre-NMS top-k and (class-aware) NMS of flat candidates.
 
     Args:
         boxes (Tensor[K, 4]) xyxy; scores, labels, images (Tensor[K]).
-        config: conf_threshold, iou_threshold, max_detections, class_agnostic.
+        config: conf_threshold, iou_threshold, max_detections, class_agnostic, pre_nms_top_k
+            (at most this many candidates per image enter NMS, best first; None: all. NMS
+            time grows with the square of the candidates, and only a model unsure everywhere,
+            untrained or at a very low threshold, has more than 1000).
         classes: keep only these class ids (None: all), applied before NMS.
-        pre_nms_topk: at most this many candidates per image enter NMS, best first (None: all).
-            NMS costs grow with the square of the candidates; only a model that is unsure
-            everywhere (untrained, or a very low threshold) ever has more than 1000.
 
     Returns:
         ``num_images`` Tensors of row indices into the inputs, highest score first.
@@ -244,8 +232,11 @@ def select(
     if classes is not None:
         keep &= torch.isin(labels, torch.as_tensor(classes, dtype=labels.dtype))
     idx = torch.nonzero(keep).squeeze(1)
-    if pre_nms_topk is not None and idx.numel() > pre_nms_topk:
-        idx = idx[top_per_image(scores[idx], images[idx], pre_nms_topk)]
+    k = config.pre_nms_top_k
+    if k is not None and idx.numel() > k:
+        # one image: a plain top-k (no sorts, which are slow on a busy machine's threads)
+        top = torch.topk(scores[idx], k).indices if num_images == 1 else top_k_per_image(scores[idx], images[idx], k)
+        idx = idx[top]
     num_classes = int(labels.max()) + 1 if labels.numel() else 1
     groups = images[idx] if config.class_agnostic else images[idx] * num_classes + labels[idx]
     kept = idx[batched_nms(boxes[idx], scores[idx], groups, config.iou_threshold)]  # by score
@@ -342,9 +333,8 @@ class Detector:
         self.class_names = list(class_names)
         self.image_size = image_size
         self.anchors = [list(map(list, s)) for s in anchors]
-        self.config = config or PostprocessConfig()
+        self.config = config or PostprocessConfig(pre_nms_top_k=PRE_NMS_TOP_K)
         self.classes: list[int] | None = None
-        self.pre_nms_topk: int | None = PRE_NMS_TOPK  # None: every candidate enters NMS
         self.timings = Timings()
         self.last: LastPrediction | None = None
         self.checkpoint: str | None = None
@@ -359,7 +349,7 @@ class Detector:
         width: float | None = None,
         prefer_ema: bool = True,
         config: PostprocessConfig | None = None,
-    ) -> "Detector":
+    ) -> Detector:
         """Load safely (``torch.load(weights_only=True)``); EMA weights when present.
 
         ``num_classes``/``width``, when given, are what the caller expects: a checkpoint for
@@ -433,7 +423,7 @@ class Detector:
     def _detections(self) -> Detections:
         last = self.last
         c = last.candidates
-        (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, self.config, self.classes, self.pre_nms_topk)
+        (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, self.config, self.classes)
         height, width = last.image.shape[:2]
         labels = c.labels[idx]
         last.detections = Detections(
@@ -525,15 +515,15 @@ class PredictionSet:
         max_detections: int = 100,
         classes: Iterable[int | str] | None = None,
         class_agnostic: bool = False,
-        pre_nms_topk: int | None = PRE_NMS_TOPK,
+        pre_nms_top_k: int | None = PRE_NMS_TOP_K,
     ) -> list[dict[str, Tensor]]:
         """Per-image {"boxes", "scores", "labels"} after the given thresholds; no model needed.
 
         ``conf`` below ``conf_floor`` cannot recover candidates that were never stored.
         """
-        config = PostprocessConfig(conf, iou, max_detections, class_agnostic)
+        config = PostprocessConfig(conf, iou, max_detections, class_agnostic, pre_nms_top_k)
         ids = class_ids(classes, self.class_names)
-        kept = select(self.boxes, self.scores, self.labels, self.images, len(self), config, ids, pre_nms_topk)
+        kept = select(self.boxes, self.scores, self.labels, self.images, len(self), config, ids)
         return [{"boxes": self.boxes[k], "scores": self.scores[k], "labels": self.labels[k]} for k in kept]
 
     def ground_truth(self) -> list[dict[str, Tensor]] | None:
@@ -553,7 +543,7 @@ class PredictionSet:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "PredictionSet":
+    def load(cls, path: str | Path) -> PredictionSet:
         """Read a file written by ``save``; safe (weights_only) and checked."""
         try:
             raw = torch.load(Path(path), map_location="cpu", weights_only=True)
