@@ -8,7 +8,7 @@ model cached (st.cache_resource): the time of a page rerun after moving the conf
 (target < 0.3 s), and for scale the rerun after choosing another image (a forward pass).
 
 Evaluate, voc-mini val with predictions cached on disk (written once by the page's own button,
-timed too): the rerun that sweeps the thresholds from scratch (NMS at 4 IoUs, precision / recall
+timed too): the rerun that sweeps the thresholds from scratch (NMS at 3 IoUs, precision / recall
 at 19 confidences each, mAP per IoU; the sweep and NMS caches cleared first; target < 2 s), and
 the reruns after moving the confidence slider or the NMS IoU.
 
@@ -147,7 +147,7 @@ def main() -> None:
             rows.append({"page": "Evaluate", "action": f"predict {limit} val images once (button)",
                          "median_s": predict, "min_s": predict, "repeats": 1, "target_s": ""})
         rows += [
-            {"page": "Evaluate", "action": "threshold sweep from scratch (4 NMS IoU x 19 conf)", **sweep,
+            {"page": "Evaluate", "action": "threshold sweep from scratch (3 NMS IoU x 19 conf)", **sweep,
              "target_s": 2.0},
             {"page": "Evaluate", "action": "confidence slider moved", **conf, "target_s": ""},
             {"page": "Evaluate", "action": "NMS IoU changed (one NMS + evaluation)", **nms, "target_s": ""},
