@@ -89,7 +89,8 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
     marker, proof = tmp_path / "pwned", tmp_path / "proof"
     torch.save({"hyper_parameters": {"num_classes": 20}, "state_dict": {"model.x": RunsCode(str(proof))}},
                tmp_path / "proof.ckpt")
-    torch.load(tmp_path / "proof.ckpt", weights_only=False)  # the payload is real: unsafe load runs it
+    handle = torch.load(tmp_path / "proof.ckpt", weights_only=False)  # the payload is real:
+    handle["state_dict"]["model.x"].close()  # an unsafe load runs it (here: opens a file)
     assert proof.exists()
 
     path = tmp_path / "evil.ckpt"
@@ -331,7 +332,11 @@ def test_voc_mini_images_round_trip(voc_mini, tmp_path):
     cached = predict_samples(detector, paths, tmp_path / "voc.pt", batch_size=2, progress=False)
     loaded = PredictionSet.load(tmp_path / "voc.pt")
     assert loaded.image_ids == [p.name for p in paths] and loaded.class_names[0] == "aeroplane"
-    assert loaded.sizes.tolist() == [list(Image.open(p).size) for p in paths]
+    sizes = []
+    for path in paths:
+        with Image.open(path) as image:
+            sizes.append(list(image.size))
+    assert loaded.sizes.tolist() == sizes
     for got, want in zip(loaded.detections(conf=0.01), cached.detections(conf=0.01)):
         assert torch.equal(got["boxes"], want["boxes"])
         assert (got["boxes"][:, 2:] >= got["boxes"][:, :2]).all()
