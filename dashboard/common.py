@@ -189,9 +189,8 @@ def sidebar() -> Context:
         st.subheader("Data and model")
         root, error, fmt, is_demo = _dataset_sidebar()
         checkpoint = _checkpoint_sidebar(logs)
-        status = jobs.status(logs)
-        if status.running:
-            st.progress(status.progress, text=f"Demo training: {status.message}")
+        if jobs.status(logs).running:
+            st.fragment(run_every=5.0)(_sidebar_progress)(str(logs))
     classes: tuple[str, ...] = ()
     splits: list[str] = []
     if root is not None:
@@ -200,6 +199,14 @@ def sidebar() -> Context:
         except (DataLayoutError, OSError) as err:
             root, error = None, str(err)
     return Context(root, error, fmt, is_demo, classes, splits, logs, checkpoint, run_image_size(checkpoint))
+
+
+def _sidebar_progress(root: str) -> None:
+    status = jobs.status(root)
+    if status.running:
+        st.progress(status.progress, text=f"Demo training: {status.message}")
+    else:
+        st.caption(f"Demo training {status.state}; see Home.")
 
 
 def page(title: str, intro: str = "") -> Context:
@@ -542,7 +549,7 @@ def _job_progress(root: str) -> None:
     elif status.state == "stopped":
         st.warning("Training was stopped. Start it again with the button; `last.ckpt` (if any) is usable.")
     else:
-        st.error(f"Training failed ({status.message}). The end of its output is below; the same "
+        st.error(f"Training failed: {status.message}. The end of its output is below; the same "
                  "command in a shell (`python train.py --preset demo`) shows the full story.")
     if status.log_tail:
         with st.expander("Training output", expanded=status.state == "failed"):

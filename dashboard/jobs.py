@@ -180,7 +180,9 @@ def status(logs_root: str | Path) -> JobStatus:
         return JobStatus("finished", 1.0, "training finished", returncode=code, **common)
     if stopped:
         return JobStatus("stopped", fraction, "stopped before the end", returncode=code, **common)
-    return JobStatus("failed", fraction, f"training stopped with exit code {code}", returncode=code, **common)
+    why = (f"it stopped with exit code {code}" if code is not None else
+           "it ended before finishing; an earlier dashboard process started it, so its exit code is unknown")
+    return JobStatus("failed", fraction, why, returncode=code, **common)
 
 
 def stop(logs_root: str | Path) -> bool:
