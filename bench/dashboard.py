@@ -119,12 +119,12 @@ def main() -> None:
         if [b for b in at.button if b.key == "ev_run"]:  # predicts, saves, reruns: evaluation + sweep
             at.button(key="ev_run").click().run()
         predict = time.perf_counter() - start  # ~0 when --scratch already holds the predictions
-        common = sys.modules["common"]  # the dashboard's helpers, as the pages imported them
+        evaluation = sys.modules["evaluation"]  # the Evaluate page's helpers, as the page imported them
 
         def sweep_from_scratch(at, k):
-            common.threshold_sweep.clear()
-            common._nms_store.clear()
-            common.evaluation.clear()
+            evaluation.threshold_sweep.clear()
+            evaluation._nms_store.clear()
+            evaluation.evaluate.clear()
             at.slider(key="ev_conf").set_value(0.25)
 
         def move_eval_conf(at, k):
@@ -133,16 +133,16 @@ def main() -> None:
         saved = next((logs / ".dashboard" / "predictions").glob("*.pt"))
 
         def move_nms(at, k):  # to an IoU whose NMS is not cached yet (the sweep's stay cached)
-            store = common._nms_store(str(saved), saved.stat().st_mtime_ns)  # the page's own dict
+            store = evaluation._nms_store(str(saved), saved.stat().st_mtime_ns)  # the page's own dict
             store.pop(0.5, None)
             store.pop(0.4, None)
-            common.evaluation.clear()
+            evaluation.evaluate.clear()
             at.select_slider(key="ev_iou").set_value((0.5, 0.4)[k % 2])
 
         sweep = timed_runs(at, sweep_from_scratch, max(3, args.repeats // 2), warmup=1)
         conf = timed_runs(at, move_eval_conf, args.repeats)
         nms = timed_runs(at, move_nms, max(3, args.repeats // 2), warmup=1)
-        preds = common.load_predictions(saved)
+        preds = evaluation.load_predictions(saved)
         if predict > 1.0:  # not when --scratch already held the predictions
             rows.append({"page": "Evaluate", "action": f"predict {limit} val images once (button)",
                          "median_s": predict, "min_s": predict, "repeats": 1, "target_s": ""})

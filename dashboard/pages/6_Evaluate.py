@@ -3,6 +3,7 @@ confusion matrix, how mAP / precision / recall move with the confidence and NMS 
 and the worst images first. Threshold changes never re-run the model."""
 
 import common
+import evaluation
 import plotly.express as px
 import streamlit as st
 
@@ -19,13 +20,13 @@ spec = c1.selectbox("Split", choices, index=choices.index(ctx.default_split("val
                     key="ev_split")
 size = len(common.load_index(ctx, spec))
 limit = int(c2.number_input(f"Images (the first N of the {size})", 1, max(size, 1), size, key="ev_limit"))
-path = common.predictions_file(ctx, model, spec, limit)
-preds = common.load_predictions(path)
+path = evaluation.predictions_file(ctx, model, spec, limit)
+preds = evaluation.load_predictions(path)
 if preds is None:
     st.info(f"No saved predictions of this model on **{spec}** ({limit} images) yet. The model runs once over "
             "them; thresholds and views below then work from the saved file.")
     if st.button(f"Run the model over {limit} images", type="primary", key="ev_run"):
-        common.compute_predictions(ctx, model, spec, limit, path)
+        evaluation.compute_predictions(ctx, model, spec, limit, path)
         st.rerun()
     st.stop()
 stamp = path.stat().st_mtime_ns
@@ -40,15 +41,15 @@ iou = t2.select_slider("NMS IoU threshold", [0.3, 0.4, 0.45, 0.5, 0.6, 0.7], val
 if t3.button("Run the model again", key="ev_rerun", help="Replace the saved predictions"):
     path.unlink(missing_ok=True)
     st.rerun()
-common.nms_at(str(path), stamp, (iou, *common.SWEEP_IOUS))  # every NMS the page needs, side by side
-result = common.evaluation(str(path), stamp, conf, iou)
+evaluation.nms_at(str(path), stamp, (iou, *evaluation.SWEEP_IOUS))  # every NMS the page needs, side by side
+result = evaluation.evaluate(str(path), stamp, conf, iou)
 m = st.columns(4)
 m[0].metric("mAP@0.5", common.fmt(result["map"]))
 m[1].metric("mAP@0.5 (VOC07 11-point)", common.fmt(result["map_voc07"]))
 m[2].metric(f"Precision at {conf:.2f}", common.fmt(result["precision"]))
 m[3].metric(f"Recall at {conf:.2f}", common.fmt(result["recall"]))
 st.caption(f"{len(preds)} images of {spec} · {model.label} · candidates above {preds.conf_floor} kept, "
-           f"at most {common.MAX_DETECTIONS} detections per image after NMS.")
+           f"at most {evaluation.MAX_DETECTIONS} detections per image after NMS.")
 
 ap_tab, pr_tab, cm_tab, sweep_tab, worst_tab = st.tabs(
     ["Per-class AP", "PR curves", "Confusion matrix", "Thresholds", "Worst images"])
@@ -73,7 +74,7 @@ with cm_tab:
     st.plotly_chart(fig, width="stretch", key="ev_cm_chart")
     st.caption("Last row: detections that matched no object. Last column: objects no detection found.")
 with sweep_tab:
-    sweep = common.threshold_sweep(str(path), stamp, common.SWEEP_CONFS, common.SWEEP_IOUS)
+    sweep = evaluation.threshold_sweep(str(path), stamp, evaluation.SWEEP_CONFS, evaluation.SWEEP_IOUS)
     best = sweep.loc[sweep["F1"].idxmax()]
     st.success(f"Best F1 {best['F1']:.3f} at confidence {best['confidence']:.2f} with NMS IoU "
                f"{best['NMS IoU']:.2f} (precision {best['precision']:.3f}, recall {best['recall']:.3f}).")
@@ -92,7 +93,7 @@ with worst_tab:
     tiles = []
     for _, row in top.iterrows():
         sample = common.load_sample(ctx, spec, int(row["position"]))
-        found = common.image_detections(str(path), stamp, int(row["position"]), conf, iou)
+        found = evaluation.image_detections(str(path), stamp, int(row["position"]), conf, iou)
         picture = viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"], class_names=ctx.classes)
         tiles.append(viz.draw_detections(picture, found["boxes"], found["labels"], found["scores"],
                                          class_names=result["names"]))
