@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-find", action="store_true", default=None, help="run Lightning's LR finder first and use its suggestion")
     g.add_argument("--one-cycle", type=_bool, help="cosine one-cycle schedule (default on); off: constant LR")
     g.add_argument("--weight-decay", type=float, help=f"(default {d.weight_decay})")
+    g.add_argument("--obj-loss", choices=["bce", "mse"], help="objectness term against the IoU target: "
+                   "bce (default) or mse (the course's exact term; its gradient vanishes for low objectness)")
     g.add_argument("--ema", type=_bool, help="validate and save an EMA of the weights (default on)")
     g.add_argument("--ema-decay", type=float, help=f"(default {d.ema_decay})")
     g.add_argument("--grad-clip", type=float, help=f"gradient-norm clip, 0 for none (default {d.grad_clip})")

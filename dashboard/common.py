@@ -578,31 +578,18 @@ def train_dataset(ctx: Context, spec: str, mosaic_p: float = 0.75, colour: bool 
 
 def assigned_cells(boxes: np.ndarray, labels: np.ndarray, size: int, classes) -> pd.DataFrame:
     """The anchor slots ``yolo.targets.encode`` gives the boxes of one image at ``size``: one row
-    per slot that owns a box ("assigned") or is ignored, with stride, grid, anchor, row, column.
-
-    Workaround until the library offers it (yolo.targets has no "assigned cells" reader): it
-    calls ``encode`` and lists the slots of its output by their objectness code.
-    """
+    per slot that owns a box ("assigned") or is ignored, with stride, grid, anchor, row, column."""
     import torch
 
-    from yolo.boxes import normalize, xyxy_to_cxcywh
-    from yolo.config import ANCHORS, STRIDES
-    from yolo.targets import encode
+    from yolo.targets import assignments
 
-    xyxy = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
-    targets = encode(normalize(xyxy_to_cxcywh(xyxy), size, size),
-                     torch.as_tensor(np.asarray(labels, dtype=np.int64)),
-                     torch.zeros(len(xyxy), dtype=torch.long), 1, size)
-    rows = []
-    for scale, target in enumerate(targets):
-        for code, state in ((1.0, "assigned"), (-1.0, "ignored")):
-            for a, j, i in torch.nonzero(target[0, ..., 0] == code).tolist():
-                slot = target[0, a, j, i].tolist()
-                rows.append({"stride": STRIDES[scale], "grid": target.shape[2], "anchor": a,
-                             "anchor w x h": "{:.2f} x {:.2f}".format(*ANCHORS[scale][a]),
-                             "row": j, "col": i, "state": state,
-                             "class": classes[int(slot[5])] if code == 1.0 else ""})
-    return pd.DataFrame(rows, columns=["stride", "grid", "anchor", "anchor w x h", "row", "col", "state", "class"])
+    rows = assignments(torch.as_tensor(np.asarray(boxes, dtype=np.float32)),
+                       torch.as_tensor(np.asarray(labels, dtype=np.int64)), size)
+    table = [{"stride": r["stride"], "grid": r["grid"], "anchor": r["anchor"],
+              "anchor w x h": "{:.2f} x {:.2f}".format(*r["anchor_wh"]), "row": r["row"],
+              "col": r["col"], "state": r["state"],
+              "class": classes[r["label"]] if r["label"] >= 0 else ""} for r in rows]
+    return pd.DataFrame(table, columns=["stride", "grid", "anchor", "anchor w x h", "row", "col", "state", "class"])
 
 
 # ------------------------------------------------------------------------------ training logs

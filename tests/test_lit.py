@@ -109,7 +109,8 @@ def test_short_fit_learns_and_logs_every_metric(tmp_path):
     # untrained: loss ~35 (10 x BCE(0.5) on every background cell dominates), mAP 0
     assert initial[metric_key("val", "loss")] > 20.0
     assert float(m[metric_key("val", "loss")]) < 6.0
-    assert float(m[metric_key("val", "noobj_acc")]) > 80.0
+    assert initial[metric_key("val", "noobj_acc")] < 5.0  # every cell starts near sigmoid(0) = .5
+    assert float(m[metric_key("val", "noobj_acc")]) > 60.0
     assert float(m[metric_key("val", "map50")]) > 0.3
     assert int(module.ema.updates) == trainer.global_step == 35 * 4
 

@@ -24,7 +24,11 @@ def test_scale_terms_hand_computed():
     # scale 0, S = 2: owner is anchor 0 (.28, .22) in cell (0, 0), x = y = .6, w = .6, h = .4 cells
     assert torch.allclose(targets[0][0, 0, 0, 0], torch.tensor([1, 0.6, 0.6, 0.6, 0.4, 4.0]))
     output = torch.zeros(1, 3, 2, 2, 25)  # all logits 0: sigmoid .5, exp 1, uniform classes
-    terms = scale_terms(output, targets[0], torch.tensor(ANCHORS[0]), max_log_wh=10.0)
+    terms = scale_terms(output, targets[0], torch.tensor(ANCHORS[0]), max_log_wh=10.0, obj_loss="mse")
+    bce = scale_terms(output, targets[0], torch.tensor(ANCHORS[0]), max_log_wh=10.0, obj_loss="bce")
+    # BCE(logit 0, target t) = -(t ln .5 + (1 - t) ln .5) = ln 2 whatever the IoU target
+    assert bce["loss_obj"].item() == pytest.approx(math.log(2), rel=1e-6)
+    assert bce["loss_box"] == terms["loss_box"] and bce["loss_noobj"] == terms["loss_noobj"]
     # noobj: 11 background cells, BCE(logit 0, 0) = ln 2 each
     assert terms["loss_noobj"].item() == pytest.approx(math.log(2), rel=1e-6)
     # obj: predicted box centre (.5, .5), size = anchor in cells (.56, .44) -> corners
@@ -45,13 +49,33 @@ def test_class_term_and_objectness_with_set_logits():
     output[0, 0, 0, 0, 5 + 4] = 2.0  # the true class logit
     output[0, 0, 0, 0, 0] = 1.0  # owner objectness logit
     output[0, 1, 1, 1, 0] = -3.0  # one background cell
-    terms = scale_terms(output, targets[0], torch.tensor(ANCHORS[0]), 10.0)
+    terms = scale_terms(output, targets[0], torch.tensor(ANCHORS[0]), 10.0, obj_loss="mse")
+    bce = scale_terms(output, targets[0], torch.tensor(ANCHORS[0]), 10.0, obj_loss="bce")
     ce = -(2.0 - math.log(math.exp(2.0) + 19))
     assert terms["loss_cls"].item() == pytest.approx(ce, rel=1e-6)
     noobj = (10 * math.log(2) + math.log1p(math.exp(-3.0))) / 11
     assert terms["loss_noobj"].item() == pytest.approx(noobj, rel=1e-6)
     sig = 1 / (1 + math.exp(-1.0))
     assert terms["loss_obj"].item() == pytest.approx((sig - 0.1536 / 0.3328) ** 2, rel=1e-5)
+    t = 0.1536 / 0.3328
+    assert bce["loss_obj"].item() == pytest.approx(-(t * math.log(sig) + (1 - t) * math.log(1 - sig)), rel=1e-5)
+
+
+def test_bce_objectness_keeps_a_gradient_where_mse_starves():
+    # an owner cell with objectness logit -6 (sigmoid .0025) and IoU target .46:
+    # MSE gradient 2 (s - t) s (1 - s) ~ -.0023; BCE gradient s - t ~ -.46, 200x stronger
+    targets = tiny_targets()
+    grads = {}
+    for kind in ("mse", "bce"):
+        output = torch.zeros(1, 3, 2, 2, 25)
+        output[0, 0, 0, 0, 0] = -6.0
+        output.requires_grad_()
+        scale_terms(output, targets[0], torch.tensor(ANCHORS[0]), 10.0, obj_loss=kind)["loss_obj"].backward()
+        grads[kind] = output.grad[0, 0, 0, 0, 0].item()
+    s, t = 1 / (1 + math.exp(6.0)), 0.1536 / 0.3328
+    assert grads["mse"] == pytest.approx(2 * (s - t) * s * (1 - s), rel=1e-4)
+    assert grads["bce"] == pytest.approx(s - t, rel=1e-4)
+    assert abs(grads["bce"]) > 100 * abs(grads["mse"])
 
 
 def test_total_is_weighted_sum_over_scales():
@@ -59,7 +83,7 @@ def test_total_is_weighted_sum_over_scales():
     outputs = [torch.randn(1, 3, s, s, 25) for s in (2, 4, 8)]
     config = LossConfig(lambda_noobj=3.0, lambda_obj=2.0, lambda_box=5.0, lambda_class=0.5)
     result = YoloLoss(config)(outputs, targets)
-    per_scale = [scale_terms(o, t, torch.tensor(a), 10.0) for o, t, a in zip(outputs, targets, ANCHORS)]
+    per_scale = [scale_terms(o, t, torch.tensor(a), 10.0, "bce") for o, t, a in zip(outputs, targets, ANCHORS)]
     for name in ("loss_box", "loss_obj", "loss_noobj", "loss_cls"):
         assert result[name].item() == pytest.approx(sum(p[name].item() for p in per_scale), rel=1e-6)
     expected = (5 * result["loss_box"] + 2 * result["loss_obj"] + 3 * result["loss_noobj"]

@@ -169,3 +169,17 @@ def test_encode_on_cuda_matches_cpu():
     gpu = encode(boxes.cuda(), labels.cuda(), batch_idx.cuda(), 4, 416)
     for a, b in zip(cpu, gpu):
         assert b.is_cuda and torch.allclose(a, b.cpu())
+
+
+def test_assignments_lists_owned_and_ignored_slots():
+    from yolo.targets import assignments
+
+    # the ignore case of test_ignore_marks_second_anchor_above_threshold, in pixels at 416
+    box = torch.tensor([[0.1, 0.9, 0.33, 0.33]])
+    rows = assignments(cxcywh_to_xyxy(box) * 416, torch.tensor([5]), 416)
+    owned = [r for r in rows if r["state"] == "assigned"]
+    assert [(r["scale"], r["anchor"], r["row"], r["col"], r["label"]) for r in owned if r["scale"] == 0] == \
+        [(0, 1, int(0.9 * 13), int(0.1 * 13), 5)]
+    assert len(owned) == 3
+    ignored = [r for r in rows if r["state"] == "ignored"]
+    assert [(r["scale"], r["anchor"]) for r in ignored] == [(0, 0)]

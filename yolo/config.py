@@ -46,6 +46,9 @@ class LossConfig:
     lambda_box: float = 10.0  # MSE of (sig(tx), sig(ty), tw, th) to (x, y, log w/a, log h/a)
     lambda_class: float = 1.0  # cross-entropy of the class logits, cells with target 1
     max_log_wh: float = 10.0  # clamp of the raw width/height logit before exp(): e^10 ~ 22026
+    obj_loss: str = "bce"  # "bce": BCE-with-logits to the detached IoU; "mse": the course's MSE of
+    #                        sigmoid(obj) to it, whose gradient vanishes once sigmoid(obj) is small
+    #                        (README "Objectness loss" has the measurements behind the default)
 
 
 @dataclass

@@ -96,6 +96,7 @@ class YoloLitModule(pl.LightningModule):
         lambda_obj: float = 1.0,
         lambda_box: float = 10.0,
         lambda_class: float = 1.0,
+        obj_loss: str = "bce",  # "bce" or "mse" (the course's term; see yolo.loss and the README)
         max_nonfinite: int = 50,  # stop the run after this many non-finite steps in a row
         anchors: Sequence = ANCHORS,
     ) -> None:
@@ -107,7 +108,8 @@ class YoloLitModule(pl.LightningModule):
         self.model = YOLOv3(num_classes, width)
         self.ema = ModelEMA(self.model, ema_decay, ema_tau) if ema else None
         self.loss_fn = YoloLoss(
-            LossConfig(lambda_noobj, lambda_obj, lambda_box, lambda_class), anchors=anchors
+            LossConfig(lambda_noobj, lambda_obj, lambda_box, lambda_class, obj_loss=obj_loss),
+            anchors=anchors,
         )
         self.train_acc = CellAccuracy(threshold=acc_threshold)
         self.val_acc = CellAccuracy(threshold=acc_threshold)

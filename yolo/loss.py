@@ -2,8 +2,10 @@
 
 Per scale, over the cells the targets mark (see ``yolo.targets``):
     noobj  BCE-with-logits of the objectness logit against 0, cells with target 0
-    obj    MSE of sigmoid(objectness) against the IoU of the decoded box with its target box
-           (IoU detached), cells with target 1
+    obj    the objectness against the IoU of the decoded box with its target box (IoU detached),
+           cells with target 1: BCE-with-logits by default, or the course's MSE of sigmoid(obj)
+           (LossConfig.obj_loss="mse"), whose gradient 2(s - iou) s (1 - s) vanishes once s is
+           small, so the 10x no-object term can pin owner cells near 0 for good
     box    MSE of (sigmoid(tx), sigmoid(ty), tw, th) against (x, y, log(w / anchor), log(h / anchor)),
            cells with target 1
     cls    cross-entropy of the class logits, cells with target 1
@@ -28,8 +30,17 @@ def _masked_mean(values: Tensor, like: Tensor) -> Tensor:
     return values.mean() if values.numel() else like.sum() * 0.0
 
 
+def _objectness(logits: Tensor, iou: Tensor, kind: str) -> Tensor:
+    """Per-cell objectness loss of the owner cells against their (detached) IoU."""
+    if kind == "mse":
+        return F.mse_loss(logits.sigmoid(), iou, reduction="none")
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, iou, reduction="none")
+    raise ValueError(f"unknown objectness loss {kind!r}: use 'mse' or 'bce'")
+
+
 def scale_terms(
-    output: Tensor, target: Tensor, anchors: Tensor, max_log_wh: float
+    output: Tensor, target: Tensor, anchors: Tensor, max_log_wh: float, obj_loss: str = "mse"
 ) -> dict[str, Tensor]:
     """Unweighted loss terms of one scale.
 
@@ -38,6 +49,7 @@ def scale_terms(
         target (Tensor[B, 3, S, S, 6]): encoded targets.
         anchors (Tensor[3, 2]): this scale's anchors as fractions of the image.
         max_log_wh: clamp of tw, th before exp() in the IoU of the objectness term.
+        obj_loss: "mse" (the course: MSE of sigmoid(obj) to the IoU) or "bce" (BCE-with-logits to it).
 
     Returns:
         {"loss_box", "loss_obj", "loss_noobj", "loss_cls"}: scalar float32 tensors.
@@ -63,7 +75,7 @@ def scale_terms(
 
     return {
         "loss_box": _masked_mean(F.mse_loss(box_pred, box_true, reduction="none"), output),
-        "loss_obj": _masked_mean(F.mse_loss(pred[:, 0].sigmoid(), iou, reduction="none"), output),
+        "loss_obj": _masked_mean(_objectness(pred[:, 0], iou, obj_loss), output),
         "loss_noobj": _masked_mean(
             F.binary_cross_entropy_with_logits(
                 output[..., 0][noobj], torch.zeros_like(output[..., 0][noobj]), reduction="none"
@@ -93,7 +105,7 @@ class YoloLoss(nn.Module):
         device_type = outputs[0].device.type
         with torch.autocast(device_type=device_type, enabled=False):
             per_scale = [
-                scale_terms(o, t, self.anchors[s], self.config.max_log_wh)
+                scale_terms(o, t, self.anchors[s], self.config.max_log_wh, self.config.obj_loss)
                 for s, (o, t) in enumerate(zip(outputs, targets))
             ]
         terms = {name: sum(scale[name] for scale in per_scale) for name in LOSS_TERMS}

@@ -244,3 +244,37 @@ def targets_to_logits(
         out[..., 5:] = torch.where(obj[..., None] & cls.bool(), confidence, -confidence)
         outputs.append(out)
     return outputs
+
+
+def assignments(
+    boxes_xyxy: Tensor,
+    labels: Tensor,
+    image_size: int,
+    anchors: Sequence = ANCHORS,
+    ignore_iou: float = 0.5,
+) -> list[dict]:
+    """The anchor slots ``encode`` gives the boxes of ONE image, for display and inspection.
+
+    Args:
+        boxes_xyxy (Tensor[N, 4]): pixel (x1, y1, x2, y2) in the square input of ``image_size``.
+        labels (Tensor[N]): class indices.
+
+    Returns:
+        One dict per slot that owns a box ("assigned") or is ignored: scale, stride, grid,
+        anchor, anchor_wh (fractions), row, col, state, label (-1 for ignored slots).
+    """
+    from yolo.boxes import normalize, xyxy_to_cxcywh
+
+    boxes = normalize(xyxy_to_cxcywh(boxes_xyxy.float().reshape(-1, 4)), image_size, image_size)
+    labels = labels.long().reshape(-1)
+    targets = encode(boxes, labels, torch.zeros_like(labels), 1, image_size, anchors, ignore_iou)
+    rows = []
+    for scale, target in enumerate(targets):
+        for code, state in ((1.0, "assigned"), (-1.0, "ignored")):
+            for a, j, i in torch.nonzero(target[0, ..., 0] == code).tolist():
+                rows.append({
+                    "scale": scale, "stride": STRIDES[scale], "grid": target.shape[2], "anchor": a,
+                    "anchor_wh": tuple(anchors[scale][a]), "row": j, "col": i, "state": state,
+                    "label": int(target[0, a, j, i, 5]) if code == 1.0 else -1,
+                })
+    return rows

@@ -54,6 +54,7 @@ class TrainConfig:
     lr_find: bool = False  # pick the peak learning rate with Lightning's LR finder first
     one_cycle: bool = True
     weight_decay: float = 5e-4
+    obj_loss: str = "bce"  # objectness term: "bce" or the course's "mse" (README: "Objectness loss")
     ema: bool = True
     ema_decay: float = 0.9999
     grad_clip: float = 10.0  # gradient norm clip (0: off)
@@ -209,7 +210,7 @@ def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
         num_classes=num_classes, class_names=class_names, width=config.width,
         optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
         one_cycle=config.one_cycle, ema=config.ema, ema_decay=config.ema_decay,
-        map_every=config.map_every,
+        map_every=config.map_every, obj_loss=config.obj_loss,
     )
 
 
@@ -246,12 +247,14 @@ def fit(config: TrainConfig) -> Path:
     ]
     checkpoints = directory / "checkpoints"
     callbacks: list[Callback] = [
+        # last.ckpt every N steps (a crash loses little) and at every epoch end; both callbacks
+        # write the same last.ckpt (no "-v1" copies), the second also keeps the best by val mAP.
         ModelCheckpoint(dirpath=checkpoints, filename="step", save_last=True, save_top_k=0,
-                        every_n_train_steps=config.checkpoint_every),
+                        every_n_train_steps=config.checkpoint_every, enable_version_counter=False),
         ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch:03d}", monitor=metric_key("val", MAP50),
-                        mode="max", save_top_k=1, save_last=True),
+                        mode="max", save_top_k=1, save_last=True, enable_version_counter=False),
         ImagesPerSecond(), EpochSummary(),
-        TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 20),
+        TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 5),
     ]
     if config.trace_sizes:
         callbacks.append(SizeTrace(directory))
