@@ -176,3 +176,22 @@ def test_lightning_fit_uses_the_sampler(demo_root, tmp_path):
     assert probe.epochs == [0, 1]  # Lightning called set_epoch on the batch sampler
     expected = [size_for_step(3, e, s, (320, 384)) for e in (0, 1) for s in range(6)]
     assert probe.sizes == expected
+
+
+def test_explicit_splits_need_no_default_split_names(voc_mini, tmp_path):
+    """A folder whose only split is custom works when every split is named explicitly."""
+    import os
+
+    from yolo.data.datamodule import VOCDataModule
+
+    src = voc_mini / "VOCdevkit" / "VOC2012"
+    dst = tmp_path / "VOCdevkit" / "VOC2012"
+    (dst / "ImageSets" / "Main").mkdir(parents=True)
+    for name in ("JPEGImages", "Annotations"):
+        os.symlink(src / name, dst / name)
+    ids = (src / "ImageSets" / "Main" / "train.txt").read_text().split()[:5]
+    (dst / "ImageSets" / "Main" / "mine.txt").write_text("\n".join(ids) + "\n")
+    dm = VOCDataModule(tmp_path, train_sets=["mine"], val_sets=["mine"], test_sets=["mine"],
+                       workers=0, progress=False, cache_dir=tmp_path / "cache")
+    dm.setup("validate")
+    assert len(dm.datasets["val"]) == 5

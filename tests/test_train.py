@@ -128,3 +128,14 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     assert steps == sorted(steps)  # continuous: nothing logged twice out of order
     epochs_with_val = sorted(df.dropna(subset=["val/loss"])["epoch"].astype(int).tolist())
     assert epochs_with_val == [0, 1, 2]
+    # the checkpoint train.py wrote loads through the safe path and detects on a demo image
+    from yolo.checkpoint import read_checkpoint
+    from yolo.detect import Detector
+
+    state = read_checkpoint(ckpt_dir / "last.ckpt")
+    assert state.source == "ema" and state.width == 0.25
+    assert state.class_names == (tiny_demo / "classes.txt").read_text().split()
+    detector = Detector.from_checkpoint(ckpt_dir / "last.ckpt", image_size=128)
+    image = next((tiny_demo / "VOCdevkit").rglob("*.jpg"))
+    detections = detector.predict(str(image))
+    assert len(detections.boxes) == len(detections.names)

@@ -119,9 +119,9 @@ class VOCDataModule(pl.LightningDataModule):
             raise DataLayoutError(f"format {format!r} requested but {self.roots} look like {sorted(formats)}")
         if any(s % 32 for s in sizes) or val_size % 32:
             raise ValueError(f"sizes and val_size must be multiples of 32, got {tuple(sizes)} and {val_size}")
-        defaults = default_splits(self.roots[0])
-        self.sets = {"train": tuple(train_sets or defaults["train"]), "val": tuple(val_sets or defaults["val"]),
-                     "test": tuple(test_sets or defaults["test"])}
+        given = {"train": train_sets, "val": val_sets, "test": test_sets}
+        defaults = default_splits(self.roots[0]) if not all(given.values()) else {}
+        self.sets = {k: tuple(v or defaults[k]) for k, v in given.items()}
         self.sets["predict"] = tuple(predict_sets or self.sets["test"])
         self._classes = load_classes(self.roots[0], classes)
         self.use_difficult, self.batch_size = use_difficult, int(batch_size)
