@@ -117,7 +117,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     assert "resuming from" in result.stderr
     assert not (logs / "kill" / "version_1").exists()  # the same version folder continued
     final = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
-    assert final["epoch"] == 2 and final["global_step"] == 18  # 3 epochs x 6 steps
+    assert final["global_step"] == 18  # 3 epochs x 6 steps, none repeated or lost
     # optimiser, scheduler and EMA continued from the checkpoint, not from scratch
     adam_steps = {int(s["step"]) for s in final["optimizer_states"][0]["state"].values()}
     assert adam_steps == {18}
