@@ -139,3 +139,15 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     image = next((tiny_demo / "VOCdevkit").rglob("*.jpg"))
     detections = detector.predict(str(image))
     assert len(detections.boxes) == len(detections.names)
+
+
+def test_summary_line_reads_epoch_aggregates():
+    from yolo.trainer import summary_line
+
+    metrics = {"train/loss_epoch": torch.tensor(4.5123), "train/loss_step": torch.tensor(9.0),
+               "train/class_acc": 81.24, "train/noobj_acc": 98.1, "train/obj_acc": 74.0,
+               "val/loss": 5.0, "val/class_acc": 78.9, "val/noobj_acc": 98.0, "val/obj_acc": float("nan"),
+               "val/map50": 0.5124}
+    assert summary_line(12, 40, metrics) == (
+        "epoch 12/40 | train loss 4.512 class 81.2% noobj 98.1% obj 74.0% | "
+        "val loss 5.000 class 78.9% noobj 98.0% obj -% mAP@0.5 0.512")

@@ -155,28 +155,49 @@ class ImagesPerSecond(Callback):
 
 
 class EpochSummary(Callback):
-    """One readable line per epoch, like the course's training log."""
+    """One readable line per epoch, like the course's training log.
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+    Lightning runs callbacks' epoch-end hooks before the module logs its epoch metrics, so the
+    line for an epoch is printed when the next one starts (or when training ends).
+    """
+
+    def __init__(self) -> None:
+        self._ended: int | None = None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._ended = trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._flush(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._flush(trainer, pl_module)
+
+    def _flush(self, trainer, pl_module) -> None:
+        if self._ended is None or not trainer.is_global_zero:
             return
-        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        pl_module.print(summary_line(self._ended + 1, trainer.max_epochs, trainer.callback_metrics))
+        self._ended = None
 
-        def get(stage, key, fmt="{:.1f}"):
-            for name in (metric_key(stage, key), metric_key(stage, key) + "_epoch"):
-                if name in m and not math.isnan(m[name]):
-                    return fmt.format(m[name])
-            return "-"
 
-        line = (
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} | "
-            f"train loss {get('train', LOSS_TOTAL, '{:.3f}')} class {get('train', ACC_CLASS)}% "
-            f"noobj {get('train', ACC_NOOBJ)}% obj {get('train', ACC_OBJ)}% | "
-            f"val loss {get('val', LOSS_TOTAL, '{:.3f}')} class {get('val', ACC_CLASS)}% "
-            f"noobj {get('val', ACC_NOOBJ)}% obj {get('val', ACC_OBJ)}% "
-            f"mAP@0.5 {get('val', MAP50, '{:.3f}')}"
-        )
-        pl_module.print(line)
+def summary_line(epoch: int, epochs: int | None, metrics: dict) -> str:
+    """``epoch 3/40 | train loss .. class ..% noobj ..% obj ..% | val loss .. ... mAP@0.5 ..``."""
+    m = {k: float(v) for k, v in metrics.items()}
+
+    def get(stage: str, key: str, fmt: str = "{:.1f}") -> str:
+        for name in (metric_key(stage, key) + "_epoch", metric_key(stage, key)):
+            if name in m and not math.isnan(m[name]):
+                return fmt.format(m[name])
+        return "-"
+
+    return (
+        f"epoch {epoch}/{epochs} | "
+        f"train loss {get('train', LOSS_TOTAL, '{:.3f}')} class {get('train', ACC_CLASS)}% "
+        f"noobj {get('train', ACC_NOOBJ)}% obj {get('train', ACC_OBJ)}% | "
+        f"val loss {get('val', LOSS_TOTAL, '{:.3f}')} class {get('val', ACC_CLASS)}% "
+        f"noobj {get('val', ACC_NOOBJ)}% obj {get('val', ACC_OBJ)}% "
+        f"mAP@0.5 {get('val', MAP50, '{:.3f}')}"
+    )
 
 
 class SizeTrace(Callback):
@@ -269,9 +290,15 @@ def fit(config: TrainConfig) -> Path:
     if config.lr_find and ckpt_path is None:
         from pytorch_lightning.tuner import Tuner
 
-        finder = Tuner(trainer).lr_find(module, datamodule=datamodule)
-        if finder is not None and finder.suggestion():
-            module.hparams.lr = float(finder.suggestion())
-            print(f"LR finder suggests {module.hparams.lr:.2e}", file=sys.stderr)
+        # no early stop: the multi-scale, mosaic loss is noisy enough to look "diverging" early
+        finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=1e-6, max_lr=0.1,
+                                        num_training=100, early_stop_threshold=None)
+        suggestion = finder.suggestion() if finder is not None else None
+        if suggestion and 1e-5 <= suggestion <= 0.1:
+            module.hparams.lr = float(suggestion)
+            print(f"LR finder suggests {suggestion:.2e}; using it as the peak LR", file=sys.stderr)
+        else:
+            print(f"LR finder gave no usable suggestion ({suggestion}); keeping --lr {config.lr:g}",
+                  file=sys.stderr)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     return directory
