@@ -9,7 +9,7 @@ from yolo.config import STRIDES
 from yolo.model import YOLOv3, count_parameters, scaled_channels
 
 
-@pytest.mark.parametrize("width", [1.0, 0.5, 0.25])
+@pytest.mark.parametrize("width", [1.0, 0.5, 0.35, 0.25])
 @pytest.mark.parametrize("size", [320, 416, 608])
 def test_output_shapes(width, size):
     model = YOLOv3(num_classes=20, width=width).eval()

@@ -89,7 +89,8 @@ def test_ddp_two_processes_same_sizes(tiny_demo, tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     logs = tmp_path / "logs"
-    cmd = train_cmd(tiny_demo, logs, "--epochs", "3", "--checkpoint-every", "2", "--name", "kill")
+    cmd = train_cmd(tiny_demo, logs, "--epochs", "3", "--checkpoint-every", "2", "--name", "kill",
+                    "--trace-sizes")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ckpt_dir = logs / "kill" / "version_0" / "checkpoints"
@@ -113,7 +114,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     assert 8 <= killed_at < 18
 
     result = run(train_cmd(tiny_demo, logs, "--epochs", "3", "--checkpoint-every", "2", "--name", "kill",
-                           "--resume", "auto"))
+                           "--resume", "auto", "--trace-sizes"))
     assert "resuming from" in result.stderr
     assert not (logs / "kill" / "version_1").exists()  # the same version folder continued
     final = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
@@ -123,6 +124,15 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     assert adam_steps == {18}
     assert final["lr_schedulers"][0]["last_epoch"] == 18
     assert int(final["state_dict"]["ema.updates"]) == 18
+    # the resumed steps used the sampler positions (and so the sizes) of an uninterrupted run:
+    # step k of epoch e has size size_for_step(seed 0, e, k) whichever process ran it
+    from yolo.data.multiscale import size_for_step
+
+    trace = [tuple(map(int, line.split())) for line in
+             (logs / "kill" / "version_0" / "sizes_rank0.txt").read_text().splitlines()]
+    resumed = [(step, size) for step, size in trace if step >= killed_at]
+    assert resumed and resumed[0][0] == killed_at  # continues at the checkpointed step
+    assert all(size == size_for_step(0, step // 6, step % 6, (128, 160, 192)) for step, size in trace)
     df = pd.read_csv(logs / "kill" / "version_0" / "metrics.csv")
     steps = df["step"].tolist()
     assert steps == sorted(steps)  # continuous: nothing logged twice out of order

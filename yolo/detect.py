@@ -230,7 +230,7 @@ def select(
     """
     keep = scores > config.conf_threshold
     if classes is not None:
-        keep &= torch.isin(labels, torch.as_tensor(classes, dtype=labels.dtype))
+        keep &= torch.isin(labels, torch.as_tensor(classes, dtype=labels.dtype, device=labels.device))
     idx = torch.nonzero(keep).squeeze(1)
     k = config.pre_nms_top_k
     if k is not None and idx.numel() > k:

@@ -138,7 +138,7 @@ class YoloLitModule(pl.LightningModule):
     def _shared_step(self, batch: dict, stage: str) -> Tensor:
         images = batch["images"].float() / 255.0
         targets = self.encode_batch(batch)
-        model = self.model if stage == "train" else self.eval_model()
+        model = self.model if stage == "train" else self.eval_model()  # val/test: the EMA
         outputs = model(images)
         losses = self.loss_fn(outputs, targets)
         finite = bool(torch.isfinite(losses[LOSS_TOTAL]))
@@ -165,19 +165,28 @@ class YoloLitModule(pl.LightningModule):
         self._shared_step(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._shared_step(batch, "test")
 
     # ------------------------------------------------------------------ fault handling, EMA
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Skip the update when the gradients (all-reduced under DDP, so every rank agrees) are not
         finite: dropping every gradient makes the optimiser leave the weights alone."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            # fp16: the GradScaler skips overflowing steps itself (and they are part of its scale
+            # search), so only a non-finite loss counts here
+            self._count_nonfinite(self._loss_finite, drop_grads=False)
+            return
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        finite = bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
-        if finite and self._loss_finite:
+        finite = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()) if grads else True
+        self._count_nonfinite(finite and self._loss_finite, drop_grads=True)
+
+    def _count_nonfinite(self, finite: bool, drop_grads: bool) -> None:
+        if finite:
             self.nonfinite_streak = 0
             return
-        for p in self.model.parameters():
-            p.grad = None
+        if drop_grads:
+            for p in self.model.parameters():
+                p.grad = None
         self.nonfinite_streak += 1
         if self._loss_finite:  # the loss was fine but the gradients were not
             self.nonfinite_total += 1
@@ -192,9 +201,17 @@ class YoloLitModule(pl.LightningModule):
         if self.ema is not None and self.nonfinite_streak == 0:
             self.ema.update(self.model)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["nonfinite_total"] = self.nonfinite_total
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite_total = int(checkpoint.get("nonfinite_total", 0))
+
     # ------------------------------------------------------------------ epoch ends
     def _map_due(self) -> bool:
         k = self.hparams.map_every
+        if self.trainer is not None and self.trainer.testing:
+            return True  # a test run always reports mAP
         if not k or self.trainer is None or self.trainer.sanity_checking:
             return False
         epoch = self.current_epoch + 1
@@ -213,13 +230,16 @@ class YoloLitModule(pl.LightningModule):
             self.val_map.reset()
 
     def on_test_epoch_end(self) -> None:
-        self.on_validation_epoch_end()
+        self._log_accuracies("test", self.val_acc)
+        result = self.val_map.compute()
+        self.log(metric_key("test", MAP50), float(result[MAP50]))
+        self.log(metric_key("test", MAP50_VOC07), float(result[MAP50_VOC07]))
+        self.val_map.reset()
 
     def _log_accuracies(self, stage: str, metric: CellAccuracy) -> None:
         values = metric.compute()
         for name in ACCURACIES:
-            value = float(values[name])
-            self.log(metric_key(stage, name), 0.0 if math.isnan(value) else value)
+            self.log(metric_key(stage, name), float(values[name]))  # nan: no such cells
         metric.reset()
 
     # ------------------------------------------------------------------ optimiser

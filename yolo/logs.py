@@ -44,6 +44,7 @@ from yolo.config import (
     MAP50_VOC07,
     SEED_TARGETS,
     SKIPPED_STEPS,
+    metric_key,
 )
 
 COLUMNS: tuple[str, ...] = ("run", "step", "epoch", "metric", "kind", "value", "source")
@@ -496,7 +497,7 @@ def epoch_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["run", "epoch"]).reset_index(drop=True)
 
 
-def run_summary(df: pd.DataFrame, monitor: str = "val/map50", mode: str = "max") -> pd.DataFrame:
+def run_summary(df: pd.DataFrame, monitor: str = metric_key("val", MAP50), mode: str = "max") -> pd.DataFrame:
     """One row per run: epochs seen, last epoch and step, and the best value of ``monitor``
     (``mode`` "max" or "min") with its epoch, plus its last value; NaN when never logged."""
     table = epoch_table(df)

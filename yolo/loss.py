@@ -40,7 +40,7 @@ def _objectness(logits: Tensor, iou: Tensor, kind: str) -> Tensor:
 
 
 def scale_terms(
-    output: Tensor, target: Tensor, anchors: Tensor, max_log_wh: float, obj_loss: str = "mse"
+    output: Tensor, target: Tensor, anchors: Tensor, max_log_wh: float, obj_loss: str = "bce"
 ) -> dict[str, Tensor]:
     """Unweighted loss terms of one scale.
 

@@ -129,11 +129,14 @@ class YOLOv3(nn.Module):
         self.layers = nn.ModuleDict()
         self._kinds: list[str] = []
         c_in = 3
+        route_channels: list[int] = []  # channels of the routes kept after each B8
         for name, entry in zip(COURSE_NAMES, COURSE_CONFIG):
             key = name.replace(".", "_")
             if isinstance(entry, tuple) and entry[0] == "B":
                 self.layers[key] = ResidualStage(c_in, entry[1])
                 self._kinds.append("route" if entry[1] == 8 else "stage")
+                if entry[1] == 8:
+                    route_channels.append(c_in)
             elif isinstance(entry, tuple):
                 c_out = scaled_channels(entry[0], width)
                 self.layers[key] = ConvBlock(c_in, c_out, entry[1], entry[2])
@@ -146,7 +149,7 @@ class YOLOv3(nn.Module):
             elif entry == "U":
                 self.layers[key] = nn.Upsample(scale_factor=2, mode="nearest")
                 self._kinds.append("upsample")
-                c_in *= 3  # the route after a B8 carries twice the channels of the upsampled trunk
+                c_in += route_channels.pop()  # concatenated with the later route first
         self._names = COURSE_NAMES
 
     def forward(self, images: Tensor) -> list[Tensor]:

@@ -200,6 +200,22 @@ def summary_line(epoch: int, epochs: int | None, metrics: dict) -> str:
     )
 
 
+class ResumeSampler(Callback):
+    """On a mid-epoch resume, make the training batch sampler skip the batches already trained.
+
+    Lightning resumes the step count mid-epoch but restarts a plain DataLoader from its first
+    batch; ``MultiScaleBatchSampler.skip_next`` keeps the data (and each step's image size)
+    exactly where the killed run was.
+    """
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        per_epoch = trainer.num_training_batches  # one optimiser step per batch
+        done = trainer.global_step - trainer.current_epoch * per_epoch if per_epoch else 0
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if done and hasattr(sampler, "skip_next"):
+            sampler.skip_next(done)
+
+
 class SizeTrace(Callback):
     """Writes every training step's image size of this rank to sizes_rank<r>.txt (DDP checks)."""
 
@@ -235,70 +251,97 @@ def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
     )
 
 
+def checkpoint_callbacks(directory: Path, config: TrainConfig) -> list[Callback]:
+    """last.ckpt every N steps and at every epoch end (one file, no "-v1" copies), and the best
+    checkpoint by validation mAP@0.5 on the epochs that compute it."""
+    folder = directory / "checkpoints"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0,
+                        every_n_train_steps=config.checkpoint_every, enable_version_counter=False),
+        ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0, enable_version_counter=False),
+    ]
+    if config.map_every > 0:
+        callbacks.append(ModelCheckpoint(
+            dirpath=folder, filename="best-{epoch:03d}", monitor=metric_key("val", MAP50), mode="max",
+            save_top_k=1, every_n_epochs=config.map_every, enable_version_counter=False))
+    return callbacks
+
+
+def _is_child_rank() -> bool:
+    """True in the processes Lightning starts for DDP ranks > 0 (and on nodes > 0)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def find_lr(trainer: pl.Trainer, module, datamodule, config: TrainConfig) -> None:
+    """Lightning's LR finder; its suggestion becomes the peak LR only when it is plausible."""
+    from pytorch_lightning.tuner import Tuner
+
+    # no early stop: the multi-scale, mosaic loss is noisy enough to look "diverging" early
+    finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=1e-6, max_lr=0.1,
+                                    num_training=100, early_stop_threshold=None, update_attr=False)
+    suggestion = finder.suggestion() if finder is not None else None
+    if suggestion and 1e-5 <= suggestion <= 0.1:
+        module.hparams.lr = config.lr = float(suggestion)
+        print(f"LR finder suggests {suggestion:.2e}; using it as the peak LR", file=sys.stderr)
+    else:
+        print(f"LR finder gave no usable suggestion ({suggestion}); keeping --lr {config.lr:g}",
+              file=sys.stderr)
+
+
 def fit(config: TrainConfig) -> Path:
     """Train (or resume) as configured; returns the run folder."""
     config = resolve(config)
     pl.seed_everything(config.seed, workers=True)
     ckpt_path, version = resolve_resume(config.log_dir, config.name, config.resume)
     # DDP: Lightning re-runs this script for ranks > 0 with the parent's environment, so the
-    # version chosen by the first process travels in an environment variable.
-    child = int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
-    if os.environ.get(VERSION_ENV):
-        version = int(os.environ[VERSION_ENV])
+    # version chosen by the first process travels in an environment variable (set it by hand on
+    # every node for multi-node runs); it is restored afterwards so a later fit() starts afresh.
+    child = _is_child_rank()
+    previous = os.environ.get(VERSION_ENV)
+    if previous and (child or config.num_nodes > 1):
+        version = int(previous)
     os.environ[VERSION_ENV] = str(version)
+    try:
+        return _fit(config, ckpt_path, version, child)
+    finally:
+        if previous is None:
+            os.environ.pop(VERSION_ENV, None)
+        else:
+            os.environ[VERSION_ENV] = previous
+
+
+def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool) -> Path:
     directory = run_dir(config.log_dir, config.name, version)
     if ckpt_path is not None and not child:
         step = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"])
         dropped = truncate_metrics(directory / "metrics.csv", step)
         print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
               file=sys.stderr)
-    if not child:
-        write_config(directory, dataclasses.asdict(config))
 
     datamodule = build_datamodule(config)
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(config, datamodule.num_classes, list(datamodule.classes))
-    if config.sync_bn:
-        module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-
     loggers = [
         ResumableCSVLogger(config.log_dir, name=config.name, version=version),
         TensorBoardLogger(config.log_dir, name=config.name, version=version, default_hp_metric=False),
     ]
-    checkpoints = directory / "checkpoints"
-    callbacks: list[Callback] = [
-        # last.ckpt every N steps (a crash loses little) and at every epoch end; both callbacks
-        # write the same last.ckpt (no "-v1" copies), the second also keeps the best by val mAP.
-        ModelCheckpoint(dirpath=checkpoints, filename="step", save_last=True, save_top_k=0,
-                        every_n_train_steps=config.checkpoint_every, enable_version_counter=False),
-        ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch:03d}", monitor=metric_key("val", MAP50),
-                        mode="max", save_top_k=1, save_last=True, enable_version_counter=False),
-        ImagesPerSecond(), EpochSummary(),
-        TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 5),
-    ]
+    callbacks = [*checkpoint_callbacks(directory, config), ImagesPerSecond(), EpochSummary(),
+                 ResumeSampler(), TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 5)]
     if config.trace_sizes:
         callbacks.append(SizeTrace(directory))
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
         logger=loggers, callbacks=callbacks, gradient_clip_val=config.grad_clip or None,
+        sync_batchnorm=config.sync_bn,
         use_distributed_sampler=False,  # the data module's multi-scale sampler shards by rank
         log_every_n_steps=10, limit_train_batches=config.limit_train_batches,
         limit_val_batches=config.limit_val_batches, deterministic=False,
     )
     if config.lr_find and ckpt_path is None:
-        from pytorch_lightning.tuner import Tuner
-
-        # no early stop: the multi-scale, mosaic loss is noisy enough to look "diverging" early
-        finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=1e-6, max_lr=0.1,
-                                        num_training=100, early_stop_threshold=None)
-        suggestion = finder.suggestion() if finder is not None else None
-        if suggestion and 1e-5 <= suggestion <= 0.1:
-            module.hparams.lr = float(suggestion)
-            print(f"LR finder suggests {suggestion:.2e}; using it as the peak LR", file=sys.stderr)
-        else:
-            print(f"LR finder gave no usable suggestion ({suggestion}); keeping --lr {config.lr:g}",
-                  file=sys.stderr)
+        find_lr(trainer, module, datamodule, config)
+    if not child:
+        write_config(directory, dataclasses.asdict(config))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     return directory

@@ -100,9 +100,15 @@ class MultiScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         per_rank = self.num_samples // self.world_size
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
+    def skip_next(self, steps: int) -> None:
+        """Make the next pass start at step ``steps`` of its epoch (a mid-epoch resume); the
+        steps keep their own indices, sizes and seeds."""
+        self._skip = int(steps)
+
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         indices = self._indices()
-        for step in range(len(self)):
+        start, self._skip = getattr(self, "_skip", 0), 0
+        for step in range(start, len(self)):
             chunk = indices[step * self.batch_size:(step + 1) * self.batch_size]
             size = size_for_step(self.seed, self.epoch, step, self.sizes)
             yield [(int(i), size, mix_seed(self.seed, self.epoch, int(i))) for i in chunk]
