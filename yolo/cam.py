@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits  # installed with scikit-learn, a gr
 from torch import Tensor, nn
 
 from yolo.config import STRIDES
+from yolo.viz import overlay_heatmap
 
 METHODS: dict[str, type[BaseCAM]] = {
     "GradCAM": GradCAM,
@@ -349,7 +350,4 @@ def overlay(
         if boxes is None:
             raise ValueError("renormalise=True needs the boxes to renormalise in")
         cam = renormalise_in_boxes(cam, boxes)
-    heat = cv2.applyColorMap(np.uint8(np.clip(cam, 0, 1) * 255), colormap)
-    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
-    blended = (1.0 - opacity) * image.astype(np.float32) + opacity * heat
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return overlay_heatmap(image, cam, opacity, colormap)

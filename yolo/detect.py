@@ -26,14 +26,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 from tqdm.auto import tqdm
 
 from yolo.checkpoint import load_into, read_checkpoint
 from yolo.config import ANCHORS, VOC_CLASSES, PostprocessConfig, grid_sizes
 from yolo.data.transforms import FILL, Letterbox, boxes_from_letterbox, letterbox
 from yolo.model import YOLOv3
-from yolo.postprocess import top_k_per_image
+from yolo.postprocess import nms_indices, top_k_per_image
 from yolo.targets import decode_outputs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -237,12 +236,9 @@ def select(
         # one image: a plain top-k (no sorts, which are slow on a busy machine's threads)
         top = torch.topk(scores[idx], k).indices if num_images == 1 else top_k_per_image(scores[idx], images[idx], k)
         idx = idx[top]
-    num_classes = int(labels.max()) + 1 if labels.numel() else 1
-    groups = images[idx] if config.class_agnostic else images[idx] * num_classes + labels[idx]
-    kept = idx[batched_nms(boxes[idx], scores[idx], groups, config.iou_threshold)]  # by score
-    kept = kept[torch.sort(images[kept], stable=True).indices]  # by image, score order inside
-    counts = torch.bincount(images[kept], minlength=num_images).tolist()
-    return [chunk[: config.max_detections] for chunk in torch.split(kept, counts)]
+    kept = nms_indices(boxes[idx], scores[idx], labels[idx], images[idx], num_images,
+                       config.iou_threshold, config.max_detections, config.class_agnostic)
+    return [idx[k] for k in kept]
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,6 +70,42 @@ def top_k_per_image(scores: Tensor, images: Tensor, k: int) -> Tensor:
     return order[position - first < k]
 
 
+def nms_indices(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    images: Tensor,
+    batch_size: int,
+    iou_threshold: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+) -> list[Tensor]:
+    """Class-aware (or agnostic) NMS of flat candidates -> per image, the kept row indices.
+
+    Args:
+        boxes (Tensor[K, 4]) xyxy; scores, labels, images (Tensor[K]).
+
+    Returns:
+        ``batch_size`` index Tensors into the inputs, highest score first, at most
+        ``max_detections`` each. Above a few thousand candidates NMS runs image by image (one
+        batched NMS per image), which stays fast where one call over all images would not.
+    """
+    num_classes = int(labels.max()) + 1 if labels.numel() else 1
+    groups = images if class_agnostic else images * num_classes + labels
+    if len(boxes) <= 4000:
+        kept = batched_nms(boxes, scores, groups, iou_threshold)  # sorted by decreasing score
+    else:
+        by_image = torch.sort(images, stable=True).indices
+        counts = torch.bincount(images, minlength=batch_size).tolist()
+        kept = torch.cat([
+            rows[batched_nms(boxes[rows], scores[rows], groups[rows], iou_threshold)]
+            for rows in torch.split(by_image, counts)
+        ])
+    kept = kept[torch.sort(images[kept], stable=True).indices]  # by image, score order inside
+    counts = torch.bincount(images[kept], minlength=batch_size).tolist()
+    return [chunk[:max_detections] for chunk in torch.split(kept, counts)]
+
+
 def nms_per_image(
     boxes: Tensor,
     scores: Tensor,
@@ -89,18 +125,9 @@ def nms_per_image(
         ``batch_size`` dicts with "boxes", "scores", "labels", highest score first, at most
         ``max_detections`` each.
     """
-    num_classes = int(labels.max()) + 1 if labels.numel() else 1
-    groups = images if class_agnostic else images * num_classes + labels
-    kept = batched_nms(boxes, scores, groups, iou_threshold)  # sorted by decreasing score
-    kept_images = images[kept]
-    order = torch.sort(kept_images, stable=True).indices  # by image, score order kept inside
-    kept = kept[order]
-    counts = torch.bincount(kept_images, minlength=batch_size).tolist()
-    results = []
-    for chunk in torch.split(kept, counts):
-        chunk = chunk[:max_detections]
-        results.append({"boxes": boxes[chunk], "scores": scores[chunk], "labels": labels[chunk]})
-    return results
+    kept = nms_indices(boxes, scores, labels, images, batch_size, iou_threshold, max_detections,
+                       class_agnostic)
+    return [{"boxes": boxes[k], "scores": scores[k], "labels": labels[k]} for k in kept]
 
 
 def postprocess(
