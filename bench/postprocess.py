@@ -10,7 +10,6 @@ and a greedy NMS loop computing one IoU at a time.
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from yolo.boxes import normalize, xyxy_to_cxcywh
 from yolo.config import (
-    ACCURACIES, ANCHORS, LEARNING_RATE, LOSS_TERMS, LOSS_TOTAL, MAP50, MAP50_VOC07,
+    ACCURACIES, ANCHORS, LEARNING_RATE, LOSS_TOTAL, MAP50, MAP50_VOC07,
     SKIPPED_STEPS, VOC_CLASSES, LossConfig, PostprocessConfig, metric_key,
 )
 from yolo.loss import YoloLoss
