@@ -218,14 +218,3 @@ def test_difficult_objects_train_option_and_eval_flags(tmp_path):
         val = next(iter(dm.val_dataloader()))
         assert val["difficult"].tolist() == [False, True]  # evaluation always keeps them, flagged
 
-
-def test_one_pixel_voc_box_is_kept_and_zero_area_corner_boxes_are_not():
-    import numpy as np
-
-    from yolo.data.index import sanitize_boxes
-
-    # VOC inclusive corners: xmin == xmax == 5 is the single pixel column 4..5 in 0-based corners
-    boxes, keep, counts = sanitize_boxes(np.array([[5, 3, 5, 9]]), 20, 20, one_based=True)
-    assert keep.tolist() == [True] and boxes.tolist() == [[4.0, 2.0, 5.0, 9.0]]
-    _, keep, counts = sanitize_boxes(np.array([[5, 3, 5, 9]]), 20, 20, one_based=False)
-    assert keep.tolist() == [False] and counts == {"box_zero_area": 1}

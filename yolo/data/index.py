@@ -58,10 +58,12 @@ def sanitize_boxes(raw: np.ndarray, width: float, height: float, one_based: bool
     inverted = finite & ((raw[:, 0] > raw[:, 2]) | (raw[:, 1] > raw[:, 3]))
     x = np.sort(raw[:, 0::2], axis=1)
     y = np.sort(raw[:, 1::2], axis=1)
-    if one_based:  # VOC's inclusive 1-based corners: xmin == xmax is a 1-pixel box, not empty
+    # xmin == xmax counts as zero area even in VOC's inclusive 1-based convention (where it would
+    # be a one-pixel sliver): such annotations are degenerate and are reported, not trained on
+    zero = finite & ((x[:, 0] == x[:, 1]) | (y[:, 0] == y[:, 1]))
+    if one_based:
         x[:, 0] -= 1
         y[:, 0] -= 1
-    zero = finite & ((x[:, 0] == x[:, 1]) | (y[:, 0] == y[:, 1]))
     boxes = np.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), axis=1)
     clipped = np.stack((np.clip(x[:, 0], 0, width), np.clip(y[:, 0], 0, height),
                         np.clip(x[:, 1], 0, width), np.clip(y[:, 1], 0, height)), axis=1)
