@@ -64,7 +64,6 @@ def compute_predictions(ctx: common.Context, model: common.Model, spec: str, lim
     bar.empty()
 
 
-NMS_CHUNK = 1  # images per PredictionSet.detections call (see _nms_chunks)
 SWEEP_CONFS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95
 SWEEP_IOUS = (0.3, 0.45, 0.6)  # the useful range for VOC; each costs one NMS pass over the split
 
@@ -77,19 +76,10 @@ def _workers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="dashboard-eval")
 
 
-def _nms_chunks(preds, iou: float) -> list[dict]:
-    """``preds.detections(conf_floor, iou)``, one image at a time.
-
-    Workaround: one ``PredictionSet.detections`` call over a whole split hands every candidate to
-    torchvision's ``batched_nms``, whose CPU path for more than 1000 boxes loops over the (image,
-    class) groups and scans all boxes for each: seconds for a few hundred images. One image at a
-    time takes its single-NMS path instead; the result is the same (NMS is per image anyway).
-    """
-    out: list[dict] = []
-    for a in range(0, len(preds), NMS_CHUNK):
-        part = _slice(preds, a, min(len(preds), a + NMS_CHUNK))
-        out += part.detections(conf=preds.conf_floor, iou=iou, max_detections=MAX_DETECTIONS)
-    return out
+def _nms(preds, iou: float) -> list[dict]:
+    """Per-image detections of every cached candidate above the floor, NMS at ``iou``
+    (``yolo.postprocess.nms_indices`` runs NMS image by image for large sets)."""
+    return preds.detections(conf=preds.conf_floor, iou=iou, max_detections=MAX_DETECTIONS)
 
 
 def _slice(preds, a: int, b: int):
@@ -113,7 +103,7 @@ def nms_at(path: str, mtime_ns: int, ious: tuple[float, ...]) -> dict[float, lis
     file and IoU; missing IoUs are computed side by side."""
     store, preds = _nms_store(path, mtime_ns), _predictions(path, mtime_ns)
     missing = [iou for iou in dict.fromkeys(ious) if iou not in store]
-    for iou, found in zip(missing, _workers().map(lambda v: _nms_chunks(preds, v), missing)):
+    for iou, found in zip(missing, _workers().map(lambda v: _nms(preds, v), missing)):
         store[iou] = found
     return {iou: store[iou] for iou in ious}
 

@@ -106,30 +106,6 @@ def nms_indices(
     return [chunk[:max_detections] for chunk in torch.split(kept, counts)]
 
 
-def nms_per_image(
-    boxes: Tensor,
-    scores: Tensor,
-    labels: Tensor,
-    images: Tensor,
-    batch_size: int,
-    iou_threshold: float,
-    max_detections: int,
-    class_agnostic: bool = False,
-) -> list[Detections]:
-    """Class-aware (or agnostic) NMS of a flat candidate list, split back into images.
-
-    Args:
-        boxes (Tensor[K, 4]) xyxy; scores, labels, images (Tensor[K]) as from ``candidates``.
-
-    Returns:
-        ``batch_size`` dicts with "boxes", "scores", "labels", highest score first, at most
-        ``max_detections`` each.
-    """
-    kept = nms_indices(boxes, scores, labels, images, batch_size, iou_threshold, max_detections,
-                       class_agnostic)
-    return [{"boxes": boxes[k], "scores": scores[k], "labels": labels[k]} for k in kept]
-
-
 def postprocess(
     outputs: Sequence[Tensor],
     config: PostprocessConfig | None = None,
@@ -150,7 +126,6 @@ def postprocess(
         if config.pre_nms_top_k is not None:
             keep = top_k_per_image(scores, images, config.pre_nms_top_k)
             boxes, scores, labels, images = boxes[keep], scores[keep], labels[keep], images[keep]
-        return nms_per_image(
-            boxes, scores, labels, images, outputs[0].shape[0],
-            config.iou_threshold, config.max_detections, config.class_agnostic,
-        )
+        kept = nms_indices(boxes, scores, labels, images, outputs[0].shape[0], config.iou_threshold,
+                           config.max_detections, config.class_agnostic)
+        return [{"boxes": boxes[k], "scores": scores[k], "labels": labels[k]} for k in kept]
