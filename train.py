@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--name", help="run name: logs/<name>/version_<n>/ (default yolov3; demo preset: demo)")
     g.add_argument("--log-dir", help=f"where runs land (default {d.log_dir})")
     g.add_argument("--resume", help="auto (newest last.ckpt of this run name) or a checkpoint path")
+    g.add_argument("--init", help="start a new run from this file's weights: a checkpoint, the course's "
+                   "checkpoint.pth.tar or a Darknet .weights file (darknet53.conv.74: backbone only); "
+                   "classes matched by name (COCO -> VOC), the rest initialised fresh")
+    g.add_argument("--freeze-backbone", type=int, help="with --init: keep Darknet-53 frozen for the first "
+                   "N epochs (default 0)")
     g.add_argument("--seed", type=int, help=f"(default {d.seed})")
     g.add_argument("--checkpoint-every", type=int, help=f"also save last.ckpt every N steps (default {d.checkpoint_every})")
     g.add_argument("--limit-train-batches", type=_limit, help="batches per epoch (count or fraction), for smoke tests")

@@ -49,6 +49,10 @@ def read_checkpoint(path: str | Path, prefer_ema: bool = True) -> ModelState:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    from yolo import course, darknet  # other formats (yolo.darknet, yolo.course); they import this module
+
+    if darknet.is_darknet_file(path):
+        return darknet.read_weights(path, backbone_ok=False)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -60,6 +64,8 @@ def read_checkpoint(path: str | Path, prefer_ema: bool = True) -> ModelState:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint: {err}") from err
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(raw).__name__}")
+    if (converted := course.from_course(raw, str(path))) is not None:
+        return converted
 
     hparams = dict(raw.get("hyper_parameters") or {})
     if "state_dict" in raw:

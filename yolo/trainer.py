@@ -71,6 +71,9 @@ class TrainConfig:
     name: str = "yolov3"  # runs land in <log_dir>/<name>/version_<n>/
     log_dir: str = "logs"
     resume: str | None = None  # "auto" or a checkpoint path
+    init: str | None = None  # a new run starting from this file's weights: a checkpoint, a course
+    #                          checkpoint.pth.tar or a Darknet .weights file (backbone-only too)
+    freeze_backbone: int = 0  # epochs with Darknet-53 frozen (weights and BatchNorm statistics)
     seed: int = 0
     checkpoint_every: int = 500  # also write last.ckpt every N training steps
     limit_train_batches: float | int | None = None  # for smoke tests: fraction or count per epoch
@@ -251,6 +254,48 @@ def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
     )
 
 
+def init_weights(module, path: str, class_names: list[str]) -> None:
+    """Start ``module``'s network (and its EMA) from the weights of the file at ``path``."""
+    from yolo.checkpoint import CheckpointError
+    from yolo.transfer import init_from
+
+    try:
+        report = init_from(path, module.model, class_names)
+    except CheckpointError as err:
+        raise SystemExit(f"--init: {err}") from None
+    if module.ema is not None:
+        module.ema.module.load_state_dict(module.model.state_dict())
+    print(f"--init {path}: {report.summary()}", file=sys.stderr)
+
+
+class FreezeBackbone(Callback):
+    """Darknet-53 frozen for the first ``epochs`` epochs: no gradients, BatchNorm in eval mode (its
+    running statistics kept), so those layers stay exactly the file's; trained normally after."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def _frozen(self, trainer) -> bool:
+        return trainer.current_epoch < self.epochs
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        from yolo.transfer import backbone_modules
+
+        frozen = self._frozen(trainer)
+        for layer in backbone_modules(pl_module.model):
+            layer.requires_grad_(not frozen)
+            layer.train(not frozen)
+        if trainer.current_epoch == self.epochs and self.epochs:
+            pl_module.print(f"epoch {self.epochs + 1}: backbone unfrozen")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._frozen(trainer):  # Lightning puts the module back in train mode after validation
+            from yolo.transfer import backbone_modules
+
+            for layer in backbone_modules(pl_module.model):
+                layer.eval()
+
+
 def checkpoint_callbacks(directory: Path, config: TrainConfig) -> list[Callback]:
     """last.ckpt every N steps and at every epoch end (one file, no "-v1" copies), and the best
     checkpoint by validation mAP@0.5 on the epochs that compute it."""
@@ -322,6 +367,8 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(config, datamodule.num_classes, list(datamodule.classes))
+    if config.init and ckpt_path is None:  # a resumed run continues its own weights instead
+        init_weights(module, config.init, list(datamodule.classes))
     loggers = [
         ResumableCSVLogger(config.log_dir, name=config.name, version=version),
         TensorBoardLogger(config.log_dir, name=config.name, version=version, default_hp_metric=False),
@@ -330,9 +377,14 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
                  ResumeSampler(), TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 5)]
     if config.trace_sizes:
         callbacks.append(SizeTrace(directory))
+    strategy = config.strategy
+    if config.freeze_backbone > 0:
+        callbacks.append(FreezeBackbone(config.freeze_backbone))
+        if strategy == "ddp":  # frozen parameters get no gradient for a while
+            strategy = "ddp_find_unused_parameters_true"
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-        num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
+        num_nodes=config.num_nodes, strategy=strategy, precision=config.precision,
         logger=loggers, callbacks=callbacks, gradient_clip_val=config.grad_clip or None,
         sync_batchnorm=config.sync_bn,
         use_distributed_sampler=False,  # the data module's multi-scale sampler shards by rank

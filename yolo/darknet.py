@@ -1,0 +1,357 @@
+"""Darknet ``.weights`` files for this architecture, and the COCO -> VOC class mapping.
+
+The course's YOLOv3 is Darknet's ``yolov3.cfg`` layer for layer: the same 75 convolutions in the
+same order. A ``.weights`` file (darknet's ``src/parser.c``) is, all little-endian:
+
+    int32 major, minor, revision
+    seen: int64 when major * 10 + minor >= 2 and major, minor < 1000, else int32
+          (so the header is 20 bytes, or 16 for old files)
+    per convolution, in cfg order:
+        with BatchNorm:  beta (bias) [out], gamma (weight) [out], running mean [out], running var [out]
+        without:         bias [out]
+        then the weights [out * in * kh * kw], PyTorch's (out, in, kh, kw) order flattened
+    nothing after the last layer.
+
+Cfg order is this model's module order: 52 convolutions of Darknet-53, then per scale the 5 trunk
+convolutions, the 3x3 branch convolution and the 1x1 prediction convolution; the 1x1 convolution
+before each upsample comes after the previous scale's prediction (``[route] layers = -4``) and the
+upsampled map is concatenated first (``[route] layers = -1, 61``), as the course does.
+
+A ``[yolo]`` layer's channels per anchor are (tx, ty, tw, th, obj, classes); this model's are
+(obj, tx, ty, tw, th, classes), so the prediction convolutions' rows are permuted on read and write.
+Darknet scores classes with independent sigmoids where this project uses a softmax: the ranking of
+a cell's classes is the same, the scores are not.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from yolo.checkpoint import CheckpointError, ModelState
+from yolo.config import VOC_CLASSES
+from yolo.model import YOLOv3
+
+# The 80 COCO classes in the order of Darknet's coco.names (COCO's category ids sorted), under
+# COCO's own names.
+COCO_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
+# VOC names that differ from COCO's beyond spaces and case (pottedplant = potted plant, ...).
+# Darknet's coco.names uses the VOC spellings, so both spellings match either way.
+CLASS_ALIASES: dict[str, str] = {
+    "aeroplane": "airplane", "motorbike": "motorcycle", "sofa": "couch", "tvmonitor": "tv",
+}
+# yolov3.cfg's anchors (pixels at 416) as fractions of the image, in this project's order
+# (stride 32 first, as [yolo] mask = 6,7,8 / 3,4,5 / 0,1,2).
+DARKNET_ANCHORS: list[list[list[float]]] = [
+    [[w / 416, h / 416] for w, h in scale]
+    for scale in (((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)),
+                  ((10, 13), (16, 30), (33, 23)))
+]
+BACKBONE_CONVS = 52  # Darknet-53's convolutions: what darknet53.conv.74 holds
+# Widths tried when a file's width is not given (a .weights file does not record it): sixteenths
+# up to 2, the round ones first (widths that round to the same channels build the same model).
+WIDTHS: tuple[float, ...] = tuple(sorted((k / 16 for k in range(1, 33)),
+                                         key=lambda w: (Fraction(w).denominator, abs(w - 1))))
+FLOAT = np.dtype("<f4")
+
+
+class DarknetError(CheckpointError):
+    """A file that is not a Darknet .weights file for the model asked for; says what was expected."""
+
+
+# ------------------------------------------------------------------------------- the layout
+@dataclass(frozen=True)
+class Header:
+    major: int
+    minor: int
+    revision: int
+    seen: int = 0
+
+    @property
+    def seen_int64(self) -> bool:
+        """Darknet's rule: ``seen`` is a size_t from version 0.2 on (and major, minor < 1000)."""
+        return self.major * 10 + self.minor >= 2 and self.major < 1000 and self.minor < 1000
+
+    @property
+    def size(self) -> int:
+        return 20 if self.seen_int64 else 16
+
+    def to_bytes(self) -> bytes:
+        return struct.pack("<3i", self.major, self.minor, self.revision) + struct.pack(
+            "<q" if self.seen_int64 else "<i", self.seen)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Header:
+        if len(data) < 16:
+            raise DarknetError(f"a Darknet file starts with a 16- or 20-byte header; this one has "
+                               f"{len(data)} bytes")
+        major, minor, revision = struct.unpack_from("<3i", data)
+        probe = cls(major, minor, revision)
+        if probe.seen_int64 and len(data) < 20:
+            raise DarknetError(f"version {major}.{minor} has a 20-byte header; the file has {len(data)} bytes")
+        (seen,) = struct.unpack_from("<q" if probe.seen_int64 else "<i", data, 12)
+        return cls(major, minor, revision, seen)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution as Darknet stores it: state_dict prefixes and the weight shape."""
+
+    conv: str  # prefix of the Conv2d, e.g. "layers.stem.conv"
+    bn: str | None  # prefix of its BatchNorm2d; None when the conv has a bias instead
+    shape: tuple[int, int, int, int]  # (out, in, kh, kw)
+
+    @property
+    def floats(self) -> int:
+        out = self.shape[0]
+        return (4 * out if self.bn else out) + math.prod(self.shape)
+
+
+def conv_specs(model: nn.Module) -> list[ConvSpec]:
+    """Every Conv2d of ``model`` in module order, paired with the BatchNorm2d "bn" beside it.
+
+    A convolution without bias whose parent has a ``bn`` BatchNorm2d is stored with BatchNorm;
+    any other is stored with its bias. Works on models built on the meta device.
+    """
+    specs = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv2d):
+            continue
+        parent = name.rpartition(".")[0]
+        bn = getattr(model.get_submodule(parent), "bn", None)
+        with_bn = isinstance(bn, nn.BatchNorm2d) and module.bias is None
+        if not with_bn and module.bias is None:
+            raise ValueError(f"{name}: a convolution with neither BatchNorm nor bias has no Darknet form")
+        specs.append(ConvSpec(name, (f"{parent}.bn" if parent else "bn") if with_bn else None,
+                              tuple(module.weight.shape)))
+    return specs
+
+
+def layer_floats(specs: list[ConvSpec]) -> int:
+    return sum(s.floats for s in specs)
+
+
+def unpack(flat: Tensor, specs: list[ConvSpec]) -> dict[str, Tensor]:
+    """A flat float tensor in Darknet order -> state_dict entries of ``specs`` (exactly consumed)."""
+    if flat.numel() != layer_floats(specs):
+        raise DarknetError(f"{flat.numel():,} floats for layers that hold {layer_floats(specs):,}")
+    state, at = {}, 0
+
+    def take(n: int) -> Tensor:
+        nonlocal at
+        at += n
+        return flat[at - n: at]
+
+    for spec in specs:
+        out = spec.shape[0]
+        if spec.bn:
+            for key in ("bias", "weight", "running_mean", "running_var"):
+                state[f"{spec.bn}.{key}"] = take(out).clone()
+            state[f"{spec.bn}.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+        else:
+            state[f"{spec.conv}.bias"] = take(out).clone()
+        state[f"{spec.conv}.weight"] = take(math.prod(spec.shape)).view(spec.shape).clone()
+    return state
+
+
+def pack(state: dict[str, Tensor], specs: list[ConvSpec]) -> Tensor:
+    """The inverse of ``unpack``: state_dict entries -> one flat float32 tensor in Darknet order."""
+    parts = []
+    for spec in specs:
+        if spec.bn:
+            parts += [state[f"{spec.bn}.{k}"] for k in ("bias", "weight", "running_mean", "running_var")]
+        else:
+            parts.append(state[f"{spec.conv}.bias"])
+        parts.append(state[f"{spec.conv}.weight"])
+    return torch.cat([p.detach().float().reshape(-1).cpu() for p in parts])
+
+
+def read_darknet(path: str | Path, specs: list[ConvSpec],
+                 layouts: dict[str, int] | None = None) -> tuple[Header, dict[str, Tensor], int]:
+    """Read a .weights file for the convolutions ``specs`` (in cfg order).
+
+    Args:
+        layouts: description -> number of leading convolutions a file may hold (default: all).
+            The file must hold exactly one of them; anything else is refused, saying what fits.
+
+    Returns:
+        the header, the state_dict entries of the convolutions read, how many convolutions that is.
+    """
+    path = Path(path)
+    layouts = layouts or {f"all {len(specs)} convolutions": len(specs)}
+    with path.open("rb") as f:
+        header = Header.from_bytes(f.read(20))
+    body = path.stat().st_size - header.size
+    for description, count in layouts.items():
+        if body == 4 * layer_floats(specs[:count]):
+            flat = torch.from_numpy(np.fromfile(path, dtype=FLOAT, offset=header.size).astype(np.float32))
+            return header, unpack(flat, specs[:count]), count
+    expected = "; ".join(f"{4 * layer_floats(specs[:n]) + header.size:,} bytes ({d})" for d, n in layouts.items())
+    raise DarknetError(f"{path}: {path.stat().st_size:,} bytes ({header.size}-byte header of version "
+                       f"{header.major}.{header.minor}, then {body / 4:,.2f} floats) fits no known layout "
+                       f"of this model; expected {expected}")
+
+
+def write_darknet(path: str | Path, state: dict[str, Tensor], specs: list[ConvSpec],
+                  header: Header = Header(0, 2, 0)) -> Path:
+    """Write the convolutions ``specs`` of ``state`` as a .weights file (version 0.2: 20-byte header)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.write(header.to_bytes())
+        f.write(pack(state, specs).numpy().astype(FLOAT).tobytes())
+    return path
+
+
+def is_darknet_file(path: str | Path) -> bool:
+    """True for a file that is no PyTorch/pickle file and starts like a Darknet header."""
+    with Path(path).open("rb") as f:
+        head = f.read(16)
+    if len(head) < 16 or head.startswith((b"PK\x03\x04", b"\x80")):  # torch zip / pickle
+        return False
+    major, minor, revision = struct.unpack_from("<3i", head)
+    return all(0 <= v < 100_000 for v in (major, minor, revision))
+
+
+# ------------------------------------------------------------------------------- YOLOv3 files
+def yolo_specs(num_classes: int, width: float = 1.0) -> list[ConvSpec]:
+    """The 75 convolutions of YOLOv3 at this class count and width, in cfg order (no memory used)."""
+    return list(_yolo_specs(num_classes, width))
+
+
+@functools.lru_cache(maxsize=256)
+def _yolo_specs(num_classes: int, width: float) -> tuple[ConvSpec, ...]:
+    with torch.device("meta"):
+        return tuple(conv_specs(YOLOv3(num_classes, width)))
+
+
+def _is_prediction(spec: ConvSpec) -> bool:
+    return spec.bn is None and spec.conv.endswith("predict.pred")
+
+
+def _head_order(num_classes: int, to_project: bool) -> Tensor:
+    """Row permutation of a prediction conv between Darknet's (x, y, w, h, obj, cls) per anchor and
+    this model's (obj, x, y, w, h, cls)."""
+    per_anchor = [4, 0, 1, 2, 3] if to_project else [1, 2, 3, 4, 0]
+    per_anchor += list(range(5, 5 + num_classes))
+    return torch.tensor([a * (5 + num_classes) + c for a in range(3) for c in per_anchor])
+
+
+def _permute_heads(state: dict[str, Tensor], specs: list[ConvSpec], to_project: bool) -> dict[str, Tensor]:
+    state = dict(state)
+    for spec in filter(_is_prediction, specs):
+        order = _head_order(spec.shape[0] // 3 - 5, to_project)
+        for key in (f"{spec.conv}.weight", f"{spec.conv}.bias"):
+            if key in state:
+                state[key] = state[key][order]
+    return state
+
+
+def read_weights(path: str | Path, width: float | None = None, backbone_ok: bool = True) -> ModelState:
+    """A Darknet .weights file for YOLOv3 -> ModelState (this project's keys and channel order).
+
+    The class count comes from the file's size, and so does the width when not given. A
+    backbone-only file (the first 52 convolutions, like ``darknet53.conv.74``) gives a state with
+    ``num_classes == 0`` and only the backbone's keys (refused unless ``backbone_ok``).
+    """
+    path = Path(path)
+    with path.open("rb") as f:
+        header = Header.from_bytes(f.read(20))
+    floats, rest = divmod(path.stat().st_size - header.size, 4)
+    layout = None if rest else infer_layout(floats, width)
+    if layout is None:
+        other = None if rest or not width else infer_layout(floats)
+        hint = (f" (it fits width {other[0]:g} with {other[1]} classes: pass --width {other[0]:g})"
+                if other else "")
+        at = f"width {width:g}{hint}" if width else "any width"
+        example = expected_floats(80, width or 1.0)
+        raise DarknetError(
+            f"{path}: {path.stat().st_size:,} bytes after a {header.size}-byte header fit no YOLOv3 "
+            f"layout at {at}: expected 4 bytes per float for a full file (all 75 convolutions; "
+            f"80 classes at width {width or 1.0}: {example:,} floats, {4 * example + header.size:,} bytes) "
+            f"or a backbone-only file (the first {BACKBONE_CONVS}: "
+            f"{expected_floats(80, width or 1.0, BACKBONE_CONVS):,} floats)")
+    found_width, num_classes = layout
+    if num_classes == 0 and not backbone_ok:
+        raise DarknetError(f"{path} is a backbone-only Darknet file (the first {BACKBONE_CONVS} "
+                           "convolutions, like darknet53.conv.74): it has no detection head; start "
+                           "a training run from it with train.py --init PATH")
+    specs = yolo_specs(max(num_classes, 1), found_width)
+    count = len(specs) if num_classes else BACKBONE_CONVS
+    _, state, _ = read_darknet(path, specs, {"this layout": count})
+    state = _permute_heads(state, specs[:count], to_project=True)
+    names = default_class_names(num_classes)
+    hparams = {"darknet": {"major": header.major, "minor": header.minor, "revision": header.revision,
+                           "seen": header.seen, "convolutions": count}}
+    return ModelState(state, num_classes, found_width, names, DARKNET_ANCHORS, "darknet", None, hparams)
+
+
+def expected_floats(num_classes: int, width: float = 1.0, convs: int | None = None) -> int:
+    """Floats a file holds for YOLOv3 at this class count and width (the first ``convs`` convolutions)."""
+    return layer_floats(yolo_specs(num_classes, width)[:convs])
+
+
+def infer_layout(floats: int, width: float | None = None) -> tuple[float, int] | None:
+    """(width, class count) whose file holds exactly ``floats`` floats; class count 0 for a
+    backbone-only file. None when nothing fits. ``width`` restricts the search to that width."""
+    for w in ([width] if width else WIDTHS):
+        if floats == expected_floats(1, w, BACKBONE_CONVS):
+            return w, 0
+        one, two = expected_floats(1, w), expected_floats(2, w)  # linear in the class count
+        classes, rest = divmod(floats - one, two - one)
+        if not rest and classes >= 0:
+            return w, classes + 1
+    return None
+
+
+def write_weights(model: YOLOv3, path: str | Path, convs: int | None = None,
+                  header: Header = Header(0, 2, 0)) -> Path:
+    """Write ``model`` as a Darknet .weights file; ``convs=52`` writes the backbone only."""
+    specs = conv_specs(model)[:convs]
+    return write_darknet(path, _permute_heads(model.state_dict(), specs, to_project=False), specs, header)
+
+
+# ------------------------------------------------------------------------------- class names
+def _class_key(name: str) -> str:
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    aliases = {"".join(ch for ch in k if ch.isalnum()): v.replace(" ", "") for k, v in CLASS_ALIASES.items()}
+    return aliases.get(key, key)
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """Names for a file that records none: VOC's 20 (yolov3-voc.cfg, the course), COCO's 80
+    (yolov3.cfg), else class0, class1, ..."""
+    if num_classes == len(VOC_CLASSES):
+        return list(VOC_CLASSES)
+    if num_classes == len(COCO_CLASSES):
+        return list(COCO_CLASSES)
+    return [f"class{i}" for i in range(num_classes)]
+
+
+def match_classes(source: list[str] | tuple[str, ...], target: list[str] | tuple[str, ...]) -> list[int | None]:
+    """For each target class, the index of the same class in ``source`` (None when absent).
+
+    Names match ignoring case, spaces and punctuation, and through ``CLASS_ALIASES`` (VOC's
+    aeroplane, motorbike, sofa, tvmonitor are COCO's airplane, motorcycle, couch, tv).
+    """
+    index = {_class_key(n): i for i, n in enumerate(source)}
+    return [index.get(_class_key(n)) for n in target]

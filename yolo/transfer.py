@@ -1,0 +1,110 @@
+"""Start a model from another file's weights (``train.py --init``): any checkpoint this project
+reads (its own, a course checkpoint, a Darknet ``.weights`` file, backbone-only included), at the
+model's width, for the model's classes.
+
+Tensors of the same name and shape are copied. The prediction convolutions are rebuilt per anchor:
+objectness and box rows come from the file, each class row from the file's class of the same name
+(``yolo.darknet.match_classes``: COCO's airplane is VOC's aeroplane, ...), and a class the file
+does not have keeps the model's fresh initialisation. Whatever the file lacks (the whole head of a
+backbone-only file) stays fresh too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from yolo.checkpoint import CheckpointError, ModelState, read_checkpoint
+from yolo.darknet import is_darknet_file, match_classes, read_weights
+from yolo.model import COURSE_NAMES, YOLOv3
+
+# Darknet-53: the layers before the first head (stem .. stage5), the 52 convolutions of darknet53.conv.74.
+BACKBONE: tuple[str, ...] = tuple(n.replace(".", "_") for n in COURSE_NAMES[: COURSE_NAMES.index("stage5") + 1])
+
+
+@dataclass
+class TransferReport:
+    """What ``transfer`` took from the file and what it left at the model's initialisation."""
+
+    loaded: list[str] = field(default_factory=list)  # state_dict keys copied (whole or per class)
+    fresh: list[str] = field(default_factory=list)  # keys the file does not have
+    classes: dict[str, str] = field(default_factory=dict)  # model class -> the file's class it took
+    fresh_classes: list[str] = field(default_factory=list)  # model classes the file does not have
+
+    def summary(self) -> str:
+        text = f"{len(self.loaded)} tensors from the file, {len(self.fresh)} fresh"
+        if self.classes or self.fresh_classes:
+            text += f"; classes from the file: {len(self.classes)}, fresh: {len(self.fresh_classes)}"
+            if self.fresh_classes:
+                text += f" ({', '.join(self.fresh_classes[:8])}{' ...' if len(self.fresh_classes) > 8 else ''})"
+        return text
+
+
+def read_initial(path: str | Path, width: float | None = None) -> ModelState:
+    """The weights of any file ``--init`` accepts (EMA weights of a training checkpoint)."""
+    path = Path(path).expanduser()
+    if path.is_file() and is_darknet_file(path):
+        return read_weights(path, width=width, backbone_ok=True)
+    return read_checkpoint(path)
+
+
+def _is_prediction(key: str) -> bool:
+    return key.rpartition(".")[0].endswith("predict.pred")
+
+
+def _remap_head(source: Tensor, target: Tensor, matches: list[int | None]) -> Tensor:
+    """Prediction conv rows (3 * (5 + C_file), ...) -> (3 * (5 + C_model), ...): per anchor the
+    five objectness/box rows, then each model class's row from its matched file class."""
+    src = source.reshape(3, -1, *source.shape[1:])
+    out = target.detach().clone().reshape(3, -1, *target.shape[1:])
+    out[:, :5] = src[:, :5]
+    for j, i in enumerate(matches):
+        if i is not None:
+            out[:, 5 + j] = src[:, 5 + i]
+    return out.reshape(target.shape)
+
+
+def transfer(state: ModelState, model: YOLOv3, class_names: Sequence[str]) -> TransferReport:
+    """Copy ``state`` into ``model`` (in place) for the classes ``class_names``; see the module doc."""
+    if abs(state.width - model.width) > 1e-6:
+        raise CheckpointError(f"the file's weights are for width {state.width:g} and the model is "
+                              f"width {model.width:g}: pass --width {state.width:g}")
+    if len(class_names) != model.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} classes")
+    target = model.state_dict()
+    matches = match_classes(state.class_names, class_names) if state.num_classes else []
+    report = TransferReport()
+    new: dict[str, Tensor] = {}
+    for key, value in state.state_dict.items():
+        if key not in target:
+            raise CheckpointError(f"the file has {key!r}, which this model does not")
+        if _is_prediction(key):
+            new[key] = _remap_head(value, target[key], matches)
+        elif value.shape != target[key].shape:
+            raise CheckpointError(f"{key} is {tuple(value.shape)} in the file and "
+                                  f"{tuple(target[key].shape)} in the model")
+        else:
+            new[key] = value
+        report.loaded.append(key)
+    report.fresh = [k for k in target if k not in new]
+    if matches:
+        report.classes = {n: state.class_names[i] for n, i in zip(class_names, matches) if i is not None}
+        report.fresh_classes = [n for n, i in zip(class_names, matches) if i is None]
+    with torch.no_grad():
+        for key, value in new.items():
+            target[key].copy_(value)
+    return report
+
+
+def init_from(path: str | Path, model: YOLOv3, class_names: Sequence[str]) -> TransferReport:
+    """``read_initial`` then ``transfer``: the model starts from the file's weights."""
+    return transfer(read_initial(path, model.width), model, class_names)
+
+
+def backbone_modules(model: YOLOv3) -> list[torch.nn.Module]:
+    """The Darknet-53 layers of ``model`` (what ``--freeze-backbone`` freezes)."""
+    return [model.layers[name] for name in BACKBONE]
