@@ -1,0 +1,155 @@
+"""ONNX export: ONNX Runtime against PyTorch on voc-mini val images, raw and with NMS in the graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from yolo.checkpoint import save_weights
+from yolo.config import ANCHORS, VOC_CLASSES, PostprocessConfig
+from yolo.lit import ground_truth
+from yolo.metrics import voc_evaluate
+from yolo.model import YOLOv3
+from yolo.postprocess import postprocess
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="pip install onnxruntime (requirements.txt)")
+from yolo.export import main, onnx_session, run_onnx, split_detections  # noqa: E402
+
+SIZE, N_IMAGES = 256, 8
+CONFIG = PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45, max_detections=100, pre_nms_top_k=1000)
+
+
+@pytest.fixture(scope="module")
+def val_batch(voc_mini, tmp_path_factory) -> dict:
+    from yolo.data.collate import collate
+    from yolo.data.datamodule import build_index
+    from yolo.data.datasets import DetectionDataset, EvalDataset
+
+    index = build_index([voc_mini], ["2012/val"], VOC_CLASSES, tmp_path_factory.mktemp("cache"), progress=False)
+    dataset = EvalDataset(DetectionDataset(index), SIZE)
+    return collate([dataset[i] for i in range(N_IMAGES)])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(val_batch, tmp_path_factory):
+    """A width-0.25 model with BatchNorm statistics calibrated on the images and a head biased so
+    that it makes a few hundred detections of varied classes and scores (no training needed)."""
+    torch.manual_seed(0)
+    model = YOLOv3(20, 0.25)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration batch
+    with torch.no_grad():
+        model.train()(val_batch["images"].float() / 255)
+        for name, m in model.named_modules():
+            if name.endswith("predict.pred"):
+                bias = m.bias.view(3, 25)
+                bias[:, 0] += 1.0  # objectness
+                bias[:, 5:] += 3 * torch.randn(3, 20)  # a few classes win
+    path = save_weights(model.eval(), tmp_path_factory.mktemp("ckpt") / "calibrated.pt")
+    return path, model
+
+
+def images(batch: dict, n: int | None = None) -> torch.Tensor:
+    return (batch["images"][:n].float() / 255).contiguous()
+
+
+def test_raw_outputs_match(checkpoint, val_batch, tmp_path):
+    path, model = checkpoint
+    onnx = tmp_path / "raw.onnx"
+    assert main([str(path), "--onnx", str(onnx), "--image-size", str(SIZE)]) == 0
+    x = images(val_batch, 1)
+    with torch.no_grad():
+        expected = model(x)
+    got = run_onnx(onnx_session(onnx), x)
+    assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-4)
+
+
+def matched(ours: dict, theirs: dict) -> None:
+    """Same count; each ONNX detection pairs one-to-one with a PyTorch one of its class at IoU >= 0.999
+    and the same score to 1e-4."""
+    assert len(ours["scores"]) == len(theirs["scores"])
+    if not len(ours["scores"]):
+        return
+    iou = box_iou(ours["boxes"], theirs["boxes"])
+    iou[ours["labels"][:, None] != theirs["labels"][None, :]] = -1
+    best, j = iou.max(dim=1)
+    assert len(set(j.tolist())) == len(j), "two detections matched the same one"
+    assert float(best.min()) >= 0.999
+    torch.testing.assert_close(ours["scores"], theirs["scores"][j], rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained(val_batch, tmp_path_factory):
+    """Width 0.25 overfitted on the 8 images (80 Adam steps at 256): mAP@0.5 near 1 on them."""
+    from yolo.lit import YoloLitModule
+
+    torch.manual_seed(0)
+    lit = YoloLitModule(num_classes=20, width=0.25, ema=False)
+    optimizer = torch.optim.Adam(lit.model.parameters(), lr=3e-3)
+    x, targets = images(val_batch), lit.encode_batch(val_batch)
+    for _ in range(80):
+        loss = lit.loss_fn(lit.model.train()(x), targets)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = save_weights(lit.model.eval(), tmp_path_factory.mktemp("trained") / "trained.pt")
+    return path, lit.model
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_nms_graph_matches_postprocess_with_dynamic_batch(checkpoint, val_batch, tmp_path, batch_size):
+    compare_nms(checkpoint, val_batch, tmp_path, batch_size)
+
+
+@pytest.mark.slow
+def test_nms_graph_on_a_trained_checkpoint_gives_the_same_map(trained, val_batch, tmp_path):
+    map_torch = compare_nms(trained, val_batch, tmp_path, 4)
+    assert map_torch > 0.5  # detections that find the objects, so the mAP comparison means something
+
+
+def compare_nms(checkpoint, val_batch, tmp_path, batch_size: int) -> float:
+    path, model = checkpoint
+    onnx = tmp_path / "nms.onnx"
+    assert main([str(path), "--onnx", str(onnx), "--nms", "--dynamic-batch", "--image-size", str(SIZE),
+                 "--conf", str(CONFIG.conf_threshold), "--iou", str(CONFIG.iou_threshold),
+                 "--max-det", str(CONFIG.max_detections), "--top-k", str(CONFIG.pre_nms_top_k)]) == 0
+    session = onnx_session(onnx)
+    ours, theirs = [], []
+    for start in range(0, N_IMAGES, batch_size):
+        x = images(val_batch)[start: start + batch_size]
+        with torch.no_grad():
+            theirs += postprocess(model(x), CONFIG, ANCHORS)  # the library's own path
+        ours += split_detections(*run_onnx(session, x), len(x))
+    assert sum(len(d["scores"]) for d in theirs) > 100  # many detections to compare
+    for a, b in zip(ours, theirs):
+        matched(a, b)
+    truth = ground_truth(val_batch)
+    map_onnx = voc_evaluate(ours, truth, 20).map
+    map_torch = voc_evaluate(theirs, truth, 20).map
+    assert abs(map_onnx - map_torch) <= 0.001
+    return map_torch
+
+
+def test_max_detections_per_image_in_the_graph(checkpoint, val_batch, tmp_path):
+    path, model = checkpoint
+    onnx = tmp_path / "few.onnx"
+    main([str(path), "--onnx", str(onnx), "--nms", "--dynamic-batch", "--image-size", str(SIZE),
+          "--max-det", "3"])
+    x = images(val_batch, 4)
+    image, boxes, scores, labels = run_onnx(onnx_session(onnx), x)
+    counts = torch.bincount(image, minlength=4).tolist()
+    with torch.no_grad():
+        expected = postprocess(model(x), PostprocessConfig(max_detections=3, pre_nms_top_k=1000))
+    assert counts == [len(d["scores"]) for d in expected] and max(counts) == 3
+
+
+def test_bad_arguments_say_so(checkpoint, tmp_path):
+    path, _ = checkpoint
+    with pytest.raises(SystemExit, match="multiple of 32"):
+        main([str(path), "--onnx", str(tmp_path / "x.onnx"), "--image-size", "100"])
+    with pytest.raises(SystemExit, match="not found"):
+        main([str(tmp_path / "missing.pt"), "--onnx", str(tmp_path / "x.onnx")])

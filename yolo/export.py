@@ -1,0 +1,198 @@
+"""ONNX export: the network alone, or with decoding, scoring and class-aware NMS in the graph.
+
+    python -m yolo.export CKPT --onnx OUT.onnx                  # raw outputs out32, out16, out8
+    python -m yolo.export CKPT --onnx OUT.onnx --nms            # final detections from one call
+    python -m yolo.export CKPT --onnx OUT.onnx --nms --dynamic-batch --image-size 416
+
+CKPT is anything ``yolo.checkpoint.read_checkpoint`` opens (a training checkpoint, exported
+weights, a course checkpoint, a Darknet .weights file). The graph's input ``images`` is
+(B, 3, S, S) float RGB in [0, 1], letterboxed to S (``yolo.detect`` does that); B is 1 unless
+``--dynamic-batch``. Without ``--nms`` the outputs are the model's three raw tensors
+(B, 3, S/32, S/32, 5 + C) ... With ``--nms`` they are the detections of the whole batch, best score
+first, as the library's ``postprocess`` computes them:
+
+    image (Tensor[K]) int64   the image of the batch each detection belongs to
+    boxes (Tensor[K, 4])      (x1, y1, x2, y2) pixels of the S x S input
+    scores (Tensor[K])        sigmoid(objectness) * max softmax(class logits)
+    labels (Tensor[K]) int64  class index
+
+The confidence threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export
+(``--conf``, ``--iou``, ``--top-k``, ``--max-det``). NMS is ``torchvision.ops.nms`` (ONNX
+NonMaxSuppression, opset >= 11) over boxes shifted apart per (image, class), so one call is
+class-aware and keeps images apart, for any batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import nms
+
+from yolo.checkpoint import CheckpointError, build_model, read_checkpoint
+from yolo.config import STRIDES, PostprocessConfig
+from yolo.targets import decode_cells, unravel_cells
+
+OPSET = 17
+RAW_OUTPUTS = ("out32", "out16", "out8")
+NMS_OUTPUTS = ("image", "boxes", "scores", "labels")
+
+
+class DetectionGraph(nn.Module):
+    """YOLOv3 + decode + score + pre-NMS top-k + class-aware NMS + max detections per image.
+
+    ``forward(images (B, 3, S, S))`` -> image (K,), boxes (K, 4), scores (K,), labels (K,): see the
+    module docstring. Written with shapes fixed by S and only B free, so it traces to ONNX.
+    """
+
+    def __init__(self, model: nn.Module, image_size: int, anchors: Sequence,
+                 config: PostprocessConfig, top_k: int = 1000) -> None:
+        super().__init__()
+        self.model = model
+        self.config, self.top_k, self.image_size = config, top_k, image_size
+        for stride, scale_anchors in zip(STRIDES, anchors):
+            size = image_size // stride
+            _, anchor, row, col = unravel_cells(torch.arange(3 * size * size), 3, size)  # one image
+            self.register_buffer(f"cells{stride}", torch.stack([col, row]), persistent=False)
+            wh = torch.as_tensor(scale_anchors, dtype=torch.float32)[anchor]  # (3*S*S, 2)
+            self.register_buffer(f"anchors{stride}", wh, persistent=False)
+
+    def decode(self, outputs: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Raw outputs -> boxes (B, M, 4), scores (B, M), labels (B, M), with ``decode_cells``."""
+        boxes, scores, labels = [], [], []
+        for out, stride in zip(outputs, STRIDES):
+            b, _, size, _, channels = out.shape
+            rows = out.reshape(-1, channels).float()  # (B*3*S*S, 5+C), one image after another
+            col, row = getattr(self, f"cells{stride}").repeat(1, b)
+            anchor_wh = getattr(self, f"anchors{stride}").repeat(b, 1)
+            boxes.append(decode_cells(rows, col, row, anchor_wh, stride, size).reshape(b, -1, 4))
+            prob, label = rows[:, 5:].softmax(dim=1).max(dim=1)
+            scores.append((rows[:, 0].sigmoid() * prob).reshape(b, -1))
+            labels.append(label.reshape(b, -1))
+        return torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(labels, 1)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        boxes, scores, labels = self.decode(self.model(images))
+        b, m = scores.shape
+        scores, best = scores.topk(min(self.top_k, m), dim=1)  # (B, k), best first
+        boxes = boxes.gather(1, best[..., None].expand(-1, -1, 4)).reshape(-1, 4)
+        labels = labels.gather(1, best).reshape(-1)
+        image = torch.arange(b, device=images.device)[:, None].expand_as(best).reshape(-1)
+        span = boxes.max() - boxes.min() + 1  # groups shifted this far apart never overlap
+        scores = scores.reshape(-1)
+        keep = scores > self.config.conf_threshold
+        boxes, scores, labels, image = boxes[keep], scores[keep], labels[keep], image[keep]
+        groups = image if self.config.class_agnostic else image * self.num_classes + labels
+        kept = nms(boxes + (groups.to(boxes.dtype) * span)[:, None], scores, self.config.iou_threshold)
+        # at most max_detections per image: rank of each kept detection within its image
+        mine = (image[kept][:, None] == torch.arange(b, device=images.device)[None]).long()  # (K, B)
+        rank = (mine.cumsum(0) * mine).sum(1)
+        kept = kept[rank <= self.config.max_detections]
+        return image[kept], boxes[kept], scores[kept], labels[kept]
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+
+def export_onnx(model: nn.Module, path: str | Path, image_size: int = 416, anchors: Sequence | None = None,
+                nms_in_graph: bool = False, dynamic_batch: bool = False,
+                config: PostprocessConfig | None = None, top_k: int = 1000, opset: int = OPSET) -> Path:
+    """Write ``model`` (eval mode, CPU) as ONNX; see the module docstring for inputs and outputs."""
+    from yolo.config import ANCHORS
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    graph: nn.Module = model
+    names = RAW_OUTPUTS
+    if nms_in_graph:
+        graph = DetectionGraph(model, image_size, anchors or ANCHORS, config or PostprocessConfig(), top_k).eval()
+        names = NMS_OUTPUTS
+    axes = None
+    if dynamic_batch:
+        axes = {"images": {0: "batch"}}
+        axes.update({n: {0: "batch" if not nms_in_graph else "detections"} for n in names})
+    elif nms_in_graph:
+        axes = {n: {0: "detections"} for n in names}
+    example = torch.rand(2 if dynamic_batch else 1, 3, image_size, image_size)
+    with torch.no_grad():
+        torch.onnx.export(graph, (example,), str(path), input_names=["images"], output_names=list(names),
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    return path
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session (``pip install onnxruntime``)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise SystemExit("onnxruntime is not installed: pip install onnxruntime") from err
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, images: Tensor) -> list[Tensor]:
+    """Run a session on images (B, 3, S, S) float; its outputs as tensors, in graph order."""
+    return [torch.from_numpy(o) for o in session.run(None, {"images": images.numpy()})]
+
+
+def split_detections(image: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor,
+                     batch_size: int) -> list[dict[str, Tensor]]:
+    """The ``--nms`` graph's flat outputs -> per image {"boxes", "scores", "labels"}, best first."""
+    return [{"boxes": boxes[image == i], "scores": scores[image == i], "labels": labels[image == i]}
+            for i in range(batch_size)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = PostprocessConfig()
+    p = argparse.ArgumentParser(prog="python -m yolo.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint, exported weights, a course checkpoint or a Darknet .weights file")
+    p.add_argument("--onnx", required=True, help="where to write the .onnx file")
+    p.add_argument("--nms", action="store_true", help="decode, score and class-aware NMS inside the graph")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
+    p.add_argument("--image-size", type=int, default=416, help="input side S, a multiple of 32 (default 416)")
+    p.add_argument("--conf", type=float, default=d.conf_threshold, help=f"with --nms: score threshold (default {d.conf_threshold})")
+    p.add_argument("--iou", type=float, default=d.iou_threshold, help=f"with --nms: NMS IoU (default {d.iou_threshold})")
+    p.add_argument("--max-det", type=int, default=d.max_detections, help=f"with --nms: per image (default {d.max_detections})")
+    p.add_argument("--top-k", type=int, default=1000, help="with --nms: candidates per image entering NMS (default 1000)")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, >= 11 (default {OPSET})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.image_size <= 0 or args.image_size % 32:
+        raise SystemExit(f"--image-size must be a positive multiple of 32, got {args.image_size}")
+    if args.opset < 11:
+        raise SystemExit("--opset must be 11 or more (NonMaxSuppression)")
+    try:
+        state = read_checkpoint(args.checkpoint)
+        model = build_model(state)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
+    config = PostprocessConfig(conf_threshold=args.conf, iou_threshold=args.iou, max_detections=args.max_det)
+    path = export_onnx(model, args.onnx, args.image_size, state.anchors, args.nms, args.dynamic_batch,
+                       config, args.top_k, args.opset)
+    images = torch.rand(1, 3, args.image_size, args.image_size)
+    with torch.no_grad():
+        expected = model(images)
+    if not args.nms:
+        got = run_onnx(onnx_session(path), images)
+        diff = max(float((a - b).abs().max()) for a, b in zip(expected, got))
+        print(f"ONNX Runtime vs PyTorch on a random image: max |difference| {diff:.2e}", file=sys.stderr)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {state.num_classes} classes: "
+          f"{', '.join(state.class_names[:5])}{' ...' if state.num_classes > 5 else ''})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
