@@ -121,14 +121,21 @@ def persistent(widget, label: str, key: str, default: Any, options: list | None 
     return value
 
 
+# Weight files placed in the runs folder itself: Darknet .weights, the course's checkpoint.pth.tar, exports.
+WEIGHT_FILES = ("*.weights", "*.pth.tar", "*.pth", "*.pt", "*.ckpt")
+
+
 def checkpoint_options(root: Path) -> dict[str, Path]:
-    """Label -> checkpoint for every run under ``root``, newest run first, best before last."""
+    """Label -> checkpoint for every run under ``root``, newest run first, best before last; then
+    the weight files lying in ``root`` itself (``WEIGHT_FILES``)."""
     options: dict[str, Path] = {}
     for run in sorted(find_runs(root), key=lambda r: r.modified, reverse=True):
         for path in run.best_checkpoints:
             options[f"{run.label} · {path.name}"] = path
         if run.last_checkpoint is not None:
             options[f"{run.label} · last.ckpt"] = run.last_checkpoint
+    for path in sorted({p for pattern in WEIGHT_FILES for p in root.glob(pattern) if p.is_file()}):
+        options.setdefault(path.name, path)
     return options
 
 
@@ -167,7 +174,8 @@ def _checkpoint_sidebar(root: Path) -> Path | None:
         default = next(iter(found), NO_CHECKPOINT)
     options = [*found, OTHER_CHECKPOINT, NO_CHECKPOINT]
     choice = persistent(st.selectbox, "Checkpoint", "checkpoint_choice", default, options,
-                        help=f"Checkpoints found under {root}; or any file written by train.py "
+                        help=f"Checkpoints found under {root} (and weight files in it); or any file written by "
+                             "train.py, the course's checkpoint.pth.tar or a Darknet .weights file "
                              f"(${ENV_CKPT} sets the first choice). Loaded with weights_only=True.")
     if choice == NO_CHECKPOINT:
         return None
