@@ -259,3 +259,21 @@ def test_coco_to_voc_keeps_the_mapped_class_logits(tmp_path):
     after = fresh.layers["head8_out"].predict.pred.bias.detach().view(3, 7)
     assert torch.equal(after[:, 5], torch.full((3,), 16.0))  # dog is COCO's 16
     assert torch.equal(after[:, 6], before[:, 6])  # unicorn keeps its fresh initialisation
+
+
+def test_convert_coco_weights_to_a_voc_detector(tmp_path):
+    from yolo.transfer import main
+
+    coco = randomised(YOLOv3(80, 0.25))
+    path = write_weights(coco, tmp_path / "yolov3.weights")
+    assert main([str(path), "--classes", "voc", "--out", str(tmp_path / "voc.pt")]) == 0
+    state = read_checkpoint(tmp_path / "voc.pt")
+    assert state.class_names == list(VOC_CLASSES) and state.num_classes == 20
+    assert state.anchors[0][2] == [373 / 416, 326 / 416]  # yolov3.cfg's anchors travel along
+    index = torch.tensor([VOC_TO_COCO_INDEX[n] for n in VOC_CLASSES])
+    for voc, full in zip(outputs(build_model(state)), outputs(coco)):
+        assert torch.equal(voc[..., :5], full[..., :5])
+        assert torch.equal(voc[..., 5:], full[..., 5:][..., index])
+    backbone = write_weights(coco, tmp_path / "darknet53.conv.74", convs=52)
+    with pytest.raises(SystemExit, match="backbone only"):
+        main([str(backbone), "--out", str(tmp_path / "x.pt"), "--width", "0.25"])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int = 416, ancho
     elif nms_in_graph:
         axes = {n: {0: "detections"} for n in names}
     example = torch.rand(2 if dynamic_batch else 1, 3, image_size, image_size)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shapes: S is fixed by design, B stays free
         torch.onnx.export(graph, (example,), str(path), input_names=["images"], output_names=list(names),
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
     return path

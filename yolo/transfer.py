@@ -108,3 +108,46 @@ def init_from(path: str | Path, model: YOLOv3, class_names: Sequence[str]) -> Tr
 def backbone_modules(model: YOLOv3) -> list[torch.nn.Module]:
     """The Darknet-53 layers of ``model`` (what ``--freeze-backbone`` freezes)."""
     return [model.layers[name] for name in BACKBONE]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m yolo.transfer SRC --classes voc --out OUT.pt``: a file's weights for another class
+    list, saved as this project's weights (e.g. yolov3.weights -> a VOC detector, no training)."""
+    import argparse
+
+    from yolo.checkpoint import save_weights
+    from yolo.config import VOC_CLASSES
+    from yolo.darknet import COCO_CLASSES
+
+    p = argparse.ArgumentParser(prog="python -m yolo.transfer", description=main.__doc__)
+    p.add_argument("source", help="a checkpoint, a course checkpoint.pth.tar or a Darknet .weights file")
+    p.add_argument("--classes", default="voc", help="voc, coco, or a text file with one class name a line")
+    p.add_argument("--out", required=True, help="where to write the weights (.pt)")
+    p.add_argument("--width", type=float, help="the source's width when it cannot say (Darknet files)")
+    args = p.parse_args(argv)
+    named = {"voc": list(VOC_CLASSES), "coco": list(COCO_CLASSES)}
+    if args.classes in named:
+        names = named[args.classes]
+    elif Path(args.classes).is_file():
+        names = [line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()]
+    else:
+        raise SystemExit(f"--classes: expected voc, coco or a file of names, got {args.classes!r}")
+    try:
+        state = read_initial(args.source, args.width)
+        if not state.num_classes:
+            raise CheckpointError(f"{args.source} holds a backbone only: train from it with train.py --init")
+        model = YOLOv3(len(names), state.width)
+        report = transfer(state, model, names)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
+    print(f"{args.source}: {report.summary()}")
+    out = save_weights(model.eval(), args.out, names)
+    saved = torch.load(out, map_location="cpu", weights_only=True)
+    saved["hyper_parameters"]["anchors"] = state.anchors  # Darknet's exact anchors for its files
+    torch.save(saved, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
