@@ -11,6 +11,8 @@ from yolo.config import VOC_CLASSES
 from yolo.detect import Detector
 from yolo.model import YOLOv3
 
+from test_darknet import outputs, randomised  # random weights and BN statistics; outputs at 64 px
+
 # ------------------------------------------------------------------ the course's model, as written there
 # Its config, every channel count divided by DIV (the course model is width 1.0; 4 keeps the test small).
 DIV = 4
@@ -107,22 +109,6 @@ class CourseYOLOv3(nn.Module):
                 layers.append(nn.Upsample(scale_factor=2))
                 in_channels = in_channels * 3
         return layers
-
-
-def randomised(model: nn.Module) -> nn.Module:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.dtype.is_floating_point:
-                values = torch.rand(t.shape, generator=g)
-                t.copy_(values + 0.5 if "running_var" in name else (values - 0.5) * 0.2)
-    return model.eval()
-
-
-def outputs(model: nn.Module) -> list[torch.Tensor]:
-    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        return model.eval()(x)
 
 
 @pytest.fixture(scope="module")
