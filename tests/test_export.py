@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torchvision.ops import box_iou
@@ -62,7 +64,10 @@ def test_raw_outputs_match(checkpoint, val_batch, tmp_path):
     x = images(val_batch, 1)
     with torch.no_grad():
         expected = model(x)
-    got = run_onnx(onnx_session(onnx), x)
+    session = onnx_session(onnx)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["class_names"]) == list(VOC_CLASSES) and json.loads(meta["image_size"]) == SIZE
+    got = run_onnx(session, x)
     assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=0, atol=1e-4)

@@ -16,8 +16,8 @@ first, as the library's ``postprocess`` computes them:
     scores (Tensor[K])        sigmoid(objectness) * max softmax(class logits)
     labels (Tensor[K]) int64  class index
 
-The confidence threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export
-(``--conf``, ``--iou``, ``--top-k``, ``--max-det``). NMS is ``torchvision.ops.nms`` (ONNX
+The file's metadata_props hold class_names, anchors and image_size (JSON). The confidence
+threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export (``--conf``, ``--iou``, ``--top-k``, ``--max-det``). NMS is ``torchvision.ops.nms`` (ONNX
 NonMaxSuppression, opset >= 11) over boxes shifted apart per (image, class), so one call is
 class-aware and keeps images apart, for any batch size.
 """
@@ -25,6 +25,7 @@ class-aware and keeps images apart, for any batch size.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -102,8 +103,12 @@ class DetectionGraph(nn.Module):
 
 def export_onnx(model: nn.Module, path: str | Path, image_size: int = 416, anchors: Sequence | None = None,
                 nms_in_graph: bool = False, dynamic_batch: bool = False,
-                config: PostprocessConfig | None = None, top_k: int = 1000, opset: int = OPSET) -> Path:
-    """Write ``model`` (eval mode, CPU) as ONNX; see the module docstring for inputs and outputs."""
+                config: PostprocessConfig | None = None, top_k: int = 1000, opset: int = OPSET,
+                metadata: dict | None = None) -> Path:
+    """Write ``model`` (eval mode, CPU) as ONNX; see the module docstring for inputs and outputs.
+
+    ``metadata``: plain values stored JSON-encoded in the file's metadata_props (``main`` stores
+    class_names, anchors, image_size), so a runtime can name the labels."""
     from yolo.config import ANCHORS
 
     path = Path(path)
@@ -125,6 +130,13 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int = 416, ancho
         warnings.simplefilter("ignore")  # tracer notes on shapes: S is fixed by design, B stays free
         torch.onnx.export(graph, (example,), str(path), input_names=["images"], output_names=list(names),
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
+    if metadata:
+        import onnx
+
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            proto.metadata_props.add(key=key, value=json.dumps(value))
+        onnx.save(proto, str(path))
     return path
 
 
@@ -182,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
     config = PostprocessConfig(conf_threshold=args.conf, iou_threshold=args.iou, max_detections=args.max_det)
+    metadata = {"class_names": state.class_names, "anchors": state.anchors, "image_size": args.image_size,
+                "outputs": list(NMS_OUTPUTS if args.nms else RAW_OUTPUTS)}
     path = export_onnx(model, args.onnx, args.image_size, state.anchors, args.nms, args.dynamic_batch,
-                       config, args.top_k, args.opset)
+                       config, args.top_k, args.opset, metadata)
     images = torch.rand(1, 3, args.image_size, args.image_size)
     with torch.no_grad():
         expected = model(images)
