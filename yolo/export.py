@@ -17,8 +17,9 @@ first, as the library's ``postprocess`` computes them:
     labels (Tensor[K]) int64  class index
 
 The file's metadata_props hold class_names, anchors and image_size (JSON). The confidence
-threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export (``--conf``, ``--iou``, ``--top-k``, ``--max-det``). NMS is ``torchvision.ops.nms`` (ONNX
-NonMaxSuppression, opset >= 11) over boxes shifted apart per (image, class), so one call is
+threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export (``--conf``,
+``--iou``, ``--top-k``, ``--max-det``). NMS is ``torchvision.ops.nms`` (ONNX NonMaxSuppression,
+opset >= 11) over boxes shifted apart per (image, class), so one call is
 class-aware and keeps images apart, for any batch size.
 """
 
