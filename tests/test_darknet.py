@@ -277,3 +277,19 @@ def test_convert_coco_weights_to_a_voc_detector(tmp_path):
     backbone = write_weights(coco, tmp_path / "darknet53.conv.74", convs=52)
     with pytest.raises(SystemExit, match="backbone only"):
         main([str(backbone), "--out", str(tmp_path / "x.pt"), "--width", "0.25"])
+
+
+@pytest.mark.slow
+def test_a_full_size_file_is_exactly_the_official_size_and_loads(tmp_path):
+    """Width 1.0, 80 classes, written and read for real (248 MB on disk)."""
+    model = YOLOv3(80, 1.0).eval()
+    path = write_weights(model, tmp_path / "yolov3.weights")
+    assert path.stat().st_size == 248_007_048
+    state = read_checkpoint(path)
+    assert (state.num_classes, state.width, state.class_names[:3]) == (80, 1.0, ["person", "bicycle", "car"])
+    key = "layers.head8_out.predict.pred.weight"
+    assert torch.equal(state.state_dict[key], model.state_dict()[key])
+    del state
+    backbone = write_weights(model, tmp_path / "darknet53.conv.74", convs=52)
+    assert backbone.stat().st_size == 162_482_580
+    assert read_weights(backbone).num_classes == 0
