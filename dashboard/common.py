@@ -48,7 +48,7 @@ from yolo.data.layout import DataLayoutError, available_splits, default_splits, 
 from yolo.logs import find_runs, run_info
 
 ENV_DATA, ENV_DEMO, ENV_LOGS, ENV_CKPT = "YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT"
-MAX_UPLOAD_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
+MAX_UPLOAD_MB = 20  # also server.maxUploadSize in dashboard/.streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger uploads are refused with a message (decoding them costs seconds)
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"]
 DEFAULT_IMAGE_SIZE = 416
