@@ -135,6 +135,7 @@ def test_a_folder_with_no_split_list_is_explained(monkeypatch, tmp_path, index_c
     root = write_voc(tmp_path / "data", {"val": [1]})
     (root / "VOCdevkit/VOC2012/ImageSets/Main/val.txt").unlink()
     use_data(monkeypatch, tmp_path, index_cache, root)
+    assert any("No split list" in t for t in texts(open_page("Home"), "warning"))
     for page in ("Dataset", "Augmentations"):
         at = open_page(page)
         assert any("no split list" in t for t in texts(at, "error"))
