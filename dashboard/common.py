@@ -207,9 +207,9 @@ def _dataset_sidebar() -> tuple[Path | None, str | None, str | None, bool]:
 def _checkpoint_sidebar(root: Path) -> Path | None:
     found = checkpoint_options(root)
     env = os.environ.get(ENV_CKPT, "").strip()
-    by_path = {str(p): label for label, p in found.items()}
+    by_path = {str(p.resolve()): label for label, p in found.items()}
     if env:
-        env_path, _ = typed_path(env, "file")
+        env_path, _ = typed_path(env, "file")  # resolved; None when it is not a file
         default = by_path.get(str(env_path), OTHER_CHECKPOINT)
     else:
         default = next(iter(found), NO_CHECKPOINT)

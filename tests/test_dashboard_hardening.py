@@ -210,15 +210,22 @@ def test_dataset_detect_gradcam_stay_under_1gb_extra_on_24_megapixel_photos(big_
     assert result["extra_mb"] < 1024
 
 
-def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monkeypatch, tmp_path, index_cache):
-    """load_view: long side <= max_side, boxes scaled by the same factor (hand-worked), the
-    original size kept; pick_image (Detect, GradCAM) uses it at DISPLAY_SIDE."""
-    use_data(monkeypatch, tmp_path, index_cache, big_photos / "big")
+@pytest.fixture
+def common():
+    """dashboard/common.py as a module (its st.cache_data functions work outside a running app)."""
     sys.path.insert(0, str(DASHBOARD))
     try:
         import common
     finally:
         sys.path.remove(str(DASHBOARD))
+    return common
+
+
+def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monkeypatch, tmp_path, index_cache,
+                                                               common):
+    """load_view: long side <= max_side, boxes scaled by the same factor (hand-worked), the
+    original size kept; pick_image (Detect, GradCAM) uses it at DISPLAY_SIDE."""
+    use_data(monkeypatch, tmp_path, index_cache, big_photos / "big")
     root = big_photos / "big"
     ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
                          tmp_path / "logs", None, 416)
@@ -230,6 +237,15 @@ def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monke
         np.testing.assert_allclose(view["boxes"], np.array([[600, 400, 3000, 2000], [3600, 2400, 5400, 3800]]) * scale,
                                    rtol=1e-6)
         assert view["orig_size"] == (4000, 6000)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_uploads_are_display_sized(common, ext):
+    """A 4000 x 3000 upload becomes 1024 x 768 (JPEG: decoded at 1/2 by libjpeg, then shrunk)."""
+    image, message = common.read_upload(f"photo{ext}", cv2.imencode(ext, gradient(3000, 4000))[1].tobytes())
+    assert message is None and image.shape == (768, 1024, 3)
+    # gradient() is BGR (blue down, green across, red 128): top-right is RGB (128, 255, 0)
+    np.testing.assert_allclose(image[0, -1].astype(int), [128, 255, 0], atol=4)
 
 
 # ------------------------------------------------------------------------------------ item 9
