@@ -8,6 +8,7 @@ Datasets are written here in VOC layout with small synthetic images (the memory 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -211,14 +212,10 @@ def test_dataset_detect_gradcam_stay_under_1gb_extra_on_24_megapixel_photos(big_
 
 
 @pytest.fixture
-def common():
+def common(monkeypatch):
     """dashboard/common.py as a module (its st.cache_data functions work outside a running app)."""
-    sys.path.insert(0, str(DASHBOARD))
-    try:
-        import common
-    finally:
-        sys.path.remove(str(DASHBOARD))
-    return common
+    monkeypatch.syspath_prepend(str(DASHBOARD))
+    return importlib.import_module("common")
 
 
 def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monkeypatch, tmp_path, index_cache,
