@@ -22,7 +22,10 @@ with data_col:
         kind = "the built-in demo dataset (synthetic shapes)" if ctx.is_demo else "your dataset"
         st.success(f"Using {kind}: **{ctx.data_format}** layout, {len(ctx.classes)} classes.")
         st.caption(f"`{ctx.data_root}`")
-        st.write("Splits: " + ", ".join(f"`{s}`" for s in ctx.splits))
+        if ctx.splits:
+            st.write("Splits: " + ", ".join(f"`{s}`" for s in ctx.splits))
+        else:
+            st.warning("No split list found (VOC: `ImageSets/Main/<split>.txt`; Kaggle: `<split>.csv`).")
 
 runs = find_runs(ctx.logs_root)
 with runs_col:

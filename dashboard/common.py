@@ -25,10 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `streamlit run dashboard/Home.py` puts only dashboard/ on the path
     sys.path.insert(0, str(REPO))
 
+import errno
 import hashlib
 import io
+import logging
 import math
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -45,11 +48,14 @@ from yolo.data.layout import DataLayoutError, available_splits, default_splits, 
 from yolo.logs import find_runs, run_info
 
 ENV_DATA, ENV_DEMO, ENV_LOGS, ENV_CKPT = "YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT"
-MAX_UPLOAD_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
+MAX_UPLOAD_MB = 20  # also server.maxUploadSize in dashboard/.streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger uploads are refused with a message (decoding them costs seconds)
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"]
 DEFAULT_IMAGE_SIZE = 416
 NO_CHECKPOINT, OTHER_CHECKPOINT = "(none)", "Another file…"
+STAGE_SPLITS = {"train": ("train", "trainval"), "val": ("val", "test"), "test": ("test", "val")}
+DISPLAY_SIDE = 1024  # long side of a dataset sample or upload as shown and given to the model (input <= 608)
+THUMB_SIDE = 384  # long side of a thumbnail in the Dataset and Augmentations grids
 TRAIN_HINT = ("No trained checkpoint yet. Train the demo model from the **Home** page (a button; it runs "
               "on the CPU in the background) or in a shell: `python train.py --preset demo`.")
 
@@ -87,13 +93,20 @@ class Context:
     image_size: int  # the checkpoint run's validation size, else 416
 
     def default_split(self, stage: str = "val") -> str | None:
-        if self.data_root is None or not self.splits:
+        """The split a page opens on for ``stage`` ("train", "val" or "test"): always one of
+        ``split_choices()`` (None when there is none), whichever splits the folder has; e.g. a
+        folder with only a val split opens every page on val."""
+        choices = self.split_choices()
+        if self.data_root is None or not choices:
             return None
         try:
-            wanted = default_splits(self.data_root).get(stage) or ()
-        except DataLayoutError:
-            wanted = ()
-        return wanted[0] if wanted else self.splits[0]
+            wanted = list(default_splits(self.data_root).get(stage) or ())
+        except DataLayoutError:  # no train/trainval split: fall back on the names below
+            wanted = []
+        names = [*wanted, *STAGE_SPLITS.get(stage, ())]
+        by_name = {c.split("/")[-1]: c for c in reversed(choices)}  # short name -> first choice
+        return next((n if n in choices else by_name[n] for n in names if n in choices or n in by_name),
+                    choices[0])
 
     def split_choices(self) -> list[str]:
         """Split specs: short names ("val") when one year folder has them, else "2007/test"."""
@@ -148,6 +161,38 @@ def run_image_size(checkpoint: Path | None) -> int:
     return int(size) if isinstance(size, int) and size > 0 and size % 32 == 0 else DEFAULT_IMAGE_SIZE
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """A typed path for a message: control characters escaped, the middle of a long one elided."""
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-limit // 2:]} ({len(text)} characters)"
+
+
+def typed_path(text: str, kind: str) -> tuple[Path | None, str | None]:
+    """A path the user typed -> (the resolved path, None), or (None, a one-line message saying
+    what is wrong): a NUL byte, a name or path too long for the file system, an unknown ``~user``,
+    nothing there, or a file where a folder is expected (``kind="folder"``) or the reverse
+    (``kind="file"``). Never raises."""
+    if "\x00" in text:
+        return None, f"`{_shown(text)}` holds a NUL character, which no file name can contain."
+    try:
+        path = Path(text).expanduser()
+        st_mode = os.stat(path).st_mode  # raises for too long, missing, not permitted, loops
+        path = path.resolve()
+    except RuntimeError as err:  # expanduser of an unknown ~user
+        return None, f"`{_shown(text)}`: {err}"
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            return None, f"`{_shown(text)}` is too long for the file system (a name or the whole path)."
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None, f"No {kind} at `{_shown(text)}`."
+        return None, f"`{_shown(text)}` cannot be opened: {err.strerror or err}."
+    if kind == "folder" and not stat.S_ISDIR(st_mode):
+        return None, f"`{_shown(text)}` is a file; give the folder that holds it."
+    if kind == "file" and not stat.S_ISREG(st_mode):
+        return None, f"`{_shown(text)}` is {'a folder' if stat.S_ISDIR(st_mode) else 'not a regular file'}; give a file."
+    return path, None
+
+
 def _dataset_sidebar() -> tuple[Path | None, str | None, str | None, bool]:
     folder = persistent(st.text_input, "Dataset folder", "data_folder", os.environ.get(ENV_DATA, "").strip(),
                         placeholder="empty: the built-in demo dataset",
@@ -155,7 +200,9 @@ def _dataset_sidebar() -> tuple[Path | None, str | None, str | None, bool]:
                              f"images/ + labels/ + train.csv). Also settable with ${ENV_DATA}.").strip()
     is_demo = not folder
     try:
-        root = ensure_demo_data() if is_demo else Path(folder).expanduser().resolve()
+        root, message = (ensure_demo_data(), None) if is_demo else typed_path(folder, "folder")
+        if message:
+            raise DataLayoutError(message)
         fmt = detect_format(root)
     except (DataLayoutError, OSError) as err:
         st.error(f"{err}\n\nClear the field to use the demo dataset.")
@@ -167,9 +214,10 @@ def _dataset_sidebar() -> tuple[Path | None, str | None, str | None, bool]:
 def _checkpoint_sidebar(root: Path) -> Path | None:
     found = checkpoint_options(root)
     env = os.environ.get(ENV_CKPT, "").strip()
-    by_path = {str(p): label for label, p in found.items()}
+    by_path = {str(p.resolve()): label for label, p in found.items()}
     if env:
-        default = by_path.get(str(Path(env).expanduser()), OTHER_CHECKPOINT)
+        env_path, _ = typed_path(env, "file")  # resolved; None when it is not a file
+        default = by_path.get(str(env_path), OTHER_CHECKPOINT)
     else:
         default = next(iter(found), NO_CHECKPOINT)
     options = [*found, OTHER_CHECKPOINT, NO_CHECKPOINT]
@@ -184,10 +232,9 @@ def _checkpoint_sidebar(root: Path) -> Path | None:
                           placeholder="path/to/best.ckpt").strip()
         if not text:
             return None
-        path = Path(text).expanduser()
-        if not path.is_file():
-            st.error(f"No file at {path}.")
-            return None
+        path, message = typed_path(text, "file")
+        if message:
+            st.error(message)
         return path
     return found[choice]
 
@@ -230,10 +277,14 @@ def page(title: str, intro: str = "") -> Context:
 
 
 def require_dataset(ctx: Context) -> Path:
-    """The dataset root, or a message and the end of the page."""
+    """The dataset root (with at least one split), or a message and the end of the page."""
     if ctx.data_root is None:
         st.error(f"No dataset to show: {ctx.data_error}\n\nFix the folder in the sidebar, or clear it "
                  "to use the built-in demo dataset.")
+        st.stop()
+    if not ctx.splits:
+        st.error(f"`{ctx.data_root}` has no split list (VOC: ImageSets/Main/<split>.txt; Kaggle: <split>.csv), "
+                 "so there is nothing to show.")
         st.stop()
     return ctx.data_root
 
@@ -263,7 +314,7 @@ def load_index(ctx: Context, spec: str):
         st.stop()
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False)
 def _sample(root: str, spec: str, classes: tuple[str, ...], stamp: str, i: int) -> dict:
     from yolo.data.datasets import DetectionDataset
 
@@ -271,9 +322,31 @@ def _sample(root: str, spec: str, classes: tuple[str, ...], stamp: str, i: int) 
 
 
 def load_sample(ctx: Context, spec: str, i: int) -> dict:
-    """Sample i of a split at full resolution (the data contract: image, boxes, labels, ...)."""
+    """Sample i of a split at full resolution (the data contract: image, boxes, labels, ...).
+    A photo can be 100 megapixels (300 MB decoded): to show one, use ``load_view``."""
     root = require_dataset(ctx)
     return _sample(str(root), spec, ctx.classes, _stamp(root, spec), int(i))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _view(root: str, spec: str, classes: tuple[str, ...], stamp: str, i: int, max_side: int) -> dict:
+    from yolo.data.datasets import DetectionDataset
+
+    dataset = DetectionDataset(_index(root, spec, classes, stamp))
+    j, image = dataset.load_image(i, max_side)  # JPEG: decoded at 1/2, 1/4 or 1/8 where that is enough
+    sample = dataset.sample(j, None)
+    orig_size = tuple(int(v) for v in dataset.index.sizes[j])
+    sample["image"], sample["boxes"] = viz.fit(image, sample["boxes"], max_side, frame=orig_size)
+    sample["orig_size"] = orig_size
+    return sample
+
+
+def load_view(ctx: Context, spec: str, i: int, max_side: int = DISPLAY_SIDE) -> dict:
+    """Sample i of a split for display: long side at most ``max_side`` (decoded reduced where the
+    format allows, never the full photo in memory), boxes mapped onto it, and ``orig_size`` (h, w)
+    of the file. Memory per view is at most max_side^2 x 3 bytes (3 MB at 1024)."""
+    root = require_dataset(ctx)
+    return _view(str(root), spec, ctx.classes, _stamp(root, spec), int(i), int(max_side))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -358,6 +431,12 @@ def load_model(ctx: Context, allow_untrained: bool = True) -> Model:
         except (CheckpointError, OSError) as err:
             st.error(f"Cannot use {path}: {err}\n\nPick another checkpoint in the sidebar.")
             st.stop()
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, EOFError) as err:
+            # A file the loader did not foresee: a message here, the traceback in the console.
+            logging.getLogger(__name__).exception("loading checkpoint %s", path)
+            st.error(f"Cannot use {path}: not a checkpoint this project can read "
+                     f"({type(err).__name__}: {err}).\n\nPick another checkpoint in the sidebar.")
+            st.stop()
         key = f"{path}|{path.stat().st_mtime_ns}|{ctx.image_size}"
         return Model(detector, str(path), True, key, _lock(key))
     st.info(TRAIN_HINT)
@@ -391,13 +470,14 @@ class Picked:
 
     key: str
     name: str
-    image: np.ndarray  # (H, W, 3) uint8 RGB
-    boxes: np.ndarray | None = None  # (N, 4) pixel xyxy
+    image: np.ndarray  # (H, W, 3) uint8 RGB, long side at most DISPLAY_SIDE
+    boxes: np.ndarray | None = None  # (N, 4) pixel xyxy in ``image``
     labels: np.ndarray | None = None  # (N,) int64 into Context.classes
 
 
 def read_upload(name: str, data: bytes) -> tuple[np.ndarray | None, str | None]:
-    """Uploaded bytes -> (RGB image, None) or (None, a message saying what to do)."""
+    """Uploaded bytes -> (RGB image, long side at most DISPLAY_SIDE, None) or (None, a message
+    saying what to do)."""
     from PIL import Image, UnidentifiedImageError
 
     from yolo.detect import load_image
@@ -415,7 +495,12 @@ def read_upload(name: str, data: bytes) -> tuple[np.ndarray | None, str | None]:
         return None, (f"**{name}** is {width}x{height} ({width * height / 1e6:.0f} megapixels); the limit is "
                       f"{MAX_PIXELS / 1e6:.0f}. Downscale it first (the model sees it at about 416 pixels anyway).")
     try:
-        return load_image(data), None
+        with Image.open(io.BytesIO(data)) as pil:
+            if pil.format == "JPEG":  # libjpeg decodes at 1/2, 1/4 or 1/8 straight away
+                height, width = viz.fitted_size((height, width), DISPLAY_SIDE)
+                pil.draft(None, (width, height))
+            image = load_image(pil)
+        return viz.fit(image, None, DISPLAY_SIDE)[0], None
     except (ValueError, OSError, TypeError, Image.DecompressionBombError) as err:
         return None, f"**{name}** could not be decoded ({err}). Try re-saving it as JPEG or PNG."
 
@@ -452,9 +537,11 @@ def pick_image(ctx: Context, prefix: str) -> Picked | None:
     with right:
         i = persistent(st.number_input, f"Sample (0 to {len(index) - 1})", "image_number", 0,
                        min_value=0, max_value=len(index) - 1, step=1)
-    sample = load_sample(ctx, spec, int(i))
-    return Picked(f"{ctx.data_root}|{spec}|{sample['id']}", f"{spec} · {sample['id']}", sample["image"],
-                  sample["boxes"], sample["labels"])
+    sample = load_view(ctx, spec, int(i), DISPLAY_SIDE)  # the model letterboxes it to <= 608 anyway
+    shown = sample["image"].shape[:2]
+    size = "" if shown == sample["orig_size"] else " (shown at {1} x {0} of {3} x {2})".format(*shown, *sample["orig_size"])
+    return Picked(f"{ctx.data_root}|{spec}|{sample['id']}|{DISPLAY_SIDE}", f"{spec} · {sample['id']}{size}",
+                  sample["image"], sample["boxes"], sample["labels"])
 
 
 def draw(image: np.ndarray, detections=None, class_names=None, gt: Picked | None = None,

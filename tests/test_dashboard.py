@@ -348,7 +348,7 @@ def test_a_folder_that_is_not_a_dataset_is_explained(fresh, tmp_path, monkeypatc
 def test_streamlit_config_serves_localhost_with_an_upload_limit():
     import tomllib
 
-    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    config = tomllib.loads((DASHBOARD / ".streamlit" / "config.toml").read_text())  # beside Home.py: read from any folder
     assert config["server"]["address"] == "localhost"
     assert config["server"]["maxUploadSize"] == 20
     assert config["server"]["headless"] is True

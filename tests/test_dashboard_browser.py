@@ -104,8 +104,8 @@ class Chromium:
 
 
 class Server:
-    """``streamlit run dashboard/Home.py`` on a free port, from the repository root (so the project
-    .streamlit/config.toml applies), with the given environment."""
+    """``streamlit run dashboard/Home.py`` on a free port, from the repository root, with the given
+    environment (dashboard/.streamlit/config.toml applies from any folder)."""
 
     def __init__(self, env: dict[str, str], log: Path):
         self.port = free_port()

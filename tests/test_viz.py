@@ -190,3 +190,51 @@ def test_colormap_is_rgb_and_heatmap_is_resized(image):
 def test_rejects_non_uint8_images():
     with pytest.raises(ValueError):
         viz.draw_grid(np.zeros((8, 8, 3), np.float32), 2)
+
+
+# ----------------------------------------------------------------------------------- sizes
+@pytest.mark.parametrize("size, max_side, expected", [
+    ((4000, 6000), 1024, (683, 1024)),  # 4000 * 1024 / 6000 = 682.67
+    ((6000, 4000), 384, (384, 256)),
+    ((375, 500), 1024, (375, 500)),  # never enlarged
+    ((3, 5000), 384, (1, 384)),  # 0.23 rounds to 0: kept at one pixel
+    ((5000, 3), 384, (384, 1)),
+    ((4000, 6000), None, (4000, 6000)),
+])
+def test_fitted_size_hand_worked(size, max_side, expected):
+    assert viz.fitted_size(size, max_side) == expected
+
+
+def test_fit_shrinks_and_maps_boxes_from_the_original_frame():
+    image = np.zeros((1000, 1500, 3), np.uint8)  # e.g. a 6000 x 4000 photo decoded at 1/4
+    boxes = np.array([[600, 400, 3000, 2000], [0, 0, 6000, 4000]], np.float32)  # in the 6000 x 4000 frame
+    out, mapped = viz.fit(image, boxes, 300, frame=(4000, 6000))
+    assert out.shape == (200, 300, 3)
+    np.testing.assert_allclose(mapped, [[30, 20, 150, 100], [0, 0, 300, 200]])  # x 300/6000, y 200/4000
+    same, kept = viz.fit(image, boxes[:1] / 4, 2000)  # fits already: the image itself, boxes as they are
+    assert same is image and np.allclose(kept, boxes[:1] / 4)
+    assert viz.fit(image, None, 300)[1] is None
+
+
+def test_tile_images_max_side_bounds_the_canvas():
+    big = [np.zeros((4000, 6000, 3), np.uint8), np.zeros((6000, 4000), np.uint8)]
+    canvas = viz.tile_images(big, cols=2, pad=4, max_side=100)
+    assert canvas.shape == (100 + 2 * 4, 2 * 100 + 3 * 4, 3)  # cells of the largest thumbnail (100 x 100)
+
+
+@pytest.mark.parametrize("shape", [(3, 5000, 3), (5000, 3, 3), (1, 1, 3)])
+def test_thin_images_draw_everywhere(shape):
+    """A 5000 x 3 strip (and a single pixel) through every drawing function and a thumbnail."""
+    image = np.full(shape, 90, np.uint8)
+    h, w = shape[:2]
+    boxes = np.array([[0, 0, w - 1, h - 1], [w / 4, 0, w / 2, h]], np.float32)
+    outputs = [
+        viz.draw_detections(image, boxes, [0, 1], [0.9, 0.5], class_names=["cat", "dog"]),
+        viz.draw_ground_truth(image, boxes, [0, 1], class_names=["cat", "dog"]),
+        viz.draw_grid(image, 13), viz.highlight_cells(image, [[0, 0], [12, 12]], 13),
+        viz.overlay_heatmap(image, np.random.default_rng(0).random((13, 13))),
+    ]
+    assert all(o.shape == shape and o.dtype == np.uint8 for o in outputs)
+    thumb, mapped = viz.fit(image, boxes, 384)
+    assert max(thumb.shape[:2]) <= 384 and min(thumb.shape[:2]) >= 1
+    assert viz.tile_images([thumb, outputs[0]], captions=["a", "b"], max_side=384).ndim == 3

@@ -286,17 +286,56 @@ def highlight_cells(image, cells, grid_size, color: ColorLike | Sequence[ColorLi
     return _blend_mask(out, mask, pixel_color, alpha)
 
 
+# ----------------------------------------------------------------------------------- sizes
+def fitted_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(h, w) shrunk so that the long side is at most ``max_side`` (aspect kept, never enlarged,
+    each side at least 1 pixel, so a 5000 x 3 strip stays drawable)."""
+    h, w = int(size[0]), int(size[1])
+    if not max_side or max(h, w) <= max_side:
+        return h, w
+    r = max_side / max(h, w)
+    return max(1, round(h * r)), max(1, round(w * r))
+
+
+def scale_boxes(boxes, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Boxes (N, 4) pixel xyxy in an image of ``from_size`` (h, w) -> float32 (N, 4) in the same
+    image resized to ``to_size`` (h, w)."""
+    sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    return (_numpy(boxes).astype(np.float64).reshape(-1, 4) * [sx, sy, sx, sy]).astype(np.float32)
+
+
+def fit(image, boxes=None, max_side: int | None = 1024, frame: tuple[int, int] | None = None
+        ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Shrink an image for display and map its boxes onto it.
+
+    image (H, W, 3) uint8, possibly already reduced (e.g. a JPEG decoded at 1/4); boxes (N, 4)
+    pixel xyxy in ``frame`` (h, w), the original image's size (None: the image's own size);
+    max_side: the largest long side (None: no limit). Returns (image with long side <= max_side,
+    area-filtered; boxes as float32 (N, 4) in its pixels, or None when boxes is None). The image
+    is returned as it is when it already fits.
+    """
+    image = _numpy(image)
+    size = image.shape[:2]
+    target = fitted_size(size, max_side)
+    if target != size:
+        image = cv2.resize(image, (target[1], target[0]), interpolation=cv2.INTER_AREA)
+    if boxes is None:
+        return image, None
+    return image, scale_boxes(boxes, frame or size, target)
+
+
 # ----------------------------------------------------------------------------------- tiles
 def tile_images(images: Sequence, cols: int | None = None, pad: int = 4,
-                pad_value: ColorLike = (255, 255, 255), captions: Sequence[str] | None = None
-                ) -> np.ndarray:
+                pad_value: ColorLike = (255, 255, 255), captions: Sequence[str] | None = None,
+                max_side: int | None = None) -> np.ndarray:
     """Thumbnails on one canvas, row by row: each image centred in a cell of the largest image's
     size, ``pad`` pixels between cells and around the edge. cols: None for ceil(sqrt(n));
-    captions: optional text per image, written in a band above it (on ``pad_value``).
-    Returns (H, W, 3) uint8."""
+    captions: optional text per image, written in a band above it (on ``pad_value``);
+    max_side: shrink each image first so its long side is at most this (None: as they are), which
+    bounds the canvas whatever the images. Returns (H, W, 3) uint8."""
     if len(images) == 0:
         raise ValueError("tile_images needs at least one image")
-    tiles = [_rgb_copy(im) for im in images]
+    tiles = [_rgb_copy(fit(im, None, max_side)[0]) for im in images]
     n = len(tiles)
     cols = max(1, min(cols or math.ceil(math.sqrt(n)), n))
     rows = math.ceil(n / cols)

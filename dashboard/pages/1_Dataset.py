@@ -17,8 +17,7 @@ ctx = common.page("Dataset", "Ground-truth boxes are dashed, labelled under the 
 common.require_dataset(ctx)
 choices = ctx.split_choices()
 left, right = st.columns([1, 3])
-spec = left.selectbox("Split", choices, index=choices.index(ctx.default_split("train") or choices[0]),
-                      key="ds_split")
+spec = left.selectbox("Split", choices, index=choices.index(ctx.default_split("train")), key="ds_split")
 wanted = right.multiselect("Only images with these classes", ctx.classes, key="ds_classes",
                            placeholder="every class")
 index = common.load_index(ctx, spec)
@@ -40,16 +39,15 @@ with browse:
         shown = ids[(page_no - 1) * PER_PAGE: page_no * PER_PAGE]
         b.caption(f"{len(ids)} images; showing {len(shown)}.")
         position = {image_id: i for i, image_id in enumerate(index.ids)}
-        samples = [common.load_sample(ctx, spec, position[i]) for i in shown]
-        thumbs = [viz.draw_ground_truth(s["image"], s["boxes"], s["labels"], class_names=ctx.classes)
-                  for s in samples]
-        st.image(viz.tile_images(thumbs, cols=4, captions=shown), width="stretch")
+        thumbs = [common.load_view(ctx, spec, position[i], common.THUMB_SIDE) for i in shown]
+        st.image(viz.tile_images([viz.draw_ground_truth(s["image"], s["boxes"], s["labels"], class_names=ctx.classes)
+                                  for s in thumbs], cols=4, captions=shown), width="stretch")
         pick = st.selectbox("Look at one image", shown, key="ds_pick")
-        sample = samples[shown.index(pick)]
+        sample = common.load_view(ctx, spec, position[pick], common.DISPLAY_SIDE)
         big, info = st.columns([3, 2])
         big.image(viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"],
                                         class_names=ctx.classes), caption=sample["path"], width="stretch")
-        height, width = sample["image"].shape[:2]
+        height, width = sample["orig_size"]
         info.markdown(f"**{pick}** · {width} x {height} pixels · {len(sample['labels'])} objects")
         info.dataframe(boxes.loc[boxes["image"] == pick, ["class", "x1", "y1", "x2", "y2", "difficult"]]
                        .round(1), hide_index=True, width="stretch")
@@ -66,8 +64,8 @@ with stats:
                               "objects": [split.objects_per_class[c] for c in ctx.classes],
                               "images": [split.images_per_class[c] for c in ctx.classes]})
     st.plotly_chart(px.bar(per_class.melt("class", var_name="count of", value_name="n"), x="class", y="n",
-                           color="count of", barmode="group", title="Objects and images per class"),
-                    width="stretch")
+                           color="count of", barmode="group", title="Objects and images per class")
+                    .update_xaxes(type="category"), width="stretch")  # class names such as "1", "2" too
     c1, c2 = st.columns(2)
     c1.plotly_chart(px.histogram(boxes, x="relative_size", color="class", nbins=40,
                                  title="Box size: sqrt(box area / image area)"), width="stretch")
@@ -78,8 +76,9 @@ with stats:
                                title="Box width and height (pixels)"), width="stretch")
     hist = pd.DataFrame({"boxes in the image": list(split.boxes_per_image_hist),
                          "images": list(split.boxes_per_image_hist.values())})
-    c4.plotly_chart(px.bar(hist, x="boxes in the image", y="images", title="Boxes per image"),
-                    width="stretch")
+    # Bins such as "5-9" and "20+" are categories: on plotly's default (numeric) axis they vanish.
+    per_image = px.bar(hist, x="boxes in the image", y="images", title=f"Boxes per image ({split.images} images)")
+    c4.plotly_chart(per_image.update_xaxes(type="category"), width="stretch")
     st.caption("Box area buckets (COCO): " + ", ".join(f"{k} {v}" for k, v in split.box_area_buckets.items()))
 
 with check:

@@ -17,8 +17,7 @@ ctx = common.page("Augmentations", "The same TrainDataset and train_transforms a
 common.require_dataset(ctx)
 choices = ctx.split_choices()
 c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
-spec = c1.selectbox("Split", choices, index=choices.index(ctx.default_split("train") or choices[0]),
-                    key="aug_split")
+spec = c1.selectbox("Split", choices, index=choices.index(ctx.default_split("train")), key="aug_split")
 colour = st.session_state.get("aug_colour", True)
 dataset = common.train_dataset(ctx, spec, colour=colour)
 if not len(dataset):
@@ -46,7 +45,7 @@ def with_boxes(sample: dict) -> np.ndarray:
 
 st.subheader("Source images")
 parts = raw_mosaic["meta"]["parts"]
-sources = [common.load_sample(ctx, spec, p) for p in parts]
+sources = [common.load_view(ctx, spec, p, common.THUMB_SIDE) for p in parts]
 st.image(viz.tile_images([with_boxes(s) for s in sources], cols=4,
                          captions=[f"{'main' if k == 0 else 'partner'}: {s['id']}" for k, s in enumerate(sources)]),
          width="stretch")
