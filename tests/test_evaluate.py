@@ -425,3 +425,33 @@ def test_coco_exports_are_xywh_with_one_based_categories_and_crowd_difficult():
     assert coco["images"] == [{"id": 0, "file_name": "x.jpg", "height": 100, "width": 200}]
     assert [a["iscrowd"] for a in coco["annotations"]] == [0, 1] and coco["annotations"][0]["area"] == 1200
     assert math.isclose(coco_map50(dets, truths, 4)[0], 1.0)
+
+
+# ------------------------------------------------------------------------------------ the CLI
+def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys):
+    from yolo.evaluate.__main__ import main
+
+    a = save_weights(calibrated_random_model(), tmp_path / "a.ckpt", VOC_NAMES)
+    torch.manual_seed(3)
+    b = save_weights(YOLOv3(20, 0.125).eval(), tmp_path / "b.ckpt", VOC_NAMES)
+    out = tmp_path / "out"
+    args = [str(a), "--data", str(voc_mini), "--split", "val", "--limit", "6", "--image-size", "128",
+            "--compare", str(b), "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "mAP@0.5 by rule" in printed and "TIDE error breakdown" in printed and "Held-out F1" in printed
+    folder = out / "val"
+    for name in ("rules.csv", "per_class.csv", "errors.csv", "error_instances.csv", "operating_points.json",
+                 "coco_results.json", "coco_ground_truth.json", "compare.csv", "regressions.csv"):
+        assert (folder / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["splits"]["val"]["map50"]) == {"VOC (all points)", "VOC07 (11 points)", "COCO (101 points)", "course"}
+    assert "compare" in summary["splits"]["val"] and "f1_gain" in summary["held_out_f1"]
+    points = read_operating_points(folder / "operating_points.json", VOC_NAMES)
+    assert len(points.class_thresholds) == 20
+    assert main(args) == 0 and "reusing" in capsys.readouterr().out  # the model ran once per split
+    # bad input: one line, no traceback
+    assert main([str(a), "--data", str(tmp_path), "--split", "val"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing.ckpt"), "--data", str(voc_mini), "--split", "val"])

@@ -62,7 +62,7 @@ class ErrorBreakdown:
         rows = [{"type": t, "error": ERROR_NAMES[t], "count": self.counts[t], "dAP": self.delta[t]} for t in ERROR_TYPES]
         rows += [{"type": t, "error": "oracle: " + ("no false positives" if t == "FalsePos" else "no false negatives"),
                   "count": None, "dAP": self.oracle[t]} for t in ORACLES]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).astype({"count": "Int64"})
 
 
 def _mean_ap(scores: Tensor, labels: Tensor, tp: Tensor, n_pos: Tensor) -> tuple[float, Tensor]:
