@@ -46,23 +46,31 @@ def _weighted_ap(scores: Tensor, labels: Tensor, tp: Tensor, image: Tensor, posi
             out[:, c] = torch.where(npos[:, c] > 0, 0.0, float("nan"))
             continue
         order = torch.sort(scores[mine], descending=True, stable=True).indices
-        img, hit = image[mine][order], tp[mine][order].float()
-        w = weights[:, img]  # (R, D_c)
-        ctp = torch.cumsum(w * hit, 1)
-        call = torch.cumsum(w, 1)
-        precision = torch.where(call > 0, ctp / call.clamp(min=1e-12), 0.0)
+        hits = tp[mine][order]
+        # Only true positives add area, and the envelope at one is the best precision at a later
+        # true positive (precision only falls after a false one): false positives enter only
+        # through the running weight total, read at the true positives.
+        at = torch.nonzero(hits).squeeze(1)
+        if at.numel() == 0:
+            out[:, c] = torch.where(npos[:, c] > 0, 0.0, float("nan"))
+            continue
+        order = order[: int(at[-1]) + 1]  # rows after the last true positive change nothing
+        w = weights[:, image[mine][order]]  # (R, D_c)
+        total = torch.cumsum(w, 1)[:, at]  # (R, T_c) weight of the rows up to each true positive
+        w_tp = w[:, at]
+        precision = torch.where(total > 0, torch.cumsum(w_tp, 1) / total.clamp(min=1e-12), 0.0)
         envelope = torch.flip(torch.cummax(torch.flip(precision, (1,)), 1).values, (1,))
-        area = (envelope * w * hit).sum(1).double()
+        area = (envelope * w_tp).sum(1).double()
         out[:, c] = torch.where(npos[:, c] > 0, area / npos[:, c].clamp(min=1e-12), float("nan"))
     return out
 
 
-def _per_image(detections: Sequence[dict], truth: Sequence[dict], n: int, conf: float) -> tuple[Tensor, Tensor]:
-    kept = [{k: v[d["scores"] > conf] for k, v in d.items()} for d in detections]
-    m = match_detections(kept, truth, n)
-    tps = torch.bincount(m.image[m.tp], minlength=len(truth))
-    fps = torch.bincount(m.image[m.fp], minlength=len(truth))
-    return tps, fps
+def _per_image(m, images: int, conf: float) -> tuple[Tensor, Tensor]:
+    """True and false positives per image among the detections above ``conf``. Greedy matching
+    by score gives the kept detections the flags they have when everything is matched."""
+    above = m.scores > conf
+    return (torch.bincount(m.image[m.tp & above], minlength=images),
+            torch.bincount(m.image[m.fp & above], minlength=images))
 
 
 def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict], class_names: Sequence[str],
@@ -82,12 +90,13 @@ def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict],
     weights = torch.ones(draws + 1, images)
     draw = torch.randint(0, images, (draws, images), generator=gen)
     weights[1:] = torch.zeros(draws, images).scatter_add_(1, draw, torch.ones(draws, images))
-    aps = []
+    aps, matches = [], []
     for dets in (a, b):
         m = match_detections(dets, ground_truths, n)
         keep = ~m.ignored
         aps.append(_weighted_ap(m.scores[keep].float(), m.labels[keep], m.tp[keep], m.image[keep],
                                 positives, weights, n))
+        matches.append(m)
     diff = aps[1] - aps[0]  # (R + 1, C); row 0 is the full split
     low = torch.nanquantile(diff[1:], 0.025, dim=0)
     high = torch.nanquantile(diff[1:], 0.975, dim=0)
@@ -99,7 +108,7 @@ def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict],
     })
     per_class["significant"] = (per_class["low"] > 0) | (per_class["high"] < 0)
     per_class = per_class.sort_values("dAP", kind="stable", na_position="last").reset_index(drop=True)
-    (tp_a, fp_a), (tp_b, fp_b) = (_per_image(d, ground_truths, n, conf) for d in (a, b))
+    (tp_a, fp_a), (tp_b, fp_b) = (_per_image(m, images, conf) for m in matches)
     worse = (tp_a - tp_b) + (fp_b - fp_a)
     table = pd.DataFrame({
         "image": list(image_ids) if image_ids is not None else list(range(images)), "position": list(range(images)),

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from yolo.evaluate.ap import ap_coco101
+from yolo.evaluate.ap import ap_coco101, by_class_then_score
 from yolo.evaluate.matching import Flat, box_iof_pairs, box_iou_pairs, flatten, greedy_match, group_argmax, pairs
 
 ERROR_TYPES: tuple[str, ...] = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
@@ -65,10 +65,10 @@ class ErrorBreakdown:
         return pd.DataFrame(rows).astype({"count": "Int64"})
 
 
-def _mean_ap(scores: Tensor, labels: Tensor, tp: Tensor, n_pos: Tensor) -> tuple[float, Tensor]:
+def _mean_ap(scores: Tensor, labels: Tensor, tp: Tensor, n_pos: Tensor, presorted: bool = False) -> tuple[float, Tensor]:
     """tidecv's mean: over classes with positives or any counted detection (the latter AP 0)."""
     num_classes = n_pos.numel()
-    ap = ap_coco101(scores, labels, tp, n_pos.clamp(min=0))
+    ap = ap_coco101(scores, labels, tp, n_pos.clamp(min=0), presorted)
     present = (n_pos > 0) | (torch.bincount(labels, minlength=num_classes) > 0)
     return (float(ap[present].mean()) if bool(present.any()) else float("nan")), ap
 
@@ -152,8 +152,12 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
             scores = torch.where(is_tp, 1.0, 0.0).double()
         elif oracle == "FalseNeg":
             positives = torch.bincount(truth.labels[~crowd & used], minlength=num_classes)
-        return _mean_ap(scores[keep], labels[keep], is_tp[keep], positives)
+        if fix == "Cls" or oracle == "FalsePos":  # labels or scores changed: sort again
+            return _mean_ap(scores[keep], labels[keep], is_tp[keep], positives)
+        rows = base_order[keep[base_order]]  # a subset keeps the class-then-score order
+        return _mean_ap(scores[rows], labels[rows], is_tp[rows], positives, presorted=True)
 
+    base_order = by_class_then_score(det.scores, det.labels)
     base, base_ap = run()
     delta, per_class = {}, {"class": list(range(num_classes)), "AP": base_ap.tolist(), "positives": n_pos.tolist()}
     for name in ERROR_TYPES:
@@ -165,20 +169,18 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     counts["Miss"] = int(missed_box.sum())
 
     err = kind >= 0
-    rows = pd.DataFrame({
-        "type": [ERROR_TYPES[k] for k in kind[err].tolist()], "image": det.image[err].tolist(),
-        "class": det.labels[err].tolist(), "score": det.scores[err].tolist(),
-        "x1": det.boxes[err, 0].tolist(), "y1": det.boxes[err, 1].tolist(),
-        "x2": det.boxes[err, 2].tolist(), "y2": det.boxes[err, 3].tolist(),
-        "gt": target[err].tolist(),
-    })
+    def frame(kinds, image, labels, scores, boxes, gt) -> pd.DataFrame:
+        xyxy = boxes.numpy()
+        return pd.DataFrame({"type": pd.Categorical.from_codes(kinds.numpy(), list(ERROR_TYPES)), "image": image.numpy(),
+                             "class": labels.numpy(), "score": scores.numpy(), "x1": xyxy[:, 0], "y1": xyxy[:, 1],
+                             "x2": xyxy[:, 2], "y2": xyxy[:, 3], "gt": gt.numpy()})
+
+    rows = frame(kind[err], det.image[err], det.labels[err], det.scores[err], det.boxes[err], target[err])
     miss = torch.nonzero(missed_box).squeeze(1)
-    misses = pd.DataFrame({
-        "type": "Miss", "image": truth.image[miss].tolist(), "class": truth.labels[miss].tolist(), "score": float("nan"),
-        "x1": truth.boxes[miss, 0].tolist(), "y1": truth.boxes[miss, 1].tolist(),
-        "x2": truth.boxes[miss, 2].tolist(), "y2": truth.boxes[miss, 3].tolist(), "gt": miss.tolist(),
-    })
-    errors = pd.concat([rows, misses], ignore_index=True) if len(misses) else rows
+    misses = frame(torch.full((len(miss),), ERROR_TYPES.index("Miss")), truth.image[miss], truth.labels[miss],
+                   torch.full((len(miss),), float("nan"), dtype=torch.float64), truth.boxes[miss], miss)
+    errors = pd.concat([rows, misses], ignore_index=True)
+    errors["type"] = errors["type"].astype(str)
     return ErrorBreakdown(base, delta, oracle, counts, pd.DataFrame(per_class), errors)
 
 
