@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -140,17 +141,19 @@ def main() -> None:
         theirs, their_wall, their_cpu = timed(lambda: run_tidecv(dets, truth, preds), warmup=False)
         rows.append({"operation": "error breakdown (tidecv, same detections)", "wall_s": their_wall, "cpu_s": their_cpu,
                      "target_s": None})
-    for row in rows:
-        row["met"] = None if row["target_s"] is None else row["wall_s"] <= row["target_s"]
+    for row in rows:  # CPU time is the fair figure on a shared machine; wall time is shown beside it
+        row["met (cpu)"] = None if row["target_s"] is None else row["cpu_s"] <= row["target_s"]
+        row["met (wall)"] = None if row["target_s"] is None else row["wall_s"] <= row["target_s"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print_table(rows, f"yolo.evaluate on {len(preds)} images ({len(preds.scores)} candidates), "
-                      f"{torch.get_num_threads()} torch threads; mAP@0.5 {map50:.3f}")
+                      f"{torch.get_num_threads()} torch threads, load average {load}; mAP@0.5 {map50:.3f}")
     ratio = None
     if theirs is not None:
         ratio = rows[-1]["cpu_s"] / max(tide_cpu, 1e-9)
         name = next(iter(theirs["main"]))
         print(f"\ntidecv / ours, CPU time: {ratio:.0f}x; dAP ours vs tidecv (0..100): "
               + ", ".join(f"{k} {breakdown.delta[k] * 100:.2f}/{theirs['main'][name][k]:.2f}" for k in breakdown.delta))
-    write_results("evaluate", {"images": len(preds), "candidates": len(preds.scores), "objects": len(preds.gt_labels),
+    write_results("evaluate", {"load_average_1min": load, "images": len(preds), "candidates": len(preds.scores), "objects": len(preds.gt_labels),
                                "torch_threads": torch.get_num_threads(), "rows": rows, "tidecv_cpu_ratio": ratio,
                                "dap_ours": breakdown.delta,
                                "dap_tidecv": None if theirs is None else {k: v / 100 for k, v in theirs["main"][next(iter(theirs["main"]))].items()}})

@@ -356,6 +356,25 @@ def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, mon
     assert any("best F1 saved for this checkpoint" in t for t in [c.value for c in detect.caption])
 
 
+def test_class_mismatch_warnings_say_what_each_page_shows(fresh, tiny_runs, monkeypatch):
+    """The demo dataset (its own classes) with a VOC checkpoint: each page's warning matches what
+    it then displays."""
+    ckpt = next(tiny_runs.rglob("best-epoch=000.ckpt"))
+    monkeypatch.setenv("YOLO_CHECKPOINT", str(ckpt))
+    at = open_page("Evaluate")
+    warning = next(t for t in texts(at, "warning") if "The model knows 20 classes" in t)
+    assert "nothing can be evaluated" in warning and "no ground truth is shown" in warning
+    assert not image_urls(at) and not charts(at) and not at.metric, "and indeed nothing is shown"
+    at = open_page("Detect")
+    warning = next(t for t in texts(at, "warning") if "The model knows 20 classes" in t)
+    assert "Ground truth is drawn" in warning and "not matched" in warning
+    assert image_urls(at) and "match" not in at.dataframe[0].value.columns
+    at = open_page("GradCAM")
+    warning = next(t for t in texts(at, "warning") if "The model knows 20 classes" in t)
+    assert "the dataset's labels are not used" in warning
+    assert image_urls(at), "the map is still drawn"
+
+
 # ------------------------------------------------------------------------------------ robustness
 def test_a_bad_checkpoint_gives_a_message_not_a_traceback(fresh, tmp_path, monkeypatch):
     class Payload:
