@@ -472,16 +472,16 @@ def draw(image: np.ndarray, detections=None, class_names=None, gt: Picked | None
     return out
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _prediction(model_key: str, image_key: str, _detector, _image):
+    return _detector.predict(_image)
+
+
 def prediction(model: Model, picked: Picked):
-    """The picked image's ``yolo.detect.Prediction``, one per (model, image) in this session: the
-    model runs only when either changes. Predictions are immutable and the Detector keeps
-    nothing, so sessions share the Detector without a lock."""
-    key = (model.key, picked.key)
-    saved = st.session_state.get("_prediction")
-    if saved is None or saved[0] != key:
-        saved = (key, model.detector.predict(picked.image))
-        st.session_state["_prediction"] = saved
-    return saved[1]
+    """The picked image's ``yolo.detect.Prediction``, cached once per (model, image) for every
+    session: the model runs only when either changes. Predictions are immutable and the Detector
+    keeps nothing, so sessions share both without a lock."""
+    return _prediction(model.key, picked.key, model.detector, picked.image)
 
 
 def predict(model: Model, picked: Picked, conf, iou: float, classes: list[str] | None):

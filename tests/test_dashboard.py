@@ -354,6 +354,8 @@ def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, mon
     assert not before and after and not after[0]["dAP"].dropna().eq(0).all(), "B differs from A"
     detect = open_page("Detect")
     assert any("best F1 saved for this checkpoint" in t for t in [c.value for c in detect.caption])
+    assert detect.toggle(key="det_per_class").value, "Detect starts at the saved per-class thresholds"
+    assert any("Each class at its own saved threshold" in c.value for c in detect.caption)
 
 
 def test_class_mismatch_warnings_say_what_each_page_shows(fresh, tiny_runs, monkeypatch):

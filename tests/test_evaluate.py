@@ -449,7 +449,11 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     assert "compare" in summary["splits"]["val"] and "f1_gain" in summary["held_out_f1"]
     points = read_operating_points(folder / "operating_points.json", VOC_NAMES)
     assert len(points.class_thresholds) == 20
-    assert main(args) == 0 and "reusing" in capsys.readouterr().out  # the model ran once per split
+    again = main(args + ["--operating-points", str(folder / "operating_points.json")])
+    printed = capsys.readouterr().out
+    assert again == 0 and "reusing" in printed, "the model ran once per split"
+    assert "at the given operating points" in printed
+    assert "given_operating_points" in json.loads((out / "summary.json").read_text())["splits"]["val"]
     # bad input: one line, no traceback
     assert main([str(a), "--data", str(tmp_path), "--split", "val"]) == 2
     assert capsys.readouterr().err.startswith("error: ")

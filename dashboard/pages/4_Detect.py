@@ -20,9 +20,14 @@ if picked is None:
 
 start, why = common.starting_threshold(model, 0.25)
 conf, iou = common.threshold_sliders("det", conf=start, why=why)
-if model.thresholds is not None and st.toggle("Per-class thresholds (the saved operating point)", key="det_per_class",
-                                              help="Each class at its own best-F1 confidence; the slider is ignored"):
+if model.thresholds is not None and st.toggle(
+        "Per-class thresholds (the saved operating point)", value=True, key="det_per_class",
+        help="On: each class at its own threshold saved on the Evaluate page, the slider is ignored; "
+             "off: the slider's one threshold for every class"):
     conf = model.thresholds.class_thresholds
+    st.caption(f"Each class at its own saved threshold ({model.thresholds.rule}, from "
+               f"{model.thresholds.meta.get('split', 'the Evaluate page')}): "
+               + ", ".join(f"{n} {t:.2f}" for n, t in zip(model.thresholds.class_names, model.thresholds.class_thresholds)))
 c1, c2 = st.columns([3, 1])
 only = c1.multiselect("Only these classes", names, key="det_classes", placeholder="every class")
 show_gt = c2.toggle("Ground truth", value=picked.boxes is not None, key="det_gt",

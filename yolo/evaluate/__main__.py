@@ -29,7 +29,9 @@ from yolo.evaluate import (
     fit_operating_points,
     held_out_gain,
     metric_table,
+    read_operating_points,
     save_operating_points,
+    scores_at,
 )
 from yolo.evaluate.export import coco_ground_truth, coco_results, write_csv, write_json
 
@@ -48,12 +50,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conf-floor", type=float, default=0.001, help="lowest confidence kept in the cached predictions")
     p.add_argument("--conf", type=float, default=0.25, help="confidence for the per-image A/B regressions")
     p.add_argument("--target-precision", type=float, help="choose thresholds reaching this precision instead of max F1")
+    p.add_argument("--operating-points", type=Path,
+                   help="a saved operating-points JSON: also report precision, recall and F1 at its per-class thresholds")
     p.add_argument("--limit", type=int, help="only the first N images of each split")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.image_size <= 0 or args.image_size % 32:
         p.error(f"--image-size must be a positive multiple of 32, got {args.image_size}")
+    if args.operating_points is not None and not args.operating_points.is_file():
+        p.error(f"no operating-points file at {args.operating_points}")
     for name in ("checkpoint", "compare"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
@@ -97,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         classes = load_classes(args.data)
         detector = Detector.from_checkpoint(args.checkpoint, args.device, args.image_size)
         other = Detector.from_checkpoint(args.compare, args.device, args.image_size) if args.compare else None
+        given = read_operating_points(args.operating_points, detector.class_names) if args.operating_points else None
         if tuple(detector.class_names) != tuple(classes):
             raise ValueError(f"the checkpoint knows {len(detector.class_names)} classes, the dataset has {len(classes)}")
         sets = {spec: split_predictions(detector, args.data, spec, classes, out, args, f"A-{spec.replace('/', '-')}")
@@ -134,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         save_operating_points(points, folder / "operating_points.json")
         write_json(coco_results(dets), folder / "coco_results.json")
         write_json(coco_ground_truth(truth, preds.image_ids, preds.sizes, names), folder / "coco_ground_truth.json")
+        if given is not None:
+            at = scores_at(dets, truth, len(names), given.class_thresholds)
+            print(f"-- {spec}: at the given operating points ({args.operating_points.name}): precision "
+                  f"{at['precision']:.4f}, recall {at['recall']:.4f}, F1 {at['f1']:.4f}")
         entry = {"images": len(preds), "map50": dict(zip(rules["rule"], rules["mAP@0.5"])),
                  "tide": {"map": breakdown.map, **breakdown.delta, **breakdown.oracle},
                  "global_threshold": points.global_threshold, "class_thresholds": dict(zip(names, points.class_thresholds))}
@@ -149,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             entry["compare"] = {"checkpoint_b": str(args.compare), "map_a": ab.map_a, "map_b": ab.map_b,
                                 "regressions": len(ab.regressions),
                                 "significant_classes": ab.per_class.loc[ab.per_class["significant"], "class"].tolist()}
+        if given is not None:
+            entry["given_operating_points"] = {"file": str(args.operating_points),
+                                               **{k: at[k] for k in ("precision", "recall", "f1")}}
         summary["splits"][spec] = entry
     first = args.split[0]
     dets, truth = results[first]
