@@ -277,11 +277,10 @@ def _box_table(root: str, spec: str, classes: tuple[str, ...], stamp: str) -> pd
     frame.insert(1, "class", [classes[i] for i in index.labels])
     frame["difficult"] = index.difficult
     frame["image_h"], frame["image_w"] = index.sizes[owner, 0], index.sizes[owner, 1]
-    # Display statistics of the boxes (plain column arithmetic for the histograms).
-    frame["width"], frame["height"] = frame.x2 - frame.x1, frame.y2 - frame.y1
-    frame["relative_size"] = np.sqrt(frame.width * frame.height / (frame.image_w * frame.image_h))
-    frame["aspect"] = frame.width / frame.height.clip(lower=1e-6)
-    return frame
+    from yolo.evaluate.tables import box_statistics
+
+    stats = box_statistics(index.boxes, index.sizes[owner])  # width, height, relative size, aspect
+    return pd.concat([frame, stats.set_index(frame.index)], axis=1)
 
 
 def box_table(ctx: Context, spec: str) -> pd.DataFrame:

@@ -459,3 +459,12 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     assert capsys.readouterr().err.startswith("error: ")
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.ckpt"), "--data", str(voc_mini), "--split", "val"])
+
+
+def test_box_statistics_by_hand():
+    from yolo.evaluate.tables import box_statistics
+
+    stats = box_statistics(np.array([[0, 0, 50, 20], [10, 10, 30, 50]]), np.array([[100, 200], [40, 40]]))
+    assert stats["width"].tolist() == [50, 20] and stats["height"].tolist() == [20, 40]
+    assert stats["relative_size"].tolist() == pytest.approx([math.sqrt(1000 / 20000), math.sqrt(800 / 1600)])
+    assert stats["aspect"].tolist() == pytest.approx([2.5, 0.5])
