@@ -17,7 +17,6 @@ second when two are given, else fitted on the first half of the images and measu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

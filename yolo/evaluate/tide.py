@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from yolo.evaluate.ap import ap_coco101, by_class_then_score
-from yolo.evaluate.matching import Flat, box_iof_pairs, box_iou_pairs, flatten, greedy_match, group_argmax, pairs
+from yolo.evaluate.matching import box_iof_pairs, box_iou_pairs, flatten, greedy_match, group_argmax, pairs
 
 ERROR_TYPES: tuple[str, ...] = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 ERROR_NAMES: dict[str, str] = {
