@@ -92,40 +92,42 @@ def main() -> None:
             model(x)
 
     # Threshold changes: milliseconds at most, timed on their own.
-    detector.predict(image)
+    prediction = detector.predict(image)
     confs = iter([0.25, 0.3] * 200)
-    change = time_call(lambda: detector.update(conf=next(confs)), repeats=50, warmup=3)
+    change = time_call(lambda: prediction.select(conf=next(confs)), repeats=50, warmup=3)
     low = iter([0.01, 0.012] * 200)  # a random model's scores sit near 0.5 / 20: all of them pass
-    change_many = time_call(lambda: detector.update(conf=next(low)), repeats=50, warmup=3)
-    passing = int((detector.last.candidates.scores > 0.01).sum())
-    found = detector.update(conf=0.01)
-    target = detection_target(found, 0)  # the best candidate; kept valid by later predicts
-    detector.update(conf=0.05)  # the default threshold for the predict steps
+    change_many = time_call(lambda: prediction.select(conf=next(low)), repeats=50, warmup=3)
+    passing = int((prediction.candidates.scores > 0.01).sum())
+    found = prediction.select(conf=0.01)
+    target = detection_target(found, 0)  # the best candidate
 
     def library(layers) -> Callable[[], None]:
         def run() -> None:
             for name in layers:  # the library's path: one forward + full backward per layer
                 with make_cam("GradCAM", model, [name]) as cam:
-                    cam(detector.last.input, targets=[target])
+                    cam(prediction.input, targets=[target])
         return run
 
     steps = {
         "bare forward (inference_mode)": bare,
-        "predict(array): letterbox+forward+decode+NMS": lambda: detector.predict(image),
-        "predict(path): + JPEG decode": lambda: detector.predict(image_path),
-        "GradCAM, one detection, default layer": lambda: explain(detector, target=target, method="GradCAM"),
+        "predict(array): letterbox+forward+decode+NMS": lambda: detector.predict(image).select(),
+        "predict(path): + JPEG decode": lambda: detector.predict(image_path).select(),
+        "GradCAM, one detection, default layer": lambda: explain(model, prediction, target, method="GradCAM"),
         "GradCAM, one detection, stage3 (long backward)":
-            lambda: explain(detector, target=target, method="GradCAM", layer="stage3"),
+            lambda: explain(model, prediction, target, "stage3", "GradCAM"),
         "EigenCAM at head8.out.branch (no backward)":
-            lambda: explain(detector, method="EigenCAM", layer="head8.out.branch"),
-        "sweep: GradCAM at 10 layers, one pass": lambda: sweep(detector, SWEEP_LAYERS, "GradCAM", target=target),
+            lambda: explain(model, prediction, None, "head8.out.branch", "EigenCAM"),
+        "sweep: GradCAM at 10 layers, one pass": lambda: sweep(model, prediction, target, SWEEP_LAYERS, "GradCAM"),
         "library call path, 1 layer": library(["head8.out.branch"]),
     }
     measured = interleaved(steps, repeats)
     measured.update(interleaved({"library call path, 10 layers (10 calls)": library(SWEEP_LAYERS)}, 1))
-    detector.predict(image)
-    timings = detector.timings  # a warm call
-    measured["threshold change 0.25<->0.3 (update, no model)"] = change
+    warm = detector.predict(image)  # a warm call
+    start = time.perf_counter()
+    found = warm.select()
+    timings = {"preprocess": warm.timings.preprocess_ms, "model": warm.timings.model_ms,
+               "decode": warm.timings.decode_ms, "select (filter + NMS)": (time.perf_counter() - start) * 1e3}
+    measured["threshold change 0.25<->0.3 (Prediction.select, no model)"] = change
     measured[f"threshold change 0.01<->0.012 ({passing} pass)"] = change_many
 
     fwd = measured["bare forward (inference_mode)"]
@@ -143,17 +145,15 @@ def main() -> None:
         "threshold_change_le_30ms (median wall)": max(change["median_ms"], change_many["median_ms"]) <= 30.0,
         f"gradcam_le_3x_forward ({basis})": cam_x <= 3.0,
     }
-    print(f"\npredict breakdown ms (conf {detector.config.conf_threshold}, {len(detector.last.detections)} "
-          f"detections): preprocess {timings.preprocess_ms:.1f}, model {timings.model_ms:.1f}, "
-          f"postprocess {timings.postprocess_ms:.1f}; GradCAM target: the best candidate")
+    print(f"\npredict breakdown ms (conf {detector.config.conf_threshold}, {len(found)} detections): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "; GradCAM target: the best candidate")
     for name, ok in checks.items():
         print(f"{name}: {'met' if ok else 'MISSED'}")
     run = {
         "width": WIDTH, "classes": CLASSES, "image_size": SIZE, "weights": "random", "image": described,
         "threads": torch.get_num_threads(), "load_average_1min": load, "pre_nms_top_k": detector.config.pre_nms_top_k,
         "rows": rows, "checks": checks,
-        "predict_breakdown_ms": {"preprocess": timings.preprocess_ms, "model": timings.model_ms,
-                                 "postprocess": timings.postprocess_ms},
+        "predict_breakdown_ms": timings,
     }
     write_results("detect", {"runs": {**previous_runs(), f"{torch.get_num_threads()}_threads": run}})
 

@@ -32,7 +32,7 @@ import logging
 import math
 import os
 import stat
-import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,11 +358,10 @@ def _box_table(root: str, spec: str, classes: tuple[str, ...], stamp: str) -> pd
     frame.insert(1, "class", [classes[i] for i in index.labels])
     frame["difficult"] = index.difficult
     frame["image_h"], frame["image_w"] = index.sizes[owner, 0], index.sizes[owner, 1]
-    # Display statistics of the boxes (plain column arithmetic for the histograms).
-    frame["width"], frame["height"] = frame.x2 - frame.x1, frame.y2 - frame.y1
-    frame["relative_size"] = np.sqrt(frame.width * frame.height / (frame.image_w * frame.image_h))
-    frame["aspect"] = frame.width / frame.height.clip(lower=1e-6)
-    return frame
+    from yolo.evaluate.tables import box_statistics
+
+    stats = box_statistics(index.boxes, index.sizes[owner])  # width, height, relative size, aspect
+    return pd.concat([frame, stats.set_index(frame.index)], axis=1)
 
 
 def box_table(ctx: Context, spec: str) -> pd.DataFrame:
@@ -387,11 +386,11 @@ def dataset_report(ctx: Context, specs: list[str]):
 # ------------------------------------------------------------------------------ models
 @dataclass
 class Model:
-    detector: Any  # yolo.detect.Detector
+    detector: Any  # yolo.detect.Detector (stateless: shared by every session)
     label: str
     trained: bool
     key: str  # identity for caches: file, its mtime and the input size
-    lock: threading.Lock
+    thresholds: Any = None  # yolo.evaluate.OperatingPoints saved beside the checkpoint, if any
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the checkpoint…")
@@ -414,11 +413,6 @@ def _untrained_detector(classes: tuple[str, ...], width: float, image_size: int)
     return Detector(model, list(classes), image_size)
 
 
-@st.cache_resource
-def _lock(key: str) -> threading.Lock:
-    return threading.Lock()
-
-
 def load_model(ctx: Context, allow_untrained: bool = True) -> Model:
     """The chosen checkpoint as a cached Detector; without one, explain how to get one and offer
     an untrained model (random weights) so the page still shows its mechanics."""
@@ -438,7 +432,7 @@ def load_model(ctx: Context, allow_untrained: bool = True) -> Model:
                      f"({type(err).__name__}: {err}).\n\nPick another checkpoint in the sidebar.")
             st.stop()
         key = f"{path}|{path.stat().st_mtime_ns}|{ctx.image_size}"
-        return Model(detector, str(path), True, key, _lock(key))
+        return Model(detector, str(path), True, key, operating_points(path, detector.class_names))
     st.info(TRAIN_HINT)
     st.page_link("Home.py", label="Go to Home to train the demo model", icon=":material/model_training:")
     if not allow_untrained or not ctx.classes:
@@ -448,17 +442,33 @@ def load_model(ctx: Context, allow_untrained: bool = True) -> Model:
         st.stop()
     detector = _untrained_detector(ctx.classes, 0.25, ctx.image_size)
     key = f"untrained|{'/'.join(ctx.classes)}|0.25|{ctx.image_size}"
-    return Model(detector, "untrained YOLOv3 (width 0.25, random weights)", False, key, _lock(key))
+    return Model(detector, "untrained YOLOv3 (width 0.25, random weights)", False, key)
 
 
-def check_classes(model: Model, ctx: Context) -> bool:
-    """Warn when the model's classes differ from the dataset's (ground truth then cannot match)."""
+def operating_points(checkpoint: Path, class_names):
+    """The operating points saved beside a checkpoint (Evaluate's button writes them), or None;
+    a broken file is reported and ignored."""
+    from yolo.evaluate.operating import operating_points_path, read_operating_points
+
+    path = operating_points_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        return read_operating_points(path, class_names)
+    except ValueError as err:
+        st.warning(f"Ignoring the saved thresholds: {err}")
+        return None
+
+
+def check_classes(model: Model, ctx: Context, consequence: str) -> bool:
+    """Warn when the model's classes differ from the dataset's; ``consequence`` says what the
+    page does about it (each page its own truth: e.g. "Ground truth is drawn but not compared.")."""
     names = tuple(model.detector.class_names)
     if names == tuple(ctx.classes):
         return True
     st.warning(f"The model knows {len(names)} classes ({', '.join(names[:6])}{'…' * (len(names) > 6)}) "
                f"but the dataset has {len(ctx.classes)} ({', '.join(ctx.classes[:6])}"
-               f"{'…' * (len(ctx.classes) > 6)}). Ground truth is shown but cannot be compared. "
+               f"{'…' * (len(ctx.classes) > 6)}). {consequence} "
                "Choose a matching dataset or checkpoint in the sidebar.")
     return False
 
@@ -556,57 +566,70 @@ def draw(image: np.ndarray, detections=None, class_names=None, gt: Picked | None
     return out
 
 
-def _restore(model: Model, picked: Picked) -> Any:
-    """Under ``model.lock``: make the picked image the detector's last one (running the model only
-    when this session has not already done so) and return the forward's timings."""
-    state = st.session_state
-    key = (model.key, picked.key)
-    saved = state.get("_prediction")
-    if saved is not None and saved[0] == key:
-        model.detector.last = saved[1]
-        return saved[2]
-    model.detector.predict(picked.image)
-    state["_prediction"] = (key, model.detector.last, model.detector.timings)
-    return model.detector.timings
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _prediction(model_key: str, image_key: str, _detector, _image):
+    return _detector.predict(_image)
 
 
-def predict(model: Model, picked: Picked, conf: float, iou: float, classes: list[str] | None):
-    """Detections of the picked image at the given thresholds; the model runs only when the image
-    (or model) changed, otherwise ``Detector.update`` re-filters the kept candidates.
-
-    Returns (detections, forward timings of the image, post-processing ms of this call).
-    """
-    with model.lock:
-        timings = _restore(model, picked)
-        found = model.detector.update(conf=conf, iou=iou, classes=classes or None)
-        return found, timings, model.detector.timings.postprocess_ms
+def prediction(model: Model, picked: Picked):
+    """The picked image's ``yolo.detect.Prediction``, cached once per (model, image) for every
+    session: the model runs only when either changes. Predictions are immutable and the Detector
+    keeps nothing, so sessions share both without a lock."""
+    return _prediction(model.key, picked.key, model.detector, picked.image)
 
 
-def cam_maps(model: Model, picked: Picked, conf: float, iou: float, layers: list[str], method: str,
+def predict(model: Model, picked: Picked, conf, iou: float, classes: list[str] | None):
+    """Detections of the picked image at the given thresholds (``conf``: one, or one per class);
+    moving a slider only re-selects from the kept candidates.
+
+    Returns (detections, the forward's timings, milliseconds of this selection)."""
+    found = prediction(model, picked)
+    start = time.perf_counter()
+    detections = found.select(conf=conf, iou=iou, classes=classes or None)
+    return detections, found.timings, (time.perf_counter() - start) * 1e3
+
+
+def cam_maps(model: Model, picked: Picked, conf, iou: float, layers: list[str], method: str,
              target: Any) -> dict[str, np.ndarray]:
-    """``yolo.cam.sweep`` of the picked image (maps in [0, 1], original pixels), remembered per
-    setting so that opacity changes and reruns do not recompute it."""
+    """``yolo.cam.sweep`` of the picked image (maps in [0, 1], original pixels) for the detections
+    ``target`` picks (``yolo.cam.detection_target``) at these thresholds; remembered per setting
+    so that opacity changes and reruns do not recompute it."""
     from yolo import cam
 
-    key = (model.key, picked.key, conf, iou, tuple(layers), method, repr(target))
+    key = (model.key, picked.key, repr(conf), iou, tuple(layers), method, repr(target))
     cams = st.session_state.setdefault("_cams", {})
     if key not in cams:
-        with model.lock:
-            _restore(model, picked)
-            model.detector.update(conf=conf, iou=iou, classes=None)
-            maps = cam.sweep(model.detector, layers, method, target)
+        found = prediction(model, picked)
+        goal = None if method in cam.GRADIENT_FREE else cam.detection_target(found.select(conf=conf, iou=iou), target)
+        maps = cam.sweep(model.detector.model, found, goal, layers, method)
         if len(cams) >= 6:  # a sweep is 10 maps of the photo's size
             cams.pop(next(iter(cams)))
         cams[key] = maps
     return cams[key]
 
 
-def threshold_sliders(prefix: str, conf: float = 0.25, iou: float = 0.45) -> tuple[float, float]:
+def starting_threshold(model: Model, default: float) -> tuple[float, str]:
+    """Where the confidence slider starts and why: the global threshold of the model's saved
+    operating point when it has one, else ``default``."""
+    if model.thresholds is not None:
+        return round(float(model.thresholds.global_threshold), 2), (
+            f"starts at {model.thresholds.global_threshold:.2f}, the single threshold of best F1 saved for this "
+            f"checkpoint on the Evaluate page ({model.thresholds.rule}); per-class thresholds are one toggle away")
+    if not model.trained:
+        return default, (f"starts at {default:.2f}: an untrained model's scores are tiny, so a low threshold shows "
+                         "its mechanics")
+    return default, (f"starts at {default:.2f}, a fixed default: no operating point is saved for this checkpoint yet "
+                     "(the Evaluate page's Operating points tab finds and saves the best one)")
+
+
+def threshold_sliders(prefix: str, conf: float = 0.25, iou: float = 0.45, why: str | None = None) -> tuple[float, float]:
     c1, c2 = st.columns(2)
     conf = c1.slider("Confidence threshold", 0.0, 1.0, conf, 0.01, key=f"{prefix}_conf",
                      help="score = objectness x class probability; boxes at or below it are dropped")
     iou = c2.slider("NMS IoU threshold", 0.05, 0.95, iou, 0.05, key=f"{prefix}_iou",
                     help="a box overlapping a higher-scoring box of its class by more is suppressed")
+    if why:
+        st.caption(f"Confidence threshold: {why}.")
     return conf, iou
 
 

@@ -1,7 +1,9 @@
 """The Evaluate page's data: a model's predictions over a split, saved once, and every view of them
-(VOC mAP, PR curves, confusion matrix, threshold sweeps), cached and computed without the model.
+(VOC mAP, PR curves, confusion matrix, threshold sweeps, error breakdown, operating points, A/B,
+metric rules), cached and computed without the model. The maths is ``yolo.evaluate``'s; this
+module only caches it.
 
-Predictions are written by ``yolo.detect.predict_samples`` under ``<logs>/.dashboard/predictions/``,
+Predictions are written by ``yolo.predictions.predict_samples`` under ``<logs>/.dashboard/predictions/``,
 one file per (checkpoint, dataset split, image count); NMS results per IoU are kept in memory for
 all views and sessions; tables go through ``st.cache_data``.
 """
@@ -32,7 +34,7 @@ def predictions_file(ctx: common.Context, model: common.Model, spec: str, limit:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the predictions…")
 def _predictions(path: str, mtime_ns: int):
-    from yolo.detect import PredictionSet
+    from yolo.predictions import PredictionSet
 
     return PredictionSet.load(path)
 
@@ -45,9 +47,9 @@ def load_predictions(path: Path):
 
 
 def compute_predictions(ctx: common.Context, model: common.Model, spec: str, limit: int, path: Path) -> None:
-    """Run the model once over the split (``yolo.detect.predict_samples``) with a progress bar."""
+    """Run the model once over the split (``yolo.predictions.predict_samples``) with a progress bar."""
     from yolo.data.datasets import DetectionDataset
-    from yolo.detect import predict_samples
+    from yolo.predictions import predict_samples
 
     dataset = DetectionDataset(common.load_index(ctx, spec))
     n = min(int(limit), len(dataset))
@@ -58,9 +60,8 @@ def compute_predictions(ctx: common.Context, model: common.Model, spec: str, lim
             yield dataset[i]
             bar.progress((i + 1) / n, text=f"Predicting {spec}: {i + 1} of {n} images")
 
-    with model.lock:
-        predict_samples(model.detector, samples(), path, batch_size=8, conf_floor=CONF_FLOOR,
-                        max_candidates=MAX_CANDIDATES, total=n, progress=False)
+    predict_samples(model.detector, samples(), path, batch_size=8, conf_floor=CONF_FLOOR,
+                    max_candidates=MAX_CANDIDATES, total=n, progress=False)
     bar.empty()
 
 
@@ -82,16 +83,6 @@ def _nms(preds, iou: float) -> list[dict]:
     return preds.detections(conf=preds.conf_floor, iou=iou, max_detections=MAX_DETECTIONS)
 
 
-def _slice(preds, a: int, b: int):
-    """Images a..b-1 of a PredictionSet (its CSR rows), without ground truth."""
-    from yolo.detect import PredictionSet
-
-    lo, hi = int(preds.offsets[a]), int(preds.offsets[b])
-    return PredictionSet(preds.image_ids[a:b], preds.sizes[a:b], preds.offsets[a:b + 1] - lo,
-                         preds.boxes[lo:hi], preds.scores[lo:hi], preds.labels[lo:hi],
-                         preds.class_names, preds.conf_floor)
-
-
 @st.cache_resource(max_entries=4)
 def _nms_store(path: str, mtime_ns: int) -> dict[float, list[dict]]:
     """NMS results of one prediction file by IoU, shared by every view and session."""
@@ -108,75 +99,91 @@ def nms_at(path: str, mtime_ns: int, ious: tuple[float, ...]) -> dict[float, lis
     return {iou: store[iou] for iou in ious}
 
 
-def _frames_of_result(result, names) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ap = pd.DataFrame({"class": names, "AP": result.per_class_ap.tolist(),
-                       "AP (VOC07 11-point)": result.per_class_ap_voc07.tolist(),
-                       "objects": result.n_positives.tolist()})
-    parts = []
-    for name, recall, precision in zip(names, result.recall, result.precision):
-        curve = pd.DataFrame({"class": name, "recall": recall.tolist(), "precision": precision.tolist()})
-        step = max(1, len(curve) // 400)  # enough points to draw; the AP uses them all
-        parts.append(curve.iloc[::step])
-    return ap, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["class", "recall", "precision"])
-
-
-def _evaluate(detections: list[dict], truth: list[dict], names: list[str], image_ids: list[str],
-              conf: float) -> dict:
-    from yolo.metrics import confusion_matrix, precision_recall_at, voc_evaluate
-
-    result = voc_evaluate(detections, truth, len(names))
-    at = precision_recall_at(detections, truth, len(names), conf)
-    matrix = confusion_matrix(detections, truth, len(names), 0.5, conf)
-    per_image = []
-    for i, (found, gt) in enumerate(zip(detections, truth)):
-        one = precision_recall_at([found], [gt], len(names), conf)
-        tp, fp, objects = int(one.tp.sum()), int(one.fp.sum()), int(one.n_positives.sum())
-        per_image.append({"image": image_ids[i], "position": i, "objects": objects, "found": tp,
-                          "missed": objects - tp, "false detections": fp, "errors": objects - tp + fp})
-    ap, curves = _frames_of_result(result, names)
-    return {"map": result.map, "map_voc07": result.map_voc07, "precision": at.precision, "recall": at.recall,
-            "ap": ap, "curves": curves, "confusion": matrix.tolist(), "names": names,
-            "per_image": pd.DataFrame(per_image).sort_values("errors", ascending=False, kind="stable")}
-
-
 @st.cache_data(max_entries=32, show_spinner="Evaluating…")
 def evaluate(path: str, mtime_ns: int, conf: float, iou: float) -> dict:
     """VOC mAP@0.5 with per-class AP and PR curves (every kept candidate, NMS at ``iou``), and at
     confidence ``conf``: precision, recall, the confusion matrix and the errors of each image."""
+    from yolo.evaluate.tables import evaluation_summary
+
     preds = _predictions(path, mtime_ns)
     detections = nms_at(path, mtime_ns, (iou,))[iou]
-    return _workers().submit(_evaluate, detections, preds.ground_truth(), list(preds.class_names),
+    return _workers().submit(evaluation_summary, detections, preds.ground_truth(), list(preds.class_names),
                              list(preds.image_ids), conf).result()
 
 
 def image_detections(path: str, mtime_ns: int, i: int, conf: float, iou: float) -> dict:
     """Detections {"boxes", "scores", "labels"} of image ``i`` of a prediction file."""
-    return _slice(_predictions(path, mtime_ns), i, i + 1).detections(conf, iou, MAX_DETECTIONS)[0]
-
-
-def _sweep_one(detections: list[dict], truth: list[dict], num_classes: int, iou: float,
-               confs: tuple[float, ...]) -> list[dict]:
-    from yolo.metrics import precision_recall_at, voc_evaluate
-
-    map50 = voc_evaluate(detections, truth, num_classes).map
-    rows = []
-    for conf in confs:
-        at = precision_recall_at(detections, truth, num_classes, conf)
-        f1 = 2 * at.precision * at.recall / (at.precision + at.recall) if at.precision + at.recall > 0 else 0.0
-        rows.append({"NMS IoU": iou, "confidence": conf, "mAP@0.5": map50,
-                     "precision": at.precision, "recall": at.recall, "F1": f1})
-    return rows
+    return _predictions(path, mtime_ns).subset(i, i + 1).detections(conf, iou, MAX_DETECTIONS)[0]
 
 
 @st.cache_data(max_entries=16, show_spinner="Sweeping the thresholds…")
 def threshold_sweep(path: str, mtime_ns: int, confs: tuple[float, ...], ious: tuple[float, ...]) -> pd.DataFrame:
     """From the saved predictions (no model): for every NMS IoU the mAP@0.5, and for every
-    (NMS IoU, confidence) pair the precision, recall and F1 of the detections kept. One row per pair.
+    (NMS IoU, confidence) pair the precision, recall and F1 (``yolo.evaluate.tables.threshold_sweep``)."""
+    from yolo.evaluate.tables import threshold_sweep as sweep
 
-    A confidence threshold and NMS commute (a box is only suppressed by a higher-scoring one), so
-    NMS runs once per IoU and each confidence is a ``precision_recall_at`` threshold."""
     preds = _predictions(path, mtime_ns)
     truth, num_classes = preds.ground_truth(), len(preds.class_names)
     detections = nms_at(path, mtime_ns, ious)
-    jobs_ = [_workers().submit(_sweep_one, detections[iou], truth, num_classes, iou, confs) for iou in ious]
-    return pd.DataFrame([row for job in jobs_ for row in job.result()])
+    jobs_ = [_workers().submit(sweep, detections[iou], truth, num_classes, iou, confs) for iou in ious]
+    return pd.concat([job.result() for job in jobs_], ignore_index=True)
+
+
+@st.cache_data(max_entries=8, show_spinner="Breaking the errors down…")
+def errors(path: str, mtime_ns: int, iou: float):
+    """``yolo.evaluate.error_breakdown`` (TIDE's definitions) at NMS ``iou``."""
+    from yolo.evaluate import error_breakdown
+
+    preds = _predictions(path, mtime_ns)
+    detections = nms_at(path, mtime_ns, (iou,))[iou]
+    return _workers().submit(error_breakdown, detections, preds.ground_truth(), len(preds.class_names)).result()
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting the operating points…")
+def operating(path: str, mtime_ns: int, iou: float, target_precision: float | None):
+    """(``OperatingPoints`` fitted on the file, per-class and overall P/R/F1 curves, the F1 of
+    per-class thresholds against one global threshold fitted on the first half of the images and
+    measured on the second)."""
+    from yolo.evaluate import curves, fit_operating_points, held_out_gain
+
+    preds = _predictions(path, mtime_ns)
+    names, truth = list(preds.class_names), preds.ground_truth()
+    detections = nms_at(path, mtime_ns, (iou,))[iou]
+    points = fit_operating_points(detections, truth, names, target_precision, iou)
+    half = len(truth) // 2
+    gain = held_out_gain((detections[:half], truth[:half]), (detections[half:], truth[half:]), names,
+                         target_precision) if half else None
+    gain = None if gain is None else {k: v for k, v in gain.items() if k != "points"}
+    return points, curves(detections, truth, names, SWEEP_CONFS), gain
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing the two checkpoints…")
+def comparison(path_a: str, mtime_a: int, path_b: str, mtime_b: int, iou: float, conf: float):
+    """``yolo.evaluate.compare`` of two prediction files of the same images."""
+    from yolo.evaluate import compare
+
+    a, b = _predictions(path_a, mtime_a), _predictions(path_b, mtime_b)
+    da, db = nms_at(path_a, mtime_a, (iou,))[iou], nms_at(path_b, mtime_b, (iou,))[iou]
+    return _workers().submit(compare, da, db, a.ground_truth(), list(a.class_names), list(a.image_ids), conf).result()
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing every rule…")
+def metric_rules(path: str, mtime_ns: int, iou: float):
+    """``yolo.evaluate.metric_table``: mAP@0.5 by the VOC, VOC07, COCO and course rules."""
+    from yolo.evaluate import metric_table
+
+    preds = _predictions(path, mtime_ns)
+    detections = nms_at(path, mtime_ns, (iou,))[iou]
+    return metric_table(detections, preds.ground_truth(), list(preds.class_names))
+
+
+def other_model(ctx: common.Context, path: Path) -> common.Model:
+    """A second checkpoint (for Compare) as a ``common.Model``; an unusable file stops the page."""
+    from yolo.checkpoint import CheckpointError
+
+    try:
+        detector = common._checkpoint_detector(str(path), path.stat().st_mtime_ns, ctx.image_size)
+    except (CheckpointError, OSError) as err:
+        st.error(f"Cannot use {path}: {err}")
+        st.stop()
+    return common.Model(detector, str(path), True, f"{path}|{path.stat().st_mtime_ns}|{ctx.image_size}")

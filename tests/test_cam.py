@@ -3,6 +3,8 @@ detected object; targets select detections; the one-pass sweep equals the librar
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from yolo.cam import (
     GRADIENT_FREE,
     METHODS,
     DetectionTarget,
+    detection_target,
     explain,
     layer_maps,
     make_cam,
@@ -106,12 +109,19 @@ def inside(shape: tuple[int, int], box) -> np.ndarray:
 
 
 def detect(detector: Detector, scene, seed: int = 0):
+    """-> (prediction, its detections at the detector's thresholds)."""
     height, width, squares = scene
-    found = detector.predict(square_scene(np.random.default_rng(seed), height, width, squares))
+    prediction = detector.predict(square_scene(np.random.default_rng(seed), height, width, squares))
+    found = prediction.select()
     x, y, side, label = squares[0]
     assert len(found) >= 1 and int(found.labels[0]) == label, "the tiny model failed to train"
     assert abs(float(found.boxes[0, 0]) - x) < side / 3 and abs(float(found.boxes[0, 1]) - y) < side / 3
-    return found
+    return prediction, found
+
+
+def cam_of(detector: Detector, prediction, found, which, layer=None, method="GradCAM") -> np.ndarray:
+    """``explain`` of the rows ``which`` of ``found`` (an index, a class name, a list, None/"all")."""
+    return explain(detector.model, prediction, detection_target(found, which), layer, method)
 
 
 CASES = [(m, "out.branch") for m in GRADIENT_METHODS] + [(m, "conv2") for m in ELEMENTWISE_METHODS]
@@ -122,9 +132,9 @@ def test_cam_is_higher_inside_the_detected_box(detector, method, layer):
     """At the last 3x3 conv of the detection's head (the default layer) for every gradient method;
     one layer earlier for the methods that weight each position by its own gradient."""
     for scene in SCENES:
-        found = detect(detector, scene)
-        stride = (32, 16, 8)[detector.cell_of(int(found.cells[0]))[0]]
-        cam = explain(detector, target=0, layer=f"head{stride}.{layer}", method=method)
+        prediction, found = detect(detector, scene)
+        stride = (32, 16, 8)[prediction.slot_position(int(found.slots[0]))[0]]
+        cam = cam_of(detector, prediction, found, 0, f"head{stride}.{layer}", method)
         assert cam.shape == scene[:2] and cam.dtype == np.float32
         assert 0.0 <= cam.min() and cam.max() <= 1.0 + 1e-6
         box = inside(cam.shape, found.boxes[0])
@@ -133,72 +143,92 @@ def test_cam_is_higher_inside_the_detected_box(detector, method, layer):
 
 def test_targeting_another_detection_moves_the_map(detector):
     scene = (120, 200, [(20, 30, 40, 0), (130, 60, 40, 1)])
-    found = detector.predict(square_scene(np.random.default_rng(5), *scene))
+    prediction = detector.predict(square_scene(np.random.default_rng(5), *scene))
+    found = prediction.select()
     assert sorted(found.names[:2]) == ["green", "red"]
     first, second = (inside(scene[:2], found.boxes[i]) for i in (0, 1))
-    layer = f"head{(32, 16, 8)[detector.cell_of(int(found.cells[0]))[0]]}.conv2"
+    layer = f"head{(32, 16, 8)[prediction.slot_position(int(found.slots[0]))[0]]}.conv2"
     for method in GRADIENT_METHODS:
-        one, two = (explain(detector, target=i, layer=layer, method=method) for i in (0, 1))
+        one, two = (cam_of(detector, prediction, found, i, layer, method) for i in (0, 1))
         assert np.abs(one - two).mean() > 0.03, method
     # Element-wise methods keep the evidence where it is: each map sits on its own square.
     for method in ELEMENTWISE_METHODS:
-        one, two = (explain(detector, target=i, layer=layer, method=method) for i in (0, 1))
+        one, two = (cam_of(detector, prediction, found, i, layer, method) for i in (0, 1))
         assert one[first].mean() > one[second].mean() and two[second].mean() > two[first].mean(), method
     name = found.names[1]
     same_class = [i for i, n in enumerate(found.names) if n == name]
-    assert np.allclose(explain(detector, target=name, layer=layer), explain(detector, target=same_class, layer=layer))
+    assert np.allclose(cam_of(detector, prediction, found, name, layer),
+                       cam_of(detector, prediction, found, same_class, layer))
     everything = list(range(len(found)))
-    assert np.allclose(explain(detector, target="all", layer=layer), explain(detector, target=everything, layer=layer))
-    assert np.allclose(explain(detector, target=None, layer=layer), explain(detector, target=everything, layer=layer))
+    assert np.allclose(cam_of(detector, prediction, found, "all", layer),
+                       cam_of(detector, prediction, found, everything, layer))
+    assert np.allclose(cam_of(detector, prediction, found, None, layer),
+                       cam_of(detector, prediction, found, everything, layer))
+    assert np.allclose(explain(detector.model, prediction, found, layer),  # a Detections: all rows
+                       cam_of(detector, prediction, found, everything, layer))
 
 
 def test_gradient_free_methods_ignore_the_target(detector):
-    detect(detector, SCENES[0])
-    maps = [explain(detector, target=t, layer="head16.conv2", method="EigenCAM") for t in (0, None, "red")]
+    prediction, found = detect(detector, SCENES[0])
+    targets = (detection_target(found, 0), None, found)
+    maps = [explain(detector.model, prediction, t, "head16.conv2", "EigenCAM") for t in targets]
     assert all(np.array_equal(maps[0], m) for m in maps[1:]) and "EigenCAM" in GRADIENT_FREE
 
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_one_pass_maps_equal_the_library_call_path(detector, method):
     """Same numbers as pytorch-grad-cam's own ``cam(input, targets)`` on a square input."""
-    found = detect(detector, SCENES[2])
-    target = DetectionTarget(found.cells[:1], found.labels[:1])
+    prediction, found = detect(detector, SCENES[2])
+    target = DetectionTarget(found.slots[:1], found.labels[:1])
     for layer in ("head16.conv2", "stage4"):
         with make_cam(method, detector.model, [layer]) as cam:
-            library = cam(detector.last.input, targets=[target])[0]
-        ours = explain(detector, target=target, layer=layer, method=method)
+            library = cam(prediction.input, targets=[target])[0]
+        ours = explain(detector.model, prediction, target, layer, method)
         assert np.allclose(library, ours, atol=1e-5), (method, layer)
 
 
 def test_sweep_runs_one_forward_for_every_named_layer(detector):
-    detect(detector, SCENES[0])
+    prediction, found = detect(detector, SCENES[0])
     layers = list(detector.model.named_layers())
     calls = [0]
     handle = detector.model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     try:
-        maps = sweep(detector, layers, "GradCAM++", target=0)
+        maps = sweep(detector.model, prediction, detection_target(found, 0), layers, "GradCAM++")
     finally:
         handle.remove()
     assert calls[0] == 1 and list(maps) == layers
     assert all(m.shape == SCENES[0][:2] and np.isfinite(m).all() for m in maps.values())
     for layer in ("stage3", "head32.out.branch", "head8.conv1"):
-        assert np.allclose(maps[layer], explain(detector, target=0, layer=layer, method="GradCAM++"))
+        assert np.allclose(maps[layer], cam_of(detector, prediction, found, 0, layer, "GradCAM++"))
+
+
+def test_threads_sharing_one_model_get_their_own_maps(detector):
+    """No lock: sessions of a web app explain different images through the same model at once."""
+    cases = [detect(detector, scene) for scene in SCENES[:2]]
+    alone = [cam_of(detector, p, f, 0, "head16.conv2") for p, f in cases]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for _ in range(3):
+            together = list(pool.map(lambda case: cam_of(detector, *case, 0, "head16.conv2"), cases * 2))
+            for got, want in zip(together, alone * 2):
+                assert got.shape == want.shape and np.allclose(got, want, atol=1e-5)
 
 
 def test_layer_maps_need_a_target_and_a_known_method(detector):
-    detect(detector, SCENES[0])
+    prediction, found = detect(detector, SCENES[0])
     with pytest.raises(ValueError, match="needs a target"):
-        layer_maps(detector.model, detector.last.input, ["stage5"], "GradCAM", None)
+        layer_maps(detector.model, prediction.input, ["stage5"], "GradCAM", None)
+    with pytest.raises(ValueError, match="needs a target"):
+        explain(detector.model, prediction, None, "stage5")
     with pytest.raises(ValueError, match="unknown CAM method"):
-        explain(detector, target=0, method="MagicCAM")
+        cam_of(detector, prediction, found, 0, method="MagicCAM")
     with pytest.raises(KeyError, match="unknown layer"):
-        explain(detector, target=0, layer="stage9")
+        cam_of(detector, prediction, found, 0, layer="stage9")
     with pytest.raises(ValueError, match="does not exist"):
-        explain(detector, target=99)
-    detector.update(conf=0.999)
+        cam_of(detector, prediction, found, 99)
     with pytest.raises(ValueError, match="no detection to explain"):
-        explain(detector, target=None, layer="stage5")
-    detector.update(conf=0.3)
+        cam_of(detector, prediction, prediction.select(conf=0.999), None, "stage5")
+    with pytest.raises(ValueError, match="no detection to explain"):
+        explain(detector.model, prediction, prediction.select(conf=0.999), "stage5")
 
 
 def test_map_of_one_grid_cell_lands_on_the_original_pixel():
@@ -206,13 +236,13 @@ def test_map_of_one_grid_cell_lands_on_the_original_pixel():
     lb = letterbox_params((100, 200), SIZE)  # scale 0.64, padded 32 px above and below
     cam = np.zeros((4, 4), np.float32)
     cam[1, 2] = 1.0
-    out = to_original(cam, SIZE, lb.scale, (lb.pad_x, lb.pad_y), (200, 100))
+    out = to_original(cam, SIZE, lb.scale, (lb.pad_x, lb.pad_y), (100, 200))  # (height, width)
     assert out.shape == (100, 200) and out.max() == pytest.approx(1.0)
     row, col = np.unravel_index(np.argmax(out), out.shape)
     centre_x = (2.5 * 32 - lb.pad_x) / lb.scale  # 125
     centre_y = (1.5 * 32 - lb.pad_y) / lb.scale  # 25
     assert abs(col - centre_x) <= 1 and abs(row - centre_y) <= 1
-    assert not to_original(np.zeros((4, 4), np.float32), SIZE, lb.scale, (lb.pad_x, lb.pad_y), (200, 100)).any()
+    assert not to_original(np.zeros((4, 4), np.float32), SIZE, lb.scale, (lb.pad_x, lb.pad_y), (100, 200)).any()
 
 
 def test_overlay_opacity_and_renormalised_boxes():

@@ -316,10 +316,65 @@ def test_evaluate_predicts_once_then_thresholds_move_the_numbers(voc):
     assert cm_low[-1].sum() > cm_high[-1].sum(), "fewer false detections at 0.9"
     assert cm_low[:-1, -1].sum() <= cm_high[:-1, -1].sum(), "as many or more objects missed"
     assert any("Best F1" in t for t in texts(at, "success"))
-    assert len(at.dataframe[-1].value) <= 12  # errors per image, worst first
+    worst = next(d.value for d in at.dataframe if "errors" in d.value.columns)
+    assert len(worst) <= 12  # errors per image, worst first
     again = open_page("Evaluate")  # a new session: the saved predictions are reused
     again.number_input(key="ev_limit").set_value(12).run()
     assert "ev_run" not in [b.key for b in again.button] and "mAP@0.5" in [m.label for m in again.metric]
+
+
+def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, monkeypatch):
+    """The new tabs: the TIDE chart, the save button writing the thresholds beside the checkpoint
+    (which Detect then starts from), a second checkpoint changing the comparison, the rules table."""
+    import shutil
+
+    logs = tmp_path / "logs"
+    shutil.copytree(voc, logs)
+    other = logs / "other" / "version_0" / "checkpoints" / "last.ckpt"
+    torch.manual_seed(1)
+    save_weights(YOLOv3(20, 0.25).eval(), other)
+    write_config(other.parent.parent, {"val_size": 256, "width": 0.25, "preset": None})
+    monkeypatch.setenv("YOLO_LOGS", str(logs))
+    at = open_page("Evaluate")
+    checkpoint = Path(at.selectbox(key="_w_checkpoint_choice").value.split(" · ")[0])
+    at.number_input(key="ev_limit").set_value(8).run()
+    at.button(key="ev_run").click().run()
+    assert_clean(at)
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert any("lost to each error type" in t for t in titles)
+    assert any(set(d.value.columns) >= {"rule", "mAP@0.5", "why"} for d in at.dataframe)
+    at.button(key="ev_op_save").click().run()
+    assert_clean(at)
+    saved = list(logs.rglob("*.thresholds.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["thresholds"]
+    before = [d.value for d in at.dataframe if "dAP" in d.value.columns and "AP B" in d.value.columns]
+    at.button(key="ev_ab_run").click().run()
+    assert_clean(at)
+    after = [d.value for d in at.dataframe if "AP B" in d.value.columns]
+    assert not before and after and not after[0]["dAP"].dropna().eq(0).all(), "B differs from A"
+    detect = open_page("Detect")
+    assert any("best F1 saved for this checkpoint" in t for t in [c.value for c in detect.caption])
+    assert detect.toggle(key="det_per_class").value, "Detect starts at the saved per-class thresholds"
+    assert any("Each class at its own saved threshold" in c.value for c in detect.caption)
+
+
+def test_class_mismatch_warnings_say_what_each_page_shows(fresh, tiny_runs, monkeypatch):
+    """The demo dataset (its own classes) with a VOC checkpoint: each page's warning matches what
+    it then displays."""
+    ckpt = next(tiny_runs.rglob("best-epoch=000.ckpt"))
+    monkeypatch.setenv("YOLO_CHECKPOINT", str(ckpt))
+    at = open_page("Evaluate")
+    warning = next(t for t in texts(at, "warning") if "The model knows 20 classes" in t)
+    assert "nothing can be evaluated" in warning and "no ground truth is shown" in warning
+    assert not image_urls(at) and not charts(at) and not at.metric, "and indeed nothing is shown"
+    at = open_page("Detect")
+    warning = next(t for t in texts(at, "warning") if "The model knows 20 classes" in t)
+    assert "Ground truth is drawn" in warning and "not matched" in warning
+    assert image_urls(at) and "match" not in at.dataframe[0].value.columns
+    at = open_page("GradCAM")
+    warning = next(t for t in texts(at, "warning") if "The model knows 20 classes" in t)
+    assert "the dataset's labels are not used" in warning
+    assert image_urls(at), "the map is still drawn"
 
 
 # ------------------------------------------------------------------------------------ robustness

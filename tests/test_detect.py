@@ -1,8 +1,10 @@
-"""Detector: safe loading, every image form, letterbox mapping back to original pixels, cheap
-threshold changes (counted forward passes), and cached split predictions."""
+"""Detector: safe loading, every image form, letterbox mapping back to original pixels, an
+immutable Prediction whose threshold changes run no model (counted forward passes), per-class
+thresholds, and cached split predictions (yolo.predictions)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -14,14 +16,8 @@ from torch import nn
 from yolo.checkpoint import CheckpointError, read_checkpoint, save_weights
 from yolo.config import PostprocessConfig
 from yolo.data.transforms import boxes_from_letterbox, boxes_to_letterbox, letterbox
-from yolo.detect import (
-    Detector,
-    PredictionSet,
-    load_image,
-    predict_folder,
-    predict_samples,
-    select,
-)
+from yolo.detect import Detector, load_image, select, unravel_slot
+from yolo.predictions import PredictionSet, predict_folder, predict_samples
 from yolo.model import YOLOv3
 from yolo.postprocess import postprocess
 from yolo.targets import encode, targets_to_logits
@@ -143,8 +139,8 @@ def test_lightning_shaped_checkpoint_round_trips(tmp_path):
         assert loaded.class_names == ["cat", "dog"] and loaded.checkpoint == str(path)
         for key, value in reference.state_dict().items():
             assert torch.equal(loaded.model.state_dict()[key], value), key
-        got = loaded.predict(image)
-        want = Detector(reference, ["cat", "dog"], image_size=SIZE).predict(image)
+        got = loaded.predict(image).select()
+        want = Detector(reference, ["cat", "dog"], image_size=SIZE).predict(image).select()
         assert torch.allclose(got.boxes, want.boxes) and torch.equal(got.labels, want.labels)
 
 
@@ -193,8 +189,8 @@ def test_exif_rotated_file_is_read_upright(tmp_path):
     Image.fromarray(stored).save(path, exif=exif, quality=95)
     assert np.abs(load_image(path).astype(int) - upright).mean() < 3
     detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
-    found = detector.predict(path)
-    assert found.image_size == (100, 60)
+    found = detector.predict(path).select()
+    assert found.orig_size == (60, 100)  # (height, width)
     assert torch.allclose(found.boxes[0], torch.tensor([10.0, 20, 40, 50]), atol=1.5)
 
 
@@ -212,8 +208,8 @@ def test_exif_rotated_file_is_read_upright(tmp_path):
 )
 def test_known_box_maps_back_to_original_pixels(height, width, box):
     detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
-    found = detector.predict(picture(height, width, box))
-    assert len(found) == 1 and found.names == ["b"] and found.image_size == (width, height)
+    found = detector.predict(picture(height, width, box)).select()
+    assert len(found) == 1 and found.names == ["b"] and found.orig_size == (height, width)
     tolerance = 1.0 / (SIZE / max(height, width)) + 1.0  # one input pixel, in original pixels
     assert torch.allclose(found.boxes[0], torch.tensor(box, dtype=torch.float32), atol=tolerance)
 
@@ -222,39 +218,78 @@ def test_threshold_changes_do_not_run_the_model():
     torch.manual_seed(0)
     model = YOLOv3(3, 0.125).eval()
     calls = counting(model)
-    detector = Detector(model, ["a", "b", "c"], image_size=SIZE)
-    detector.config.pre_nms_top_k = None  # every candidate enters NMS, as postprocess's default
+    detector = Detector(model, ["a", "b", "c"], image_size=SIZE,
+                        config=PostprocessConfig(pre_nms_top_k=None))  # every candidate enters NMS
     image = (np.random.default_rng(2).random((100, 160, 3)) * 255).astype(np.uint8)
-    first = detector.predict(image)
+    prediction = detector.predict(image)
+    first = prediction.select()
     assert calls[0] == 1 and len(first) > 0
-    raw = detector.last.outputs
+    raw = prediction.outputs
     assert [tuple(o.shape) for o in raw] == [(1, 3, s, s, 8) for s in (4, 8, 16)]
 
     for conf, iou in ((0.02, 0.3), (0.06, 0.7), (0.04, 0.45)):
-        got = detector.update(conf=conf, iou=iou)
+        got = prediction.select(conf=conf, iou=iou)
         (want,) = postprocess(raw, PostprocessConfig(conf, iou, 300))  # a fresh decode + NMS
-        want_boxes = boxes_from_letterbox(want["boxes"], detector.last.letterbox)
+        want_boxes = boxes_from_letterbox(want["boxes"], prediction.letterbox)
         assert np.allclose(rows(got.scores, got.boxes), rows(want["scores"], want_boxes), atol=1e-3)
-    only = detector.update(classes=["c", 0])
+    only = prediction.select(classes=["c", 0])
     assert set(only.labels.tolist()) <= {0, 2} and len(only) > 0
-    assert len(detector.update(conf=0.999)) == 0
-    assert len(detector.update(conf=0.02, classes=None, max_detections=5)) == 5
-    assert detector.timings.model_ms == 0.0 and detector.timings.postprocess_ms > 0
+    assert len(prediction.select(conf=0.999)) == 0
+    assert len(prediction.select(conf=0.02, max_detections=5)) == 5
     assert calls[0] == 1  # not one more forward pass
+    # selections never change the prediction: the default thresholds give the first answer again
+    again = prediction.select()
+    assert torch.equal(again.boxes, first.boxes) and torch.equal(again.scores, first.scores)
 
 
-def test_timings_and_cells():
+def test_prediction_is_immutable_and_the_detector_keeps_nothing():
     detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
-    found = detector.predict(picture(100, 100, (10, 10, 60, 60)), bgr=True)
-    t = detector.timings
-    assert t.model_ms > 0 and t.preprocess_ms > 0 and t.postprocess_ms > 0
-    assert t.total_ms == pytest.approx(t.preprocess_ms + t.model_ms + t.postprocess_ms)
-    scale, anchor, row, col = detector.cell_of(int(found.cells[0]))
+    one = detector.predict(picture(100, 100, (10, 10, 60, 60)))
+    two = detector.predict(picture(80, 120, (50, 20, 110, 70)))
+    assert torch.allclose(one.select().boxes[0], torch.tensor([10.0, 10, 60, 60]), atol=1.5)
+    assert torch.allclose(two.select().boxes[0], torch.tensor([50.0, 20, 110, 70]), atol=1.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.candidates = two.candidates
+    assert not hasattr(detector, "last") and not hasattr(detector, "update")
+
+
+def test_per_class_thresholds_select_each_class_at_its_own_confidence(tmp_path):
+    torch.manual_seed(0)
+    model = YOLOv3(3, 0.125).eval()
+    image = (np.random.default_rng(2).random((100, 160, 3)) * 255).astype(np.uint8)
+    plain = Detector(model, ["a", "b", "c"], image_size=SIZE).predict(image)
+    every = plain.select(conf=0.0, max_detections=10_000)
+    scores = every.scores
+    per_class = [float(scores[every.labels == c].median()) if (every.labels == c).any() else 1.0 for c in range(3)]
+    got = plain.select(conf=per_class, max_detections=10_000)
+    assert len(got) > 0
+    for c in range(3):
+        mine = got.labels == c
+        assert (got.scores[mine] > per_class[c]).all()
+    want = sum(len(plain.select(conf=t, classes=[c], max_detections=10_000)) for c, t in enumerate(per_class))
+    assert len(got) == want  # class-aware NMS: classes are independent
+    thresholded = Detector(model, ["a", "b", "c"], image_size=SIZE, class_conf=per_class).predict(image)
+    assert torch.equal(thresholded.select(max_detections=10_000).boxes, got.boxes)
+    with pytest.raises(ValueError, match="2 thresholds for 3 classes"):
+        plain.select(conf=[0.1, 0.2])
+
+
+def test_timings_and_slots():
+    detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
+    prediction = detector.predict(picture(100, 100, (10, 10, 60, 60)), bgr=True)
+    found = prediction.select()
+    t = prediction.timings
+    assert t.model_ms > 0 and t.preprocess_ms > 0 and t.decode_ms > 0
+    assert t.total_ms == pytest.approx(t.preprocess_ms + t.model_ms + t.decode_ms)
+    scale, anchor, row, col = prediction.slot_position(int(found.slots[0]))
     centre = 35 * SIZE / 100  # the box centre in input pixels (no padding for a square image)
     assert 0 <= anchor < 3 and row == col == int(centre // (32, 16, 8)[scale])
     assert found.to_records()[0]["class"] == "b"
-    with pytest.raises(RuntimeError, match="predict"):
-        Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE).update(conf=0.3)
+    # slot order: scale 0 (4x4), then 1 (8x8), then 2 (16x16), anchor-major inside a scale
+    assert unravel_slot(0, SIZE) == (0, 0, 0, 0) and unravel_slot(3 * 16, SIZE) == (1, 0, 0, 0)
+    assert unravel_slot(3 * 16 + 64 + 8 + 3, SIZE) == (1, 1, 1, 3)
+    with pytest.raises(IndexError, match="outside"):
+        unravel_slot(3 * (16 + 64 + 256), SIZE)
 
 
 # ------------------------------------------------------------------- split predictions
@@ -271,7 +306,7 @@ def test_split_predictions_are_cached_and_reapplied_without_the_model(tmp_path):
     raw = torch.load(tmp_path / "split.pt", weights_only=True)  # plain tensors and values only
     assert raw["image_ids"] == [f"img{i}" for i in range(5)]
     loaded = PredictionSet.load(tmp_path / "split.pt")
-    assert loaded.sizes.tolist() == [[w, h] for h, w, _ in shapes] and loaded.conf_floor == 0.001
+    assert loaded.sizes.tolist() == [[h, w] for h, w, _ in shapes] and loaded.conf_floor == 0.001
     for conf, iou in ((0.5, 0.45), (0.01, 0.9), (0.3, 0.1)):
         per_image = loaded.detections(conf=conf, iou=iou)
         for (h, w, box), found in zip(shapes, per_image):
@@ -296,7 +331,7 @@ def test_split_predictions_match_single_image_predictions():
         batch = cached.detections(conf=conf, iou=iou, max_detections=10_000, pre_nms_top_k=None)
         detector.config = PostprocessConfig(conf, iou, 10_000, pre_nms_top_k=None)
         for image, got in zip(images, batch):
-            want = detector.predict(image)
+            want = detector.predict(image).select()
             assert np.allclose(rows(got["scores"], got["boxes"]), rows(want.scores, want.boxes), atol=1e-3)
 
 
@@ -321,7 +356,7 @@ def test_letterboxed_evaluation_samples_give_the_same_predictions():
     evaluation = {**original, "image": boxed, "boxes": boxes_to_letterbox(original["boxes"], lb), "meta": lb.as_dict()}
     detector = Detector(BrightBoxModel(), ["a", "b"], image_size=SIZE)
     one, two = (predict_samples(detector, [s], progress=False) for s in (original, evaluation))
-    assert one.sizes.tolist() == two.sizes.tolist() == [[150, 100]]
+    assert one.sizes.tolist() == two.sizes.tolist() == [[100, 150]]
     assert torch.allclose(one.detections(conf=0.5)[0]["boxes"], two.detections(conf=0.5)[0]["boxes"])
     assert torch.allclose(one.ground_truth()[0]["boxes"], two.ground_truth()[0]["boxes"], atol=1e-4)
 
@@ -335,7 +370,7 @@ def test_voc_mini_images_round_trip(voc_mini, tmp_path):
     sizes = []
     for path in paths:
         with Image.open(path) as image:
-            sizes.append(list(image.size))
+            sizes.append([image.height, image.width])
     assert loaded.sizes.tolist() == sizes
     for got, want in zip(loaded.detections(conf=0.01), cached.detections(conf=0.01)):
         assert torch.equal(got["boxes"], want["boxes"])

@@ -147,7 +147,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     assert state.class_names == (tiny_demo / "classes.txt").read_text().split()
     detector = Detector.from_checkpoint(ckpt_dir / "last.ckpt", image_size=128)
     image = next((tiny_demo / "VOCdevkit").rglob("*.jpg"))
-    detections = detector.predict(str(image))
+    detections = detector.predict(str(image)).select()
     assert len(detections.boxes) == len(detections.names)
 
 

@@ -1,9 +1,14 @@
 """GradCAM for YOLOv3 over pytorch-grad-cam: detection targets, any named layer, one-pass sweeps.
 
-    found = detector.predict("dog.jpg")
-    heat = explain(detector, target=0)                      # GradCAM of detection 0, (H, W) in [0, 1]
-    maps = sweep(detector, SWEEP_LAYERS, "GradCAM++")       # one forward + one backward for all
-    picture = overlay(detector.last.image, heat, opacity=0.5)
+    prediction = detector.predict("dog.jpg")
+    found = prediction.select(conf=0.3)
+    heat = explain(detector.model, prediction, detection_target(found, 0))   # (H, W) in [0, 1]
+    maps = sweep(detector.model, prediction, found, SWEEP_LAYERS, "GradCAM++")  # all detections
+    picture = overlay(prediction.image, heat, opacity=0.5)
+
+Everything takes (model, prediction, target): the prediction (``yolo.detect.Prediction``) is
+immutable and the hooks only see their own thread's forward pass, so sessions of a web app may
+share one model and explain at the same time.
 
 How it uses the library. pytorch-grad-cam wants ``model(x) -> Tensor`` and target callables
 ``target(output_of_one_image) -> scalar``; ``FlatOutputs`` makes YOLOv3 look like that (the three
@@ -21,8 +26,9 @@ letterbox to the photo, then min-max scaled to [0, 1] over the photo (padding ex
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import cv2
 import numpy as np
@@ -43,6 +49,9 @@ from torch import Tensor, nn
 
 from yolo.config import STRIDES
 from yolo.viz import overlay_heatmap
+
+if TYPE_CHECKING:
+    from yolo.detect import Detections, Prediction
 
 METHODS: dict[str, type[BaseCAM]] = {
     "GradCAM": GradCAM,
@@ -81,20 +90,23 @@ class FlatOutputs(nn.Module):
 class DetectionTarget:
     """The score explained, for one image: sum over chosen slots of objectness + class logit.
 
-    cells (Tensor[K]) slot indices (``Detections.cells``); labels (Tensor[K]) the class of each.
-    Called on one image's flat output (Tensor[M, 5 + C]) it returns a scalar.
+    slots (Tensor[K]) flat slot indices (``Detections.slots``); labels (Tensor[K]) the class of
+    each. Called on one image's flat output (Tensor[M, 5 + C]) it returns a scalar.
     """
 
-    def __init__(self, cells: Tensor, labels: Tensor) -> None:
-        self.cells = torch.as_tensor(cells, dtype=torch.int64).reshape(-1)
+    def __init__(self, slots: Tensor, labels: Tensor) -> None:
+        self.slots = torch.as_tensor(slots, dtype=torch.int64).reshape(-1)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
 
     def __call__(self, output: Tensor) -> Tensor:
-        cells, labels = self.cells.to(output.device), self.labels.to(output.device)
-        return (output[cells, 0] + output[cells, 5 + labels]).sum()
+        slots, labels = self.slots.to(output.device), self.labels.to(output.device)
+        return (output[slots, 0] + output[slots, 5 + labels]).sum()
 
 
-def chosen(detections: Any, which: Any = None) -> list[int]:
+Target = Union[DetectionTarget, "Detections", None]
+
+
+def chosen(detections: Detections, which: Any = None) -> list[int]:
     """Detection rows picked by ``which``: None/"all" every one, an int one, a class name all of
     that class, a sequence of ints those. Raises a clear ValueError when nothing is picked."""
     n = len(detections)
@@ -116,10 +128,18 @@ def chosen(detections: Any, which: Any = None) -> list[int]:
     return rows
 
 
-def detection_target(detections: Any, which: Any = None) -> DetectionTarget:
-    """``DetectionTarget`` for the rows ``chosen(detections, which)`` of a ``Detections``."""
+def detection_target(detections: Detections, which: Any = None) -> DetectionTarget:
+    """``DetectionTarget`` for the rows ``chosen(detections, which)`` of a ``Detections``:
+    None/"all" every one, an int one row, a class name every row of it, a list those rows."""
     rows = torch.as_tensor(chosen(detections, which), dtype=torch.int64)
-    return DetectionTarget(detections.cells[rows], detections.labels[rows])
+    return DetectionTarget(detections.slots[rows], detections.labels[rows])
+
+
+def as_target(target: Target) -> DetectionTarget | None:
+    """A ``DetectionTarget`` as is; a ``Detections``: all of its rows; None stays None."""
+    if target is None or isinstance(target, DetectionTarget):
+        return target
+    return detection_target(target, None)
 
 
 def make_cam(method: str, model: nn.Module, layers: Sequence[str]) -> BaseCAM:
@@ -159,8 +179,12 @@ def layer_maps(
     modules = {name: model.get_layer(name) for name in layers}
     activations: dict[str, Tensor] = {}
 
+    owner = threading.get_ident()
+
     def keep(name: str):
-        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor:
+        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor | None:
+            if threading.get_ident() != owner:  # another thread's forward through a shared model
+                return None
             if needs_grad and not output.requires_grad:  # frozen weights: start the graph here
                 output = output.detach().requires_grad_(True)
             activations[name] = output
@@ -216,12 +240,13 @@ def first_component(batch: np.ndarray) -> np.ndarray:
 
 def to_original(cam: np.ndarray, input_size: int, scale: float, pad: tuple[float, float],
                 size: tuple[int, int]) -> np.ndarray:
-    """A map on a layer's grid (h, w) -> (H, W) of the original image, min-max scaled to [0, 1].
+    """A map on a layer's grid (h, w) -> (H, W) of the original image of ``size`` (H, W),
+    min-max scaled to [0, 1].
 
     The grid covers the letterboxed square of ``input_size``; an original pixel (x, y) sits at
     input pixel (x * scale + pad_x, y * scale + pad_y) (pixel centres). One bilinear resample.
     """
-    width, height = size
+    height, width = size
     h, w = cam.shape
     sx, sy = w / input_size, h / input_size  # grid cells per input pixel
     # grid coordinate of the centre of original pixel (x, y): ((x + .5) * scale + pad) * s - .5
@@ -238,74 +263,58 @@ def to_original(cam: np.ndarray, input_size: int, scale: float, pad: tuple[float
     return (out - low) / (high - low) if high > low else np.zeros_like(out)
 
 
-def default_layer(detector: Any, which: Any = None) -> str:
-    """The last 3x3 conv of the head that predicted the (first) chosen detection.
-
-    ``which`` as in ``chosen``, or a ``DetectionTarget`` (its first slot decides).
-    """
-    if isinstance(which, DetectionTarget):
-        cells = which.cells.tolist()
-    else:
-        detections = detector.last.detections
-        found = detections is not None and len(detections) > 0
-        cells = [int(detections.cells[chosen(detections, which)[0]])] if found else []
-    if not cells:
+def default_layer(prediction: Prediction, target: Target = None) -> str:
+    """The last 3x3 conv of the head that predicted the target's first (best) detection;
+    ``head8.out.branch`` without a target or detection."""
+    goal = as_target(target)
+    if goal is None or goal.slots.numel() == 0:
         return "head8.out.branch"
-    return f"head{STRIDES[detector.cell_of(int(cells[0]))[0]]}.out.branch"
+    return f"head{STRIDES[prediction.slot_position(int(goal.slots[0]))[0]]}.out.branch"
 
 
 def sweep(
-    detector: Any,
+    model: nn.Module,
+    prediction: Prediction,
+    target: Target = None,
     layers: Sequence[str] = SWEEP_LAYERS,
     method: str = "GradCAM",
-    target: Any = None,
-    image: Any = None,
     eigen_smooth: bool = False,
 ) -> dict[str, np.ndarray]:
-    """CAM of the detector's last image (or of ``image``, predicted first) at many layers.
+    """CAM of one predicted image at many layers: one forward + one backward for all of them.
 
-    ``target``: None/"all", a detection index, a class name, a list of indices, or a
-    ``DetectionTarget``. One forward + one backward for all layers together.
+    Args:
+        model: the YOLOv3 that made ``prediction`` (``detector.model``).
+        prediction: ``Detector.predict``'s result (its letterboxed input is explained).
+        target: a ``DetectionTarget`` (see ``detection_target``), or a ``Detections`` (all of
+            its rows); None only for gradient-free methods (EigenCAM).
 
     Returns:
         layer name -> np.ndarray[H, W] float32 in [0, 1], original image pixels.
     """
-    if image is not None:
-        detector.predict(image)
-    if detector.last is None:
-        raise RuntimeError("no image yet: call detector.predict(image) or pass image=")
-    last = detector.last
-    if method in GRADIENT_FREE:
-        goal = None
-    elif isinstance(target, DetectionTarget):
-        goal = target
-    else:
-        goal = detection_target(last.detections, target)
-    maps = layer_maps(detector.model, last.input, list(layers), method, goal, eigen_smooth)
-    height, width = last.image.shape[:2]
-    scale, pad = last.letterbox.scale, (last.letterbox.pad_x, last.letterbox.pad_y)
+    goal = None if method in GRADIENT_FREE else as_target(target)
+    if goal is not None and goal.slots.numel() == 0:
+        raise ValueError("no detection to explain: lower the confidence threshold, pick another class, "
+                         "or use a gradient-free method such as EigenCAM")
+    maps = layer_maps(model, prediction.input, list(layers), method, goal, eigen_smooth)
+    lb = prediction.letterbox
     return {
-        name: to_original(cam, detector.image_size, scale, pad, (width, height))
+        name: to_original(cam, prediction.image_size, lb.scale, (lb.pad_x, lb.pad_y), prediction.orig_size)
         for name, cam in maps.items()
     }
 
 
 def explain(
-    detector: Any,
-    target: Any = None,
+    model: nn.Module,
+    prediction: Prediction,
+    target: Target = None,
     layer: str | None = None,
     method: str = "GradCAM",
-    image: Any = None,
     eigen_smooth: bool = False,
 ) -> np.ndarray:
     """CAM of one layer (default: ``default_layer``) -> np.ndarray[H, W] in [0, 1], original pixels."""
-    if image is not None:
-        detector.predict(image)
-    if detector.last is None:
-        raise RuntimeError("no image yet: call detector.predict(image) or pass image=")
     if layer is None:
-        layer = default_layer(detector, target)
-    return sweep(detector, [layer], method, target, None, eigen_smooth)[layer]
+        layer = default_layer(prediction, target)
+    return sweep(model, prediction, target, [layer], method, eigen_smooth)[layer]
 
 
 def renormalise_in_boxes(cam: np.ndarray, boxes: Any) -> np.ndarray:

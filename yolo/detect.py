@@ -1,24 +1,25 @@
-"""Inference: a ``Detector`` over a YOLOv3 checkpoint, and cached predictions for whole splits.
+"""Inference: a ``Detector`` over a YOLOv3 checkpoint -> an immutable ``Prediction`` per image.
 
     detector = Detector.from_checkpoint("logs/voc/version_0/checkpoints/last.ckpt")
-    found = detector.predict("dog.jpg")          # one forward pass, boxes in the photo's pixels
-    found = detector.update(conf=0.5, iou=0.3)   # no forward pass: filter + NMS on kept candidates
-    preds = predict_samples(detector, samples, "val.pt")   # a split, once; sweeps reuse the file
-    preds.detections(conf=0.3, iou=0.5)          # per-image detections, no model involved
+    prediction = detector.predict("dog.jpg")      # one forward pass; the Detector keeps nothing
+    found = prediction.select()                   # Detections at the detector's thresholds
+    found = prediction.select(conf=0.5, iou=0.3)  # no forward pass: filter + NMS on kept candidates
+
+Whole splits (cached candidates of many images) live in ``yolo.predictions``.
 
 Coordinates: the model sees a letterboxed square (``image_size``, a multiple of 32); every box
-this module returns is (x1, y1, x2, y2) in pixels of the ORIGINAL image (after EXIF rotation).
-A candidate is one (scale, anchor, row, column) slot of the raw outputs, indexed in the order of
-``yolo.targets.decode_outputs``: its ``cell`` says where GradCAM must look for it.
+this module returns is (x1, y1, x2, y2) in pixels of the ORIGINAL image (after EXIF rotation);
+sizes are (height, width). A candidate is one (scale, anchor, row, column) slot of the raw
+outputs; its flat ``slot`` index follows ``yolo.targets.decode_outputs`` (``unravel_slot``
+turns it back into the four), which is where GradCAM looks for it.
 """
 
 from __future__ import annotations
 
 import io
 import time
-import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from yolo.checkpoint import load_into, read_checkpoint
 from yolo.config import ANCHORS, VOC_CLASSES, PostprocessConfig, grid_sizes
@@ -37,7 +37,6 @@ from yolo.targets import decode_outputs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PRE_NMS_TOP_K = 1000  # the Detector's default: candidates per image entering NMS, best first
-_UNSET: Any = object()
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,18 +141,19 @@ def to_input(letterboxed: np.ndarray) -> Tensor:
 # Candidates and their selection (pure tensor functions)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Candidates:
     """Decoded candidates of a batch, flat. All tensors have K rows.
 
     boxes (K, 4) xyxy pixels of each original image; scores (K,) = sigmoid(obj) * max softmax;
-    labels (K,) int64; cells (K,) int64 slot index in ``decode_outputs`` order; images (K,) int64.
+    labels (K,) int64; slots (K,) int64 flat slot index in ``decode_outputs`` order (see
+    ``unravel_slot``); images (K,) int64 index of the image in the batch.
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
-    cells: Tensor
+    slots: Tensor
     images: Tensor
 
 
@@ -181,11 +181,24 @@ def decode_candidates(
         keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True) & (scores > conf_floor)
     else:
         keep = scores > conf_floor
-    images, cells = torch.nonzero(keep, as_tuple=True)
+    images, slots = torch.nonzero(keep, as_tuple=True)
     counts = torch.bincount(images, minlength=batch).tolist()  # nonzero lists image by image
-    per_image = torch.split(boxes[images, cells], counts)  # letterboxed input pixels
+    per_image = torch.split(boxes[images, slots], counts)  # letterboxed input pixels
     original = torch.cat([boxes_from_letterbox(b, lb) for b, lb in zip(per_image, letterboxes)])
-    return Candidates(original, scores[images, cells], labels[images, cells], cells, images)
+    return Candidates(original, scores[images, slots], labels[images, slots], slots, images)
+
+
+def unravel_slot(slot: int, image_size: int) -> tuple[int, int, int, int]:
+    """Flat slot index -> (scale, anchor, row, column) for a square input of ``image_size``;
+    scale 0/1/2 = stride 32/16/8 (the order of ``yolo.targets.decode_outputs``)."""
+    offset = 0
+    for scale, size in enumerate(grid_sizes(image_size)):
+        count = 3 * size * size
+        if slot < offset + count:
+            local = slot - offset
+            return scale, local // (size * size), (local // size) % size, local % size
+        offset += count
+    raise IndexError(f"slot {slot} outside the {offset} slots of a {image_size} input")
 
 
 def class_ids(classes: Iterable[int | str] | None, class_names: Sequence[str]) -> list[int] | None:
@@ -213,6 +226,7 @@ def select(
     num_images: int,
     config: PostprocessConfig,
     classes: Sequence[int] | None = None,
+    class_conf: Tensor | None = None,
 ) -> list[Tensor]:
     """Confidence filter, class filter, pre-NMS top-k and (class-aware) NMS of flat candidates.
 
@@ -223,11 +237,16 @@ def select(
             time grows with the square of the candidates, and only a model unsure everywhere,
             untrained or at a very low threshold, has more than 1000).
         classes: keep only these class ids (None: all), applied before NMS.
+        class_conf (Tensor[C]): a confidence threshold per class (an operating point), used
+            instead of ``config.conf_threshold`` when given.
 
     Returns:
         ``num_images`` Tensors of row indices into the inputs, highest score first.
     """
-    keep = scores > config.conf_threshold
+    if class_conf is not None:
+        keep = scores > torch.as_tensor(class_conf, dtype=scores.dtype, device=scores.device)[labels]
+    else:
+        keep = scores > config.conf_threshold
     if classes is not None:
         keep &= torch.isin(labels, torch.as_tensor(classes, dtype=labels.dtype, device=labels.device))
     idx = torch.nonzero(keep).squeeze(1)
@@ -242,27 +261,37 @@ def select(
 
 
 # --------------------------------------------------------------------------------------------
-# The Detector
+# Detections and the immutable Prediction
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Detections:
-    """Detections of one image, highest score first. K rows.
+    """Detections of one image, highest score first. K rows; the one detections type.
 
-    boxes (K, 4) float32 xyxy pixels of the original image; scores (K,); labels (K,) int64;
-    names: class name per row; cells (K,) int64 slot in ``decode_outputs`` order (see
-    ``Detector.cell_of``); image_size (width, height) of the original image.
+    boxes (Tensor[K, 4]) float32 (x1, y1, x2, y2) pixels of the original image; scores (Tensor[K]);
+    labels (Tensor[K]) int64; names: class name per row; slots (Tensor[K]) int64 flat slot index
+    in ``decode_outputs`` order (``unravel_slot``); orig_size: (height, width) of the original.
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
     names: list[str]
-    cells: Tensor
-    image_size: tuple[int, int]
+    slots: Tensor
+    orig_size: tuple[int, int]
 
     def __len__(self) -> int:
         return int(self.scores.numel())
+
+    def rows(self, index: Sequence[int] | Tensor) -> Detections:
+        """The detections at these row positions, in the order given."""
+        index = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+        return Detections(self.boxes[index], self.scores[index], self.labels[index],
+                          [self.names[i] for i in index.tolist()], self.slots[index], self.orig_size)
+
+    def as_dict(self) -> dict[str, Tensor]:
+        """{"boxes", "scores", "labels"}: the per-image form ``yolo.metrics`` (and torchmetrics) read."""
+        return {"boxes": self.boxes, "scores": self.scores, "labels": self.labels}
 
     def to_records(self) -> list[dict[str, Any]]:
         """One plain dict per detection (for tables): class, score, x1, y1, x2, y2."""
@@ -272,37 +301,102 @@ class Detections:
         ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Timings:
-    """Latency of the last call in milliseconds; ``update`` only sets ``postprocess_ms``."""
+    """Latency of one ``predict`` in milliseconds."""
 
     preprocess_ms: float = 0.0  # reading, letterbox, tensor conversion
     model_ms: float = 0.0  # the forward pass
-    postprocess_ms: float = 0.0  # decoding, confidence/class filter, NMS, mapping back
+    decode_ms: float = 0.0  # decoding every slot and mapping it back to original pixels
 
     @property
     def total_ms(self) -> float:
-        return self.preprocess_ms + self.model_ms + self.postprocess_ms
+        return self.preprocess_ms + self.model_ms + self.decode_ms
 
 
-@dataclass
-class LastPrediction:
-    """What the Detector keeps of its last image so thresholds and GradCAM need no new read."""
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """What one forward pass over one image gives; immutable, so any number of users may share it.
 
-    image: np.ndarray  # (H, W, 3) uint8 RGB, the original
-    input: Tensor  # (1, 3, S, S) float32 letterboxed model input, on the model's device
-    letterbox: Letterbox  # the letterbox record mapping input pixels <-> original pixels
-    outputs: list[Tensor]  # 3 raw tensors (1, 3, S, S, 5 + C), on the CPU
-    candidates: Candidates  # every slot decoded (conf floor 0), original pixels
-    detections: Detections | None = None
+    image (np.ndarray[H, W, 3] uint8 RGB) the original; input (Tensor[1, 3, S, S]) the
+    letterboxed model input; letterbox the record mapping input <-> original pixels; outputs the
+    3 raw tensors (1, 3, S, S, 5 + C) on the CPU; candidates every slot decoded (original
+    pixels); config / class_conf the thresholds ``select`` uses when given none.
+    """
+
+    image: np.ndarray
+    input: Tensor
+    letterbox: Letterbox
+    outputs: tuple[Tensor, ...]
+    candidates: Candidates
+    class_names: tuple[str, ...]
+    config: PostprocessConfig
+    class_conf: tuple[float, ...] | None = None
+    timings: Timings = Timings()
+
+    @property
+    def orig_size(self) -> tuple[int, int]:
+        """(height, width) of the original image."""
+        return tuple(self.letterbox.orig_size)  # type: ignore[return-value]
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square model input."""
+        return int(self.letterbox.size)
+
+    def slot_position(self, slot: int) -> tuple[int, int, int, int]:
+        """Flat slot -> (scale, anchor, row, column) at this prediction's input size."""
+        return unravel_slot(int(slot), self.image_size)
+
+    def select(
+        self,
+        conf: float | Sequence[float] | None = None,
+        iou: float | None = None,
+        classes: Iterable[int | str] | None = None,
+        max_detections: int | None = None,
+        class_agnostic: bool | None = None,
+    ) -> Detections:
+        """Detections at these thresholds from the kept candidates; no forward pass.
+
+        conf: one threshold, or one per class; None: the per-class operating point the detector
+        was given, else its ``config.conf_threshold``. Other arguments left out take the
+        detector's ``config``; ``classes`` (ids or names) keeps only those classes.
+        """
+        config = replace(self.config)
+        class_conf = None
+        if conf is None and self.class_conf is not None:
+            class_conf = torch.tensor(self.class_conf)
+        elif conf is not None and not isinstance(conf, (int, float)):
+            class_conf = torch.as_tensor(list(conf), dtype=torch.float32)
+            if class_conf.numel() != len(self.class_names):
+                raise ValueError(f"{class_conf.numel()} thresholds for {len(self.class_names)} classes")
+        elif conf is not None:
+            config.conf_threshold = float(conf)
+        if iou is not None:
+            config.iou_threshold = float(iou)
+        if max_detections is not None:
+            config.max_detections = int(max_detections)
+        if class_agnostic is not None:
+            config.class_agnostic = bool(class_agnostic)
+        c = self.candidates
+        ids = class_ids(classes, self.class_names)
+        (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, config, ids, class_conf)
+        labels = c.labels[idx]
+        return Detections(c.boxes[idx], c.scores[idx], labels, [self.class_names[i] for i in labels.tolist()],
+                          c.slots[idx], self.orig_size)
+
+
+# --------------------------------------------------------------------------------------------
+# The Detector
 
 
 class Detector:
-    """A YOLOv3 model ready for single images: letterbox, one forward, decode, NMS, map back.
+    """A YOLOv3 model ready for images: letterbox, one forward, decode -> ``Prediction``.
 
-    ``config`` holds the thresholds (``PostprocessConfig``); ``classes`` an optional class filter;
-    ``last`` what the last ``predict`` kept. That state makes a Detector one user's: a web app
-    should share the model (e.g. ``st.cache_resource``) and give each session its own Detector.
+    Holds only what does not change: the model, class names, input size, default thresholds
+    (``config``) and optional per-class thresholds (``class_conf``, an operating point). It keeps
+    nothing of the images it sees, so one Detector can serve many users (e.g. a web app's
+    sessions through ``st.cache_resource``) at once.
     """
 
     def __init__(
@@ -313,6 +407,7 @@ class Detector:
         device: str | torch.device | None = None,
         anchors: Sequence = ANCHORS,
         config: PostprocessConfig | None = None,
+        class_conf: Sequence[float] | None = None,
     ) -> None:
         grid_sizes(image_size)  # validates: a positive multiple of 32
         num_classes = getattr(model, "num_classes", None)
@@ -321,6 +416,8 @@ class Detector:
             class_names = VOC_CLASSES[:n] if n <= len(VOC_CLASSES) else [f"class{i}" for i in range(n)]
         if num_classes is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for a model with {num_classes} classes")
+        if class_conf is not None and len(class_conf) != len(class_names):
+            raise ValueError(f"{len(class_conf)} class thresholds for {len(class_names)} classes")
         if device is None:
             first = next(model.parameters(), None)
             device = first.device if first is not None else "cpu"
@@ -330,9 +427,7 @@ class Detector:
         self.image_size = image_size
         self.anchors = [list(map(list, s)) for s in anchors]
         self.config = config or PostprocessConfig(pre_nms_top_k=PRE_NMS_TOP_K)
-        self.classes: list[int] | None = None
-        self.timings = Timings()
-        self.last: LastPrediction | None = None
+        self.class_conf = tuple(float(c) for c in class_conf) if class_conf is not None else None
         self.checkpoint: str | None = None
 
     @classmethod
@@ -345,16 +440,24 @@ class Detector:
         width: float | None = None,
         prefer_ema: bool = True,
         config: PostprocessConfig | None = None,
+        operating_points: str | Path | None = None,
     ) -> Detector:
         """Load safely (``torch.load(weights_only=True)``); EMA weights when present.
 
         ``num_classes``/``width``, when given, are what the caller expects: a checkpoint for
         another class count or width raises ``CheckpointError`` saying both.
+        ``operating_points``: a JSON file written by ``yolo.evaluate.save_operating_points``;
+        its per-class thresholds become ``class_conf`` (``select``'s default).
         """
         state = read_checkpoint(path, prefer_ema=prefer_ema)
         model = YOLOv3(num_classes or state.num_classes, width or state.width)
         load_into(model, state)
-        detector = cls(model, state.class_names, image_size, device, state.anchors, config)
+        class_conf = None
+        if operating_points is not None:
+            from yolo.evaluate.operating import read_operating_points
+
+            class_conf = read_operating_points(operating_points, state.class_names).class_thresholds
+        detector = cls(model, state.class_names, image_size, device, state.anchors, config, class_conf)
         detector.checkpoint = str(path)
         return detector
 
@@ -372,8 +475,8 @@ class Detector:
                 torch.cuda.synchronize(self.device)
         return [o.float().cpu() for o in outputs]
 
-    def predict(self, image: Any, bgr: bool = False) -> Detections:
-        """Detections of one image in its original pixels; keeps what ``update`` and CAM need."""
+    def predict(self, image: Any, bgr: bool = False) -> Prediction:
+        """One image -> its ``Prediction`` (one forward pass); ``.select()`` gives detections."""
         start = time.perf_counter()
         rgb, tensor, record = self.prepare(image, bgr=bgr)
         x = tensor[None].to(self.device)
@@ -381,52 +484,10 @@ class Detector:
         outputs = self._forward(x)
         after = time.perf_counter()
         candidates = decode_candidates(outputs, [record], 0.0, None, self.anchors)
-        self.last = LastPrediction(rgb, x, record, outputs, candidates)
-        detections = self._detections()
         end = time.perf_counter()
-        self.timings = Timings((mid - start) * 1e3, (after - mid) * 1e3, (end - after) * 1e3)
-        return detections
-
-    def update(
-        self,
-        conf: float | None = None,
-        iou: float | None = None,
-        classes: Iterable[int | str] | None = _UNSET,
-        max_detections: int | None = None,
-        class_agnostic: bool | None = None,
-    ) -> Detections:
-        """New thresholds / class filter applied to the last image's candidates; no forward pass.
-
-        Arguments left out keep their current value; ``classes=None`` removes the filter.
-        """
-        if conf is not None:
-            self.config.conf_threshold = float(conf)
-        if iou is not None:
-            self.config.iou_threshold = float(iou)
-        if max_detections is not None:
-            self.config.max_detections = int(max_detections)
-        if class_agnostic is not None:
-            self.config.class_agnostic = bool(class_agnostic)
-        if classes is not _UNSET:
-            self.classes = class_ids(classes, self.class_names)
-        if self.last is None:
-            raise RuntimeError("no image yet: call detector.predict(image) before update()")
-        start = time.perf_counter()
-        detections = self._detections()
-        self.timings = Timings(postprocess_ms=(time.perf_counter() - start) * 1e3)
-        return detections
-
-    def _detections(self) -> Detections:
-        last = self.last
-        c = last.candidates
-        (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, self.config, self.classes)
-        height, width = last.image.shape[:2]
-        labels = c.labels[idx]
-        last.detections = Detections(
-            c.boxes[idx], c.scores[idx], labels, [self.class_names[i] for i in labels.tolist()],
-            c.cells[idx], (width, height),
-        )
-        return last.detections
+        timings = Timings((mid - start) * 1e3, (after - mid) * 1e3, (end - after) * 1e3)
+        return Prediction(rgb, x, record, tuple(outputs), candidates, tuple(self.class_names),
+                          replace(self.config), self.class_conf, timings)
 
     def predict_batch(
         self,
@@ -437,8 +498,7 @@ class Detector:
     ) -> Candidates:
         """One forward pass over several images -> their flat candidates (original pixels).
 
-        Keeps nothing (``last`` is untouched); apply ``select`` to the result, or use
-        ``predict_samples`` for a whole split.
+        Apply ``select`` to the result, or use ``yolo.predictions.predict_samples`` for a split.
         """
         prepared = [self.prepare(image, bgr=bgr) for image in images]
         return self.run_prepared([p[1] for p in prepared], [p[2] for p in prepared], conf_floor, max_per_image)
@@ -453,265 +513,3 @@ class Detector:
         """Inputs (Tensor[3, S, S] each, from ``prepare``) -> one forward -> flat candidates."""
         outputs = self._forward(torch.stack(list(inputs)))
         return decode_candidates(outputs, letterboxes, conf_floor, max_per_image, self.anchors)
-
-    def cell_of(self, cell: int) -> tuple[int, int, int, int]:
-        """Flat slot index -> (scale, anchor, row, column), scale 0/1/2 = stride 32/16/8."""
-        offset = 0
-        for scale, size in enumerate(grid_sizes(self.image_size)):
-            count = 3 * size * size
-            if cell < offset + count:
-                local = cell - offset
-                return scale, local // (size * size), (local // size) % size, local % size
-            offset += count
-        raise IndexError(f"cell {cell} outside the {offset} slots of a {self.image_size} input")
-
-
-# --------------------------------------------------------------------------------------------
-# Predictions of a whole split, cached so threshold sweeps never re-run the model
-
-PREDICTIONS_VERSION = 1
-
-
-@dataclass
-class PredictionSet:
-    """Candidates of N images above a low ``conf_floor``, before NMS, plus optional ground truth.
-
-    Rows of image i are ``offsets[i]:offsets[i + 1]`` (CSR layout); boxes are xyxy pixels of the
-    original image; ``sizes`` (N, 2) is (width, height). Ground truth, when the samples carried
-    it, uses the same layout: ``gt_boxes`` (G, 4), ``gt_labels`` (G,), ``gt_difficult`` (G,) and
-    ``gt_offsets`` (N + 1,).
-    """
-
-    image_ids: list[str]
-    sizes: Tensor
-    offsets: Tensor
-    boxes: Tensor
-    scores: Tensor
-    labels: Tensor
-    class_names: list[str]
-    conf_floor: float
-    gt_boxes: Tensor | None = None
-    gt_labels: Tensor | None = None
-    gt_difficult: Tensor | None = None
-    gt_offsets: Tensor | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    @property
-    def images(self) -> Tensor:
-        """(K,) int64 image index of every candidate row."""
-        return torch.repeat_interleave(torch.arange(len(self)), self.offsets.diff())
-
-    def detections(
-        self,
-        conf: float = 0.05,
-        iou: float = 0.45,
-        max_detections: int = 100,
-        classes: Iterable[int | str] | None = None,
-        class_agnostic: bool = False,
-        pre_nms_top_k: int | None = PRE_NMS_TOP_K,
-    ) -> list[dict[str, Tensor]]:
-        """Per-image {"boxes", "scores", "labels"} after the given thresholds; no model needed.
-
-        ``conf`` below ``conf_floor`` cannot recover candidates that were never stored.
-        """
-        config = PostprocessConfig(conf, iou, max_detections, class_agnostic, pre_nms_top_k)
-        ids = class_ids(classes, self.class_names)
-        kept = select(self.boxes, self.scores, self.labels, self.images, len(self), config, ids)
-        return [{"boxes": self.boxes[k], "scores": self.scores[k], "labels": self.labels[k]} for k in kept]
-
-    def ground_truth(self) -> list[dict[str, Tensor]] | None:
-        """Per-image {"boxes", "labels", "difficult"}, or None when none was stored."""
-        if self.gt_offsets is None:
-            return None
-        counts = self.gt_offsets.diff().tolist()
-        parts = zip(*(torch.split(t, counts) for t in (self.gt_boxes, self.gt_labels, self.gt_difficult)))
-        return [{"boxes": b, "labels": l, "difficult": d} for b, l, d in parts]
-
-    def save(self, path: str | Path) -> Path:
-        """Write plain tensors, strings and numbers only (loadable with weights_only=True)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {k: v for k, v in self.__dict__.items() if v is not None}
-        torch.save({"version": PREDICTIONS_VERSION, **payload}, path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> PredictionSet:
-        """Read a file written by ``save``; safe (weights_only) and checked."""
-        try:
-            raw = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"{path} is not a predictions file written by yolo.detect: {err}") from err
-        if not isinstance(raw, dict) or raw.get("version") != PREDICTIONS_VERSION:
-            found = raw.get("version") if isinstance(raw, dict) else type(raw).__name__
-            raise ValueError(
-                f"{path}: expected predictions version {PREDICTIONS_VERSION}, found {found}; "
-                "re-run predict_samples to rebuild it"
-            )
-        raw.pop("version")
-        return cls(**raw)
-
-
-@dataclass
-class _Prepared:
-    """One sample ready for the model: id, original (width, height), input, letterbox, truth."""
-
-    image_id: str
-    size: tuple[int, int]
-    input: Tensor
-    letterbox: Letterbox
-    truth: dict[str, Tensor] | None
-
-
-def _as_tensors(target: dict, boxes: Any) -> dict[str, Tensor]:
-    labels = torch.as_tensor(np.asarray(target.get("labels", []), dtype=np.int64)).reshape(-1)
-    difficult = target.get("difficult")
-    return {
-        "boxes": torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4),
-        "labels": labels,
-        "difficult": torch.zeros(len(labels), dtype=torch.bool) if difficult is None
-        else torch.as_tensor(np.asarray(difficult, dtype=bool)).reshape(-1),
-    }
-
-
-def _split(sample: Any) -> tuple[Any, dict | None]:
-    """A sample -> (image, target dict or None)."""
-    if isinstance(sample, dict):
-        return sample["image"], sample
-    if isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict):
-        return sample[0], sample[1]
-    return sample, None
-
-
-def sample_id(sample: Any, index: int) -> str:
-    """The id of a sample: its "image_id", "id", "path" or "file", a path's name, else its index."""
-    image, target = _split(sample)
-    for key in ("image_id", "id", "path", "file"):
-        if target is not None and target.get(key) is not None:
-            return str(target[key])
-    return Path(image).name if isinstance(image, (str, Path)) else str(index)
-
-
-def prepare_sample(detector: Detector, sample: Any, index: int) -> _Prepared:
-    """A split's sample -> model input, letterbox and ground truth in original pixels.
-
-    Accepts: a dict with "image" (optionally "id"/"image_id"/"path", "boxes", "labels",
-    "difficult"), as ``yolo.data`` datasets give; an evaluation sample already letterboxed to
-    the detector's size with its "meta" (``EvalDataset``: reduced decodes, so faster), whose
-    boxes are mapped back to the original; a pair (image, target dict); or a bare image.
-    """
-    image, target = _split(sample)
-    image_id = sample_id(sample, index)
-    meta = target.get("meta") if target else None
-    if meta and meta.get("size") == detector.image_size and np.shape(image)[:2] == (detector.image_size,) * 2:
-        record = Letterbox(meta["size"], tuple(meta["orig_size"]), meta["scale"], meta["pad_x"], meta["pad_y"])
-        tensor = to_input(load_image(image))
-        height, width = record.orig_size
-        truth = _as_tensors(target, boxes_from_letterbox(np.asarray(target["boxes"], np.float32), record)) \
-            if "boxes" in target else None
-    else:
-        rgb, tensor, record = detector.prepare(image)
-        height, width = rgb.shape[:2]
-        truth = _as_tensors(target, target["boxes"]) if target and "boxes" in target else None
-    return _Prepared(image_id, (width, height), tensor, record, truth)
-
-
-def predict_samples(
-    detector: Detector,
-    samples: Iterable[Any],
-    out_path: str | Path | None = None,
-    batch_size: int = 8,
-    conf_floor: float = 0.001,
-    max_candidates: int | None = 3000,
-    total: int | None = None,
-    progress: bool = True,
-    desc: str = "predict",
-) -> PredictionSet:
-    """Run the model once over a split and keep every candidate above ``conf_floor``, pre-NMS.
-
-    Args:
-        samples: an iterable of samples (see ``prepare_sample``): a ``yolo.data`` dataset
-            split (original or evaluation samples), a list of paths or images, or a DataLoader
-            with ``batch_size=None`` to decode in worker processes.
-        out_path: where to save the ``PredictionSet`` (``PredictionSet.load`` reads it back).
-        max_candidates: per image, the highest-scoring candidates kept (bounds the file size).
-        total: number of samples for the progress bar when ``samples`` has no ``len``.
-
-    Unreadable images are skipped, counted and listed in ``meta["skipped"]`` (id: reason).
-    """
-    total = total if total is not None else (len(samples) if hasattr(samples, "__len__") else None)
-    done: list[_Prepared] = []
-    parts: list[Candidates] = []
-    counts: list[int] = []
-    skipped: dict[str, str] = {}
-    pending: list[_Prepared] = []
-
-    def flush() -> None:
-        cands = detector.run_prepared([p.input for p in pending], [p.letterbox for p in pending],
-                                      conf_floor, max_candidates)
-        parts.append(cands)
-        counts.extend(torch.bincount(cands.images, minlength=len(pending)).tolist())
-        done.extend(pending)
-        pending.clear()
-
-    with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
-        for index, sample in enumerate(samples):
-            try:
-                pending.append(prepare_sample(detector, sample, index))
-            except (OSError, ValueError) as err:
-                skipped[sample_id(sample, index)] = str(err)
-            if len(pending) == batch_size:
-                flush()
-            bar.update(1)
-        if pending:
-            flush()
-        bar.set_postfix(images=len(done), skipped=len(skipped))
-    if skipped:
-        warnings.warn(f"{len(skipped)} unreadable images skipped, e.g. {next(iter(skipped.items()))}")
-    ids = [p.image_id for p in done]
-    sizes = [p.size for p in done]
-    truths = [p.truth for p in done]
-    result = PredictionSet(
-        image_ids=ids,
-        sizes=torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2),
-        offsets=torch.tensor([0] + counts, dtype=torch.int64).cumsum(0),
-        boxes=torch.cat([p.boxes for p in parts]) if parts else torch.zeros(0, 4),
-        scores=torch.cat([p.scores for p in parts]) if parts else torch.zeros(0),
-        labels=torch.cat([p.labels for p in parts]) if parts else torch.zeros(0, dtype=torch.int64),
-        class_names=list(detector.class_names),
-        conf_floor=float(conf_floor),
-        meta={"checkpoint": detector.checkpoint or "", "image_size": detector.image_size,
-              "max_candidates": max_candidates, "skipped": skipped},
-    )
-    if truths and all(t is not None for t in truths):
-        result.gt_boxes = torch.cat([t["boxes"] for t in truths])
-        result.gt_labels = torch.cat([t["labels"] for t in truths])
-        result.gt_difficult = torch.cat([t["difficult"] for t in truths])
-        result.gt_offsets = torch.tensor([0] + [len(t["labels"]) for t in truths], dtype=torch.int64).cumsum(0)
-    if out_path is not None:
-        result.save(out_path)
-    return result
-
-
-def image_files(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Image files of a folder (by extension), sorted; a clear error when there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"not a folder: {folder}")
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    return files
-
-
-def predict_folder(detector: Detector, folder: str | Path, out_path: str | Path | None = None,
-                   recursive: bool = False, **kwargs: Any) -> PredictionSet:
-    """``predict_samples`` over the image files of a folder; image ids are the relative paths."""
-    folder = Path(folder)
-    files = image_files(folder, recursive)
-    samples = ({"image": p, "image_id": str(p.relative_to(folder))} for p in files)
-    return predict_samples(detector, samples, out_path, total=len(files), **kwargs)

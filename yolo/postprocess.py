@@ -17,9 +17,6 @@ from torchvision.ops import batched_nms
 from yolo.config import ANCHORS, STRIDES, PostprocessConfig
 from yolo.targets import decode_cells, unravel_cells
 
-Detections = dict[str, Tensor]  # "boxes" (K, 4) xyxy pixels, "scores" (K,), "labels" (K,) int64
-
-
 def _logit(p: float) -> float:
     p = min(max(p, 1e-12), 1 - 1e-12)
     return math.log(p / (1 - p))
@@ -110,7 +107,7 @@ def postprocess(
     outputs: Sequence[Tensor],
     config: PostprocessConfig | None = None,
     anchors: Sequence = ANCHORS,
-) -> list[Detections]:
+) -> list[dict[str, Tensor]]:
     """Raw outputs of a batch -> detections per image, in input-image pixels.
 
     Args:

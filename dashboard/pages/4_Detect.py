@@ -4,20 +4,30 @@ filter that only re-run decoding + NMS on the kept raw outputs; predictions agai
 import common
 import pandas as pd
 import streamlit as st
-import torch
 
-from yolo.metrics import match_detections
+from yolo.evaluate.tables import match_table
 
-ctx = common.page("Detect", "The model runs once per image (yolo.detect.Detector.predict); moving a "
-                            "slider re-filters its kept candidates (Detector.update) without running it again.")
+ctx = common.page("Detect", "The model runs once per image (yolo.detect.Detector.predict gives a Prediction); "
+                            "moving a slider re-selects from its kept candidates (Prediction.select) without "
+                            "running it again.")
 model = common.load_model(ctx)
-same_classes = common.check_classes(model, ctx)
+same_classes = common.check_classes(model, ctx, "Ground truth is drawn with the dataset's names but not matched "
+                                                "against the detections.")
 names = model.detector.class_names
 picked = common.pick_image(ctx, "det")
 if picked is None:
     st.stop()
 
-conf, iou = common.threshold_sliders("det")
+start, why = common.starting_threshold(model, 0.25)
+conf, iou = common.threshold_sliders("det", conf=start, why=why)
+if model.thresholds is not None and st.toggle(
+        "Per-class thresholds (the saved operating point)", value=True, key="det_per_class",
+        help="On: each class at its own threshold saved on the Evaluate page, the slider is ignored; "
+             "off: the slider's one threshold for every class"):
+    conf = model.thresholds.class_thresholds
+    st.caption(f"Each class at its own saved threshold ({model.thresholds.rule}, from "
+               f"{model.thresholds.meta.get('split', 'the Evaluate page')}): "
+               + ", ".join(f"{n} {t:.2f}" for n, t in zip(model.thresholds.class_names, model.thresholds.class_thresholds)))
 c1, c2 = st.columns([3, 1])
 only = c1.multiselect("Only these classes", names, key="det_classes", placeholder="every class")
 show_gt = c2.toggle("Ground truth", value=picked.boxes is not None, key="det_gt",
@@ -32,19 +42,14 @@ m = numbers.columns(2)
 m[0].metric("Detections", len(found))
 m[1].metric("Model forward", f"{timings.model_ms:.0f} ms", help="once per image")
 m[0].metric("Full predict", f"{timings.total_ms:.0f} ms", help="read + letterbox + forward + decode + NMS")
-m[1].metric("Threshold change", f"{post_ms:.1f} ms", help="decode filter + NMS on the kept candidates")
+m[1].metric("Threshold change", f"{post_ms:.1f} ms", help="confidence filter + NMS on the kept candidates")
 
 table = pd.DataFrame(found.to_records(), columns=["class", "label", "score", "x1", "y1", "x2", "y2"])
 if picked.boxes is not None and same_classes and len(found):
-    matched = match_detections(
-        [{"boxes": found.boxes, "scores": found.scores, "labels": found.labels}],
-        [{"boxes": torch.as_tensor(picked.boxes), "labels": torch.as_tensor(picked.labels)}],
-        len(names), 0.5)
-    table["IoU with GT"] = matched.iou.tolist()
-    table["match"] = ["true positive" if t else "false positive" for t in matched.tp.tolist()]
-    missed = int(matched.n_positives.sum()) - int(matched.tp.sum())
-    numbers.caption(f"At IoU 0.5 (the VOC rule): {int(matched.tp.sum())} of {len(picked.labels)} objects found, "
-               f"{missed} missed, {int(matched.fp.sum())} false detections.")
+    ious, verdicts, counts = match_table(found.as_dict(), picked.boxes, picked.labels, len(names))
+    table["IoU with GT"], table["match"] = ious, verdicts
+    numbers.caption(f"At IoU 0.5 (the VOC rule): {counts['found']} of {counts['objects']} objects found, "
+                    f"{counts['missed']} missed, {counts['false']} false detections.")
 first = [c for c in ("class", "score", "match", "IoU with GT") if c in table.columns]
 numbers.dataframe(table[first + ["x1", "y1", "x2", "y2"]].round(3), hide_index=True, width="stretch")
 if not len(found):

@@ -13,10 +13,13 @@ ctx = common.page("GradCAM", "Class activation maps from pytorch-grad-cam throug
                              "their own scale, anchor and cell.")
 model = common.load_model(ctx)
 detector = model.detector
+common.check_classes(model, ctx, "The maps explain the model's own detections, labelled with the model's class "
+                                 "names; the dataset's labels are not used on this page.")
 picked = common.pick_image(ctx, "gc")
 if picked is None:
     st.stop()
-conf, iou = common.threshold_sliders("gc", conf=0.25 if model.trained else 0.02)
+start, why = common.starting_threshold(model, 0.25 if model.trained else 0.02)
+conf, iou = common.threshold_sliders("gc", conf=start, why=why)
 found, _, _ = common.predict(model, picked, conf, iou, None)
 
 c1, c2, c3 = st.columns(3)
@@ -38,7 +41,8 @@ if not gradient_free:
         target = c3.selectbox("Class", sorted(set(found.names)), key="gc_class")
 
 layers = list(detector.model.named_layers())
-default_layer = cam.default_layer(detector, target)
+default_layer = cam.default_layer(common.prediction(model, picked),
+                                  cam.detection_target(found, target) if len(found) else None)
 layer = st.selectbox("Layer", layers, index=layers.index(default_layer), key="gc_layer",
                      help=f"Default: {default_layer}, the last 3x3 conv of the head that predicted the target")
 o1, o2 = st.columns(2)

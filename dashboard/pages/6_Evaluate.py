@@ -1,18 +1,21 @@
 """Evaluate: the model over a split once (cached predictions), then per-class AP, PR curves, the
 confusion matrix, how mAP / precision / recall move with the confidence and NMS IoU thresholds,
-and the worst images first. Threshold changes never re-run the model."""
+the worst images first, the error breakdown (TIDE), operating points (saved for Detect and
+GradCAM), a second checkpoint compared, and mAP by every rule. Nothing re-runs the model."""
 
 import common
 import evaluation
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from yolo import viz
 
-ctx = common.page("Evaluate", "VOC mAP@0.5 (yolo.metrics) on predictions saved once per model and split "
-                              "(yolo.detect.predict_samples); every view below re-reads those.")
+ctx = common.page("Evaluate", "VOC mAP@0.5 (yolo.metrics) and yolo.evaluate's views on predictions saved once "
+                              "per model and split (yolo.predictions.predict_samples); every view re-reads those.")
 model = common.load_model(ctx)
-if not common.check_classes(model, ctx):
+if not common.check_classes(model, ctx, "Evaluation compares detections with the dataset's labels by class, so "
+                                        "nothing can be evaluated; no ground truth is shown."):
     st.stop()
 choices = ctx.split_choices()
 c1, c2 = st.columns([1, 2])
@@ -51,8 +54,9 @@ m[3].metric(f"Recall at {conf:.2f}", common.fmt(result["recall"]))
 st.caption(f"{len(preds)} images of {spec} · {model.label} · candidates above {preds.conf_floor} kept, "
            f"at most {evaluation.MAX_DETECTIONS} detections per image after NMS.")
 
-ap_tab, pr_tab, cm_tab, sweep_tab, worst_tab = st.tabs(
-    ["Per-class AP", "PR curves", "Confusion matrix", "Thresholds", "Worst images"])
+ap_tab, pr_tab, cm_tab, sweep_tab, worst_tab, err_tab, op_tab, ab_tab, rule_tab = st.tabs(
+    ["Per-class AP", "PR curves", "Confusion matrix", "Thresholds", "Worst images", "Errors", "Operating points",
+     "Compare", "Metrics"])
 with ap_tab:
     ap = result["ap"].sort_values("AP", ascending=False)
     st.plotly_chart(px.bar(ap, x="class", y="AP", hover_data=["objects", "AP (VOC07 11-point)"],
@@ -102,3 +106,86 @@ with worst_tab:
                     for r in top.to_dict("records")]
         st.image(viz.tile_images(tiles, cols=3, captions=captions),
                  width="stretch", caption="Ground truth dashed, detections solid")
+
+with err_tab:
+    breakdown = evaluation.errors(str(path), stamp, iou)
+    table = breakdown.table()
+    st.plotly_chart(px.bar(table, x="error", y="dAP", hover_data=["count"],
+                           title=f"mAP@0.5 lost to each error type (TIDE; mAP {breakdown.map:.3f}, COCO 101-point)"),
+                    width="stretch", key="ev_err_chart")
+    st.caption("dAP: how much mAP would rise if only that kind of error were fixed (TIDE's definitions, "
+               "yolo.evaluate.tide); the oracles remove every false positive or every missed object.")
+    kinds = [t for t in table["type"] if t in breakdown.counts and breakdown.counts[t]]
+    if kinds:
+        kind = st.radio("Worst examples of", kinds, horizontal=True, key="ev_err_kind",
+                        format_func=lambda t: f"{t} ({breakdown.counts[t]})")
+        from yolo.evaluate import worst_examples
+
+        examples = worst_examples(breakdown, kind, 6)
+        tiles, captions = [], []
+        for row in examples.to_dict("records"):
+            sample = common.load_sample(ctx, spec, int(row["image"]))
+            picture = viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"], class_names=ctx.classes)
+            box = [[row["x1"], row["y1"], row["x2"], row["y2"]]]
+            if kind != "Miss":
+                picture = viz.draw_detections(picture, box, [int(row["class"])], [row["score"]], class_names=result["names"])
+            tiles.append(picture)
+            captions.append(f"{preds.image_ids[int(row['image'])]}: {kind} {result['names'][int(row['class'])]}")
+        st.image(viz.tile_images(tiles, cols=3, captions=captions), width="stretch",
+                 caption="Ground truth dashed; the erring detection solid (for Miss: the missed object is dashed)")
+        st.dataframe(examples.round(3), hide_index=True, width="stretch")
+with op_tab:
+    target = st.select_slider("Rule", ["max F1", "precision >= 0.5", "precision >= 0.7", "precision >= 0.9"],
+                              key="ev_op_rule")
+    wanted = None if target == "max F1" else float(target.split(">=")[1])
+    points, op_curves, gain = evaluation.operating(str(path), stamp, iou, wanted)
+    chosen = {"class": points.class_names, "threshold": points.class_thresholds,
+              "F1 (this split)": [points.f1.get(n) for n in points.class_names]}
+    st.metric("One global threshold", f"{points.global_threshold:.3f}")
+    if gain is not None:
+        st.caption(f"Fitted on the first half of the images, measured on the second: F1 {gain['f1_per_class_thresholds']:.3f} "
+                   f"with per-class thresholds against {gain['f1_global_threshold']:.3f} with one global threshold "
+                   f"(gain {gain['f1_gain']:+.3f}).")
+    shown_classes = st.multiselect("Curves of", ["all", *points.class_names], default=["all"], key="ev_op_classes")
+    long = op_curves[op_curves["class"].isin(shown_classes)].melt(["class", "confidence"], ["precision", "recall", "F1"],
+                                                                  var_name="measure")
+    st.plotly_chart(px.line(long, x="confidence", y="value", color="class", line_dash="measure",
+                            title="Precision, recall and F1 against the confidence threshold"),
+                    width="stretch", key="ev_op_chart")
+    st.dataframe(pd.DataFrame(chosen).round(3), hide_index=True, width="stretch")
+    if ctx.checkpoint is None:
+        st.info("Save needs a checkpoint file: thresholds are stored beside it.")
+    elif st.button("Save these thresholds for Detect and GradCAM", key="ev_op_save", type="primary"):
+        from yolo.evaluate import operating_points_path, save_operating_points
+
+        points.meta = {"split": spec, "images": len(preds), "checkpoint": str(ctx.checkpoint)}
+        written = save_operating_points(points, operating_points_path(ctx.checkpoint))
+        st.success(f"Saved to `{written}`; Detect and GradCAM now start there "
+                   "(and Detector.from_checkpoint(..., operating_points=...) reads it).")
+with ab_tab:
+    others = {label: p for label, p in common.checkpoint_options(ctx.logs_root).items() if p != ctx.checkpoint}
+    if not others:
+        st.info("Only one checkpoint: train another (or point the sidebar at another runs folder) to compare.")
+    else:
+        label_b = st.selectbox("Compare with (B)", list(others), key="ev_ab_other")
+        model_b = evaluation.other_model(ctx, others[label_b])
+        path_b = evaluation.predictions_file(ctx, model_b, spec, limit)
+        if evaluation.load_predictions(path_b) is None:
+            if st.button(f"Run B over the same {limit} images", key="ev_ab_run"):
+                evaluation.compute_predictions(ctx, model_b, spec, limit, path_b)
+                st.rerun()
+        else:
+            ab = evaluation.comparison(str(path), stamp, str(path_b), path_b.stat().st_mtime_ns, iou, conf)
+            st.metric("mAP@0.5, B - A", f"{ab.map_b - ab.map_a:+.4f}", help=f"A {ab.map_a:.4f}, B {ab.map_b:.4f}")
+            st.plotly_chart(px.bar(ab.per_class, x="class", y="dAP", error_y=ab.per_class["high"] - ab.per_class["dAP"],
+                                   error_y_minus=ab.per_class["dAP"] - ab.per_class["low"],
+                                   title="AP difference per class (B - A) with a bootstrap 95% interval"),
+                            width="stretch", key="ev_ab_chart")
+            st.dataframe(ab.per_class.round(4), hide_index=True, width="stretch")
+            st.caption(f"Images where B does worse than A at confidence {conf:.2f}: lost true positives and new "
+                       "false positives, worst first.")
+            st.dataframe(ab.regressions.drop(columns=["position"]).head(50), hide_index=True, width="stretch")
+with rule_tab:
+    summary, per_class_rules = evaluation.metric_rules(str(path), stamp, iou)
+    st.dataframe(summary.round(4), hide_index=True, width="stretch")
+    st.dataframe(per_class_rules.round(4), hide_index=True, width="stretch")

@@ -1,0 +1,184 @@
+"""``python -m yolo.evaluate CKPT --data ROOT --split 2007/test [--compare CKPT2] [--out DIR]``
+
+Runs the model once per split (predictions cached under DIR, with a progress bar; a second run
+reuses them), then prints and writes, per split:
+
+    rules.csv, per_class.csv      mAP@0.5 by the VOC, VOC07, COCO and course rules (and per class)
+    errors.csv, errors_per_class.csv, error_instances.csv   the TIDE breakdown and every error
+    operating_points.json, operating_points.csv   per-class thresholds (Detector reads the JSON)
+    coco_results.json, coco_ground_truth.json     what other tools read
+    compare.csv, regressions.csv  with --compare: per-class dAP with its interval, worst images
+    summary.json                  the headline numbers of all of it
+
+The held-out F1 gain of per-class thresholds: fitted on the first split and measured on the
+second when two are given, else fitted on the first half of the images and measured on the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from yolo.evaluate import (
+    compare,
+    error_breakdown,
+    fit_operating_points,
+    held_out_gain,
+    metric_table,
+    read_operating_points,
+    save_operating_points,
+    scores_at,
+)
+from yolo.evaluate.export import coco_ground_truth, coco_results, write_csv, write_json
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m yolo.evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="checkpoint written by train.py (loaded with weights_only)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (VOCdevkit parent, VOCdevkit or Kaggle)")
+    p.add_argument("--split", action="append", required=True,
+                   help="split spec, e.g. 2007/test or val; give it twice to fit thresholds on one and test on the other")
+    p.add_argument("--compare", type=Path, help="a second checkpoint (B) evaluated on the same images")
+    p.add_argument("--out", type=Path, help="output folder (default: evaluate/ beside the checkpoint)")
+    p.add_argument("--image-size", type=int, default=416, help="input size, a multiple of 32")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
+    p.add_argument("--conf-floor", type=float, default=0.001, help="lowest confidence kept in the cached predictions")
+    p.add_argument("--conf", type=float, default=0.25, help="confidence for the per-image A/B regressions")
+    p.add_argument("--target-precision", type=float, help="choose thresholds reaching this precision instead of max F1")
+    p.add_argument("--operating-points", type=Path,
+                   help="a saved operating-points JSON: also report precision, recall and F1 at its per-class thresholds")
+    p.add_argument("--limit", type=int, help="only the first N images of each split")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    if args.image_size <= 0 or args.image_size % 32:
+        p.error(f"--image-size must be a positive multiple of 32, got {args.image_size}")
+    if args.operating_points is not None and not args.operating_points.is_file():
+        p.error(f"no operating-points file at {args.operating_points}")
+    for name in ("checkpoint", "compare"):
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            p.error(f"no checkpoint at {path}")
+    if not args.data.exists():
+        p.error(f"no dataset folder at {args.data}")
+    return args
+
+
+def split_predictions(detector, root: Path, spec: str, classes, out: Path, args, tag: str):
+    """The cached ``PredictionSet`` of one split (computed once, with a progress bar)."""
+    from yolo.data.datamodule import build_index
+    from yolo.data.datasets import DetectionDataset
+    from yolo.predictions import PredictionSet, predict_samples
+
+    path = out / f"predictions-{tag}.pt"
+    checkpoint = Path(detector.checkpoint)
+    if path.is_file() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
+        cached = PredictionSet.load(path)
+        if cached.meta.get("checkpoint") == str(checkpoint) and cached.meta.get("image_size") == detector.image_size:
+            print(f"{spec}: reusing {path} ({len(cached)} images)")
+            return cached
+    dataset = DetectionDataset(build_index([root], [spec], classes, progress=False))
+    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    samples = (dataset[i] for i in range(n))
+    return predict_samples(detector, samples, path, args.batch_size, args.conf_floor, total=n, desc=f"{spec} ({tag})")
+
+
+def show(title: str, frame: pd.DataFrame) -> None:
+    print(f"\n{title}\n{frame.to_string(index=False, float_format=lambda v: f'{v:.4f}')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    from yolo.checkpoint import CheckpointError
+    from yolo.data.layout import DataLayoutError, load_classes
+    from yolo.detect import Detector
+
+    out = args.out or args.checkpoint.parent / "evaluate"
+    try:
+        classes = load_classes(args.data)
+        detector = Detector.from_checkpoint(args.checkpoint, args.device, args.image_size)
+        other = Detector.from_checkpoint(args.compare, args.device, args.image_size) if args.compare else None
+        given = read_operating_points(args.operating_points, detector.class_names) if args.operating_points else None
+        if tuple(detector.class_names) != tuple(classes):
+            raise ValueError(f"the checkpoint knows {len(detector.class_names)} classes, the dataset has {len(classes)}")
+        sets = {spec: split_predictions(detector, args.data, spec, classes, out, args, f"A-{spec.replace('/', '-')}")
+                for spec in args.split}
+    except (CheckpointError, DataLayoutError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    names = list(detector.class_names)
+    summary: dict = {"checkpoint": str(args.checkpoint), "image_size": args.image_size, "nms_iou": args.iou, "splits": {}}
+    results = {}
+    for spec, preds in sets.items():
+        folder = out / spec.replace("/", "-")
+        dets, truth = preds.detections(conf=preds.conf_floor, iou=args.iou, max_detections=100), preds.ground_truth()
+        results[spec] = (dets, truth)
+        rules, per_class = metric_table(dets, truth, names)
+        show(f"== {spec}: {len(preds)} images, mAP@0.5 by rule", rules[["rule", "mAP@0.5"]])
+        for row in rules.itertuples():
+            print(f"  {row.rule}: {row.why}")
+        breakdown = error_breakdown(dets, truth, len(names))
+        show(f"-- {spec}: TIDE error breakdown (dAP, 0..1; mAP {breakdown.map:.4f} by COCO's 101 points)",
+             breakdown.table())
+        points = fit_operating_points(dets, truth, names, args.target_precision, args.iou)
+        points.meta = {"split": spec, "images": len(preds), "checkpoint": str(args.checkpoint)}
+        thresholds = pd.DataFrame({"class": names, "threshold": points.class_thresholds,
+                                   "F1": [points.f1.get(n) for n in names]})
+        show(f"-- {spec}: operating points ({points.rule}; one global threshold {points.global_threshold:.3f})", thresholds)
+        instances = breakdown.errors.assign(image=[preds.image_ids[i] for i in breakdown.errors["image"]],
+                                            **{"class": [names[c] for c in breakdown.errors["class"]]})
+        write_csv(rules, folder / "rules.csv")
+        write_csv(per_class, folder / "per_class.csv")
+        write_csv(breakdown.table(), folder / "errors.csv")
+        write_csv(breakdown.per_class.assign(**{"class": names}), folder / "errors_per_class.csv")
+        write_csv(instances, folder / "error_instances.csv")
+        write_csv(thresholds, folder / "operating_points.csv")
+        save_operating_points(points, folder / "operating_points.json")
+        write_json(coco_results(dets), folder / "coco_results.json")
+        write_json(coco_ground_truth(truth, preds.image_ids, preds.sizes, names), folder / "coco_ground_truth.json")
+        if given is not None:
+            at = scores_at(dets, truth, len(names), given.class_thresholds)
+            print(f"-- {spec}: at the given operating points ({args.operating_points.name}): precision "
+                  f"{at['precision']:.4f}, recall {at['recall']:.4f}, F1 {at['f1']:.4f}")
+        entry = {"images": len(preds), "map50": dict(zip(rules["rule"], rules["mAP@0.5"])),
+                 "tide": {"map": breakdown.map, **breakdown.delta, **breakdown.oracle},
+                 "global_threshold": points.global_threshold, "class_thresholds": dict(zip(names, points.class_thresholds))}
+        if other is not None:
+            preds_b = split_predictions(other, args.data, spec, classes, out, args, f"B-{spec.replace('/', '-')}")
+            dets_b = preds_b.detections(conf=preds_b.conf_floor, iou=args.iou, max_detections=100)
+            ab = compare(dets, dets_b, truth, names, preds.image_ids, args.conf)
+            show(f"-- {spec}: B ({args.compare.name}) - A per class, worst first (95% bootstrap interval)",
+                 ab.per_class[["class", "AP A", "AP B", "dAP", "low", "high"]])
+            show(f"-- {spec}: images where B is worse (top 10 of {len(ab.regressions)})", ab.regressions.head(10))
+            write_csv(ab.per_class, folder / "compare.csv")
+            write_csv(ab.regressions, folder / "regressions.csv")
+            entry["compare"] = {"checkpoint_b": str(args.compare), "map_a": ab.map_a, "map_b": ab.map_b,
+                                "regressions": len(ab.regressions),
+                                "significant_classes": ab.per_class.loc[ab.per_class["significant"], "class"].tolist()}
+        if given is not None:
+            entry["given_operating_points"] = {"file": str(args.operating_points),
+                                               **{k: at[k] for k in ("precision", "recall", "f1")}}
+        summary["splits"][spec] = entry
+    first = args.split[0]
+    dets, truth = results[first]
+    if len(args.split) > 1:
+        gain = held_out_gain(results[first], results[args.split[1]], names, args.target_precision)
+        how = f"fitted on {first}, measured on {args.split[1]}"
+    else:
+        half = len(truth) // 2
+        gain = held_out_gain((dets[:half], truth[:half]), (dets[half:], truth[half:]), names, args.target_precision)
+        how = f"fitted on the first {half} images of {first}, measured on the other {len(truth) - half}"
+    summary["held_out_f1"] = {"how": how, **{k: v for k, v in gain.items() if k != "points"}}
+    print(f"\nHeld-out F1 ({how}): per-class thresholds {gain['f1_per_class_thresholds']:.4f}, "
+          f"one global threshold {gain['f1_global_threshold']:.4f}, gain {gain['f1_gain']:+.4f}")
+    write_json(summary, out / "summary.json")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

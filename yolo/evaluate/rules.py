@@ -1,0 +1,96 @@
+"""mAP@0.5 of the same detections by four rules, side by side, and why they differ.
+
+    VOC (all points)   greedy by score; a detection is judged only against its best-IoU box of
+                       its class (no fallback); difficult boxes neither count nor penalise;
+                       area under the precision envelope at every recall step (VOC2010+).
+    VOC07 (11 points)  the same matches; envelope read at recall 0, 0.1, ..., 1 (VOC2007).
+    COCO (101 points)  greedy by score, falling back to the next free box; difficult boxes act as
+                       crowd regions; envelope read at 101 recall points; at most 100 per image.
+    course             the YOLOv3 course's ``mean_average_precision``: strict IoU > 0.5, no
+                       difficult flag (every box counts), no envelope: the raw precision/recall
+                       points with (0, 1) prepended, integrated by the trapezoid rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+
+from yolo.evaluate.ap import ap_coco101, ap_course
+from yolo.evaluate.matching import box_iof_pairs, box_iou_pairs, flatten, greedy_match, pairs
+from yolo.metrics import candidate_boxes, first_claims, voc_evaluate
+
+WHY: dict[str, str] = {
+    "VOC (all points)": "Pascal VOC 2010+: the area under the precision envelope; difficult objects ignored.",
+    "VOC07 (11 points)": "Pascal VOC 2007: the envelope read at 11 recall points, so coarser and usually a little higher.",
+    "COCO (101 points)": "COCO at IoU 0.5: a detection may fall back to a second free box, the envelope is read "
+                         "at 101 recall points and at most 100 detections per image count.",
+    "course": "The course's code: strict IoU > 0.5, difficult objects count as misses, and the raw zig-zag curve "
+              "is integrated without an envelope, so it reads lowest.",
+}
+
+
+def coco_map50(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
+               iou_threshold: float = 0.5, max_per_image: int = 100) -> tuple[float, torch.Tensor]:
+    """COCO's AP at one IoU (pycocotools' rule, area range "all"): per (image, class) the
+    best-scored ``max_per_image`` detections, greedy matching with fallback, difficult boxes
+    as crowd regions (a detection on one is ignored). Returns (mAP over classes with positives,
+    per-class AP Tensor[C], nan without positives)."""
+    det, truth = flatten(detections), flatten(ground_truths)
+    group = det.image * num_classes + det.labels  # COCO keeps the best max_per_image per image and class
+    order = torch.sort(det.scores, descending=True, stable=True).indices
+    order = order[torch.sort(group[order], stable=True).indices]
+    start = torch.zeros(int(group.max()) + 1 if len(group) else 1, dtype=torch.int64)
+    counts = torch.bincount(group[order], minlength=start.numel())
+    start = torch.cumsum(counts, 0) - counts
+    keep_mask = torch.zeros(len(det), dtype=torch.bool)
+    keep_mask[order[(torch.arange(len(order)) - start[group[order]]) < max_per_image]] = True
+    pd_, pg = pairs(det, truth)
+    same = det.labels[pd_] == truth.labels[pg]
+    crowd = truth.difficult
+    iou = box_iou_pairs(det.boxes[pd_], truth.boxes[pg])
+    live = keep_mask[pd_]
+    gt_of_det, _ = greedy_match(pd_, pg, iou, same & ~crowd[pg] & live, torch.arange(len(det)),
+                                len(det), len(truth), iou_threshold)
+    tp = gt_of_det >= 0
+    on_crowd = torch.zeros(len(det), dtype=torch.bool)
+    hit = same & crowd[pg] & (box_iof_pairs(det.boxes[pd_], truth.boxes[pg]) >= iou_threshold)
+    on_crowd[pd_[hit]] = True
+    counted = keep_mask & (tp | ~on_crowd)
+    n_pos = torch.bincount(truth.labels[~crowd], minlength=num_classes)
+    ap = ap_coco101(det.scores[counted], det.labels[counted], tp[counted], n_pos)
+    ap = torch.where(n_pos > 0, ap, float("nan"))
+    has = n_pos > 0
+    return (float(ap[has].mean()) if bool(has.any()) else float("nan")), ap
+
+
+def course_map50(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
+                 iou_threshold: float = 0.5) -> tuple[float, torch.Tensor]:
+    """The course's ``mean_average_precision`` (module docstring), vectorised. Returns (mean over
+    classes with boxes, per-class AP Tensor[C], nan without boxes)."""
+    det, truth = flatten(detections), flatten(ground_truths)
+    cand, iou = candidate_boxes(det.boxes, det.image * num_classes + det.labels,
+                                truth.boxes, truth.image * num_classes + truth.labels)
+    claims = (cand >= 0) & (iou > iou_threshold)
+    tp = first_claims(cand, claims, det.scores, len(truth))
+    n_pos = torch.bincount(truth.labels, minlength=num_classes)
+    ap = ap_course(det.scores, det.labels, tp, n_pos)
+    has = n_pos > 0
+    return (float(ap[has].mean()) if bool(has.any()) else float("nan")), ap
+
+
+def metric_table(detections: Sequence[dict], ground_truths: Sequence[dict],
+                 class_names: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The four rules on the same detections -> (summary: rule, mAP@0.5, why; per class: one AP
+    column per rule)."""
+    n = len(class_names)
+    voc = voc_evaluate(detections, ground_truths, n)
+    coco, coco_ap = coco_map50(detections, ground_truths, n)
+    course, course_ap = course_map50(detections, ground_truths, n)
+    values = {"VOC (all points)": (voc.map, voc.per_class_ap), "VOC07 (11 points)": (voc.map_voc07, voc.per_class_ap_voc07),
+              "COCO (101 points)": (coco, coco_ap), "course": (course, course_ap)}
+    summary = pd.DataFrame([{"rule": k, "mAP@0.5": v[0], "why": WHY[k]} for k, v in values.items()])
+    per_class = pd.DataFrame({"class": list(class_names), **{k: v[1].tolist() for k, v in values.items()}})
+    return summary, per_class
