@@ -207,19 +207,23 @@ def test_one_huge_box_does_not_change_nms_in_other_images():
 
 
 def test_postprocess_with_a_huge_predicted_box_keeps_what_per_image_nms_keeps():
+    from torchvision.ops import box_iou
+
     from yolo.postprocess import candidates
 
     size, classes = 416, 20
     outputs = [torch.full((4, 3, s, s, 5 + classes), -30.0) for s in (13, 26, 52)]
-    outputs[0][0, 2, 6, 6, :5] = torch.tensor([5.0, 0, 0, 9.5, 9.5])  # image 0: ~5,000x its anchor
+    outputs[0][0, 2, 6, 6, :5] = torch.tensor([5.0, 0, 0, 10.0, 10.0])  # image 0: e^10 x its anchor
     outputs[0][0, 2, 6, 6, 5 + 5] = 5.0
-    # image 3, stride 8, anchor (0.08, 0.06): neighbouring cells, the same box size, class 19
-    for col, tx in ((10, 0.0), (11, 0.2)):  # IoU 0.83
-        outputs[2][3, 2, 20, col, :5] = torch.tensor([4.0 - col / 10, tx, 0.0, 1.0, 1.5])
-        outputs[2][3, 2, 20, col, 5 + 19] = 5.0
+    # image 3, stride 8, one cell, anchors (0.04, 0.07) and (0.08, 0.06) sized to ~20 px, shifted:
+    # two class-19 boxes with IoU 0.83 (found by search to trip the float32 offset)
+    for a, row in ((1, [4.0, 0.02, 1.63, 0.184, -0.376]), (2, [3.0, 1.02, 1.63, -0.509, -0.2216])):
+        outputs[2][3, a, 18, 8, :5] = torch.tensor(row)
+        outputs[2][3, a, 18, 8, 5 + 19] = 5.0
     dets = postprocess(outputs, PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45))
     assert len(dets[0]["boxes"]) == 1 and len(dets[3]["boxes"]) == 1  # the duplicate is suppressed
     boxes, scores, labels, images = candidates(outputs, 0.05)
+    assert 0.82 < float(box_iou(boxes[1:2], boxes[2:3])) < 0.84
     boxes = boxes.clamp(0, size)  # clipped to the image
     want = per_image_nms(boxes, scores, labels, images, 4, 0.45)
     for det, w in zip(dets, want):
