@@ -24,7 +24,9 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, metric_key,
 )
-from yolo.runs import resolve_resume, run_dir, truncate_metrics, write_config
+from yolo.checkpoint import read_training_checkpoint
+from yolo.config_checks import ConfigError, check_config
+from yolo.runs import own_version, resolve_resume, run_dir, truncate_metrics, write_config
 
 
 # The run version shared by all processes of one run (set it on every node for multi-node DDP).
@@ -290,9 +292,14 @@ def find_lr(trainer: pl.Trainer, module, datamodule, config: TrainConfig) -> Non
 
 def fit(config: TrainConfig) -> Path:
     """Train (or resume) as configured; returns the run folder."""
+    check_config(config)  # every setting, before any folder, index or process is made
     config = resolve(config)
     pl.seed_everything(config.seed, workers=True)
     ckpt_path, version = resolve_resume(config.log_dir, config.name, config.resume)
+    if ckpt_path is not None and own_version(ckpt_path, config.log_dir, config.name) is None and not _is_child_rank():
+        print(f"{ckpt_path} is not a checkpoint of {run_dir(config.log_dir, config.name, version).parent}: "
+              f"continuing it in a new run folder, {run_dir(config.log_dir, config.name, version)} "
+              "(the run it came from is not modified)", file=sys.stderr)
     # DDP: Lightning re-runs this script for ranks > 0 with the parent's environment, so the
     # version chosen by the first process travels in an environment variable (set it by hand on
     # every node for multi-node runs); it is restored afterwards so a later fit() starts afresh.
@@ -312,8 +319,9 @@ def fit(config: TrainConfig) -> Path:
 
 def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool) -> Path:
     directory = run_dir(config.log_dir, config.name, version)
-    if ckpt_path is not None and not child:
-        step = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"])
+    resumed = read_training_checkpoint(ckpt_path) if ckpt_path is not None else None
+    if resumed is not None and not child:
+        step = resumed[1]
         dropped = truncate_metrics(directory / "metrics.csv", step)
         print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
               file=sys.stderr)
@@ -321,6 +329,9 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
     datamodule = build_datamodule(config)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if resumed is not None and resumed[0].num_classes != datamodule.num_classes:
+        raise ConfigError(f"--resume {ckpt_path}: the checkpoint has {resumed[0].num_classes} classes, "
+                          f"the dataset {datamodule.num_classes}; resume with the dataset it was trained on")
     module = build_module(config, datamodule.num_classes, list(datamodule.classes))
     loggers = [
         ResumableCSVLogger(config.log_dir, name=config.name, version=version),
