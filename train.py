@@ -32,7 +32,7 @@ def _limit(text: str) -> float | int:
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--preset", choices=sorted(PRESETS), help="start from a recipe: voc (the seed's, 40 epochs at "
       "multi-scale 320-608, val 416) or demo (synthetic data, width 0.25, CPU minutes)")
