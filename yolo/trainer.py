@@ -255,12 +255,18 @@ def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
 
 def checkpoint_callbacks(directory: Path, config: TrainConfig) -> list[Callback]:
     """last.ckpt every N steps and at every epoch end (one file, no "-v1" copies), and the best
-    checkpoint by validation mAP@0.5 on the epochs that compute it."""
+    checkpoint by validation mAP@0.5 on the epochs that compute it.
+
+    The epoch-end copy is a top-1 checkpoint named "last" with no monitor: Lightning writes
+    ``save_last`` files only in a step where a top-k checkpoint was saved (and at the end of
+    training), so a ``save_top_k=0, save_last=True`` callback would write nothing at epoch ends.
+    """
     folder = directory / "checkpoints"
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0,
                         every_n_train_steps=config.checkpoint_every, enable_version_counter=False),
-        ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0, enable_version_counter=False),
+        ModelCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
+                        save_top_k=1, every_n_epochs=1, enable_version_counter=False),
     ]
     if config.map_every > 0:
         callbacks.append(ModelCheckpoint(
