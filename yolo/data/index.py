@@ -108,8 +108,14 @@ def inside(root: Path, folder: str, name: str, limit: int = 255) -> tuple[Path |
     except (OSError, RuntimeError) as e:  # a link loop, an unreadable folder
         return None, "path_invalid", f"cannot resolve {name!r}: {e}"
     if root not in real.parents:
-        return None, "path_outside", f"{folder}/{name} is a link to {real}, outside the dataset folder"
+        return None, "path_outside", f"a link to {real}, outside the dataset folder"
     return full, "", ""
+
+
+def is_link_problem(kind: str, detail: str) -> bool:
+    """True when ``inside`` refused a well-formed name because a link leads outside: the problem
+    is then reported against the link (``root / folder / name``), else against the list naming it."""
+    return kind == "path_outside" and detail.startswith("a link to ")
 
 
 # --------------------------------------------------------------------------------- the index

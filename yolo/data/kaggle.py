@@ -20,6 +20,7 @@ from yolo.data.index import (
     dir_stats,
     file_signature,
     inside,
+    is_link_problem,
     name_max,
     progress_iter,
     sanitize_boxes,
@@ -102,16 +103,18 @@ class KaggleSource:
         root = self.directory.resolve()  # nothing outside it is opened (``inside``)
         limit = name_max(root)
         for line, image_name, label_name in progress_iter(rows, f"indexing {self.name}", progress):
+            found = [inside(root, folder, name, limit) for folder, name in (("labels", label_name), ("images", image_name))]
+            bad = [(kind, f"{folder}/{name[:80]}: {why}" if is_link_problem(kind, why) else why)
+                   for (_, kind, why), (folder, name) in zip(found, (("labels", label_name), ("images", image_name)))
+                   if kind]
+            if bad:
+                problems.append(Problem.make(bad[0][0], str(csv_path), f"row {line}: {bad[0][1]}"))
+                continue
             id_ = Path(image_name).stem
             if id_ in seen:
                 problems.append(Problem.make("duplicate_id", str(csv_path), f"row {line}: {id_}"))
                 continue
             seen.add(id_)
-            found = [inside(root, folder, name, limit) for folder, name in (("labels", label_name), ("images", image_name))]
-            bad = [(kind, why) for path, kind, why in found if path is None]
-            if bad:
-                problems.append(Problem.make(bad[0][0], str(csv_path), f"row {line}: {bad[0][1]}"))
-                continue
             entry = self._read_row(id_, image_name, found[0][0], found[1][0], problems)
             if entry is not None:
                 entries.append(entry)

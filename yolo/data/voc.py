@@ -22,6 +22,7 @@ from yolo.data.index import (
     dir_stats,
     file_signature,
     inside,
+    is_link_problem,
     name_max,
     progress_iter,
     sanitize_boxes,
@@ -221,7 +222,9 @@ class VOCSource:
             seen.add(id_)
             ann_path, kind, why = inside(root, "Annotations", f"{id_}.xml", limit)
             if ann_path is None:
-                problems.append(Problem.make(kind, str(self.split_file), f"id {id_[:80]!r}: {why}"))
+                link = is_link_problem(kind, why)
+                where = self.directory / "Annotations" / f"{id_}.xml" if link else self.split_file
+                problems.append(Problem.make(kind, str(where), why if link else f"id {id_[:80]!r}: {why}"))
                 continue
             if not ann_path.is_file():
                 problems.append(Problem.make("annotation_missing", str(ann_path), f"id {id_} in {self.split_file.name}"))
