@@ -67,6 +67,8 @@ def test_malformed_or_disagreeing_hyper_parameters_raise_checkpoint_error(tmp_pa
     ({"model": YOLOv3(3, 0.125).state_dict(), "hyper_parameters": "width=4"}, "'hyper_parameters' must be a dict"),
     ({"model": [1, 2]}, "'model' must be a dict"),
     ({"state_dict": "x"}, "'state_dict' must be a dict"),
+    ({"state_dict": {1: torch.zeros(1), "model.layers.head8_out.predict.pred.weight": torch.zeros(24, 8, 1, 1)}}, "missing"),
+    ({"model": {1: torch.zeros(1), "layers.head8_out.predict.pred.weight": torch.zeros(24, 8, 1, 1)}}, "map names"),
     ({"model": {"layers.head8_out.predict.pred.weight": torch.zeros(24, 8, 1, 1)}}, "missing"),
     ({"model": {**YOLOv3(3, 0.125).state_dict(), "layers.head8_out.predict.pred.weight": torch.zeros(25, 32, 1, 1)}},
      "prediction layers have"),

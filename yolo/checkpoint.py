@@ -45,7 +45,7 @@ class ModelState:
 
 
 def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
 
 
 # The widest model a checkpoint (or --width) may describe: width 2 is 4x the course model's
@@ -209,7 +209,7 @@ def _model_state(raw: dict, path: Path, prefer_ema: bool) -> ModelState:
     bad = _nonfinite(state)
     if bad:
         warnings.warn(f"{path}: {len(bad)} weight tensors hold NaN or Inf (first: {bad[0]}); "
-                      "its detections will be meaningless", CheckpointWarning, stacklevel=2)
+                      "its detections will be meaningless", CheckpointWarning, stacklevel=3)
     return ModelState(state, num_classes, width, list(names), anchors, source,
                       epoch if isinstance(epoch, int) else None, hparams, bad)
 
