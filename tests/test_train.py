@@ -326,3 +326,11 @@ def test_resume_from_another_folder_never_modifies_another_run(tiny_demo, tmp_pa
     # and a checkpoint of another run name under the same --log-dir starts a new version too
     other = logs / "r" / "version_1" / "checkpoints" / "last.ckpt"
     assert resolve_resume(logs, "s", str(other)) == (other, 0)
+
+
+def test_new_versions_are_claimed_atomically(tmp_path):
+    from yolo.runs import claim_version
+
+    assert claim_version(tmp_path, "r", 0) == 0
+    assert claim_version(tmp_path, "r", 0) == 1  # version_0 exists (another run just made it)
+    assert resolve_resume(tmp_path, "r", None) == (None, 2)

@@ -70,6 +70,21 @@ def own_version(checkpoint: str | Path, root: str | Path, name: str) -> int | No
     return version if mine.is_dir() and mine.resolve() == folder else None
 
 
+def claim_version(root: str | Path, name: str, version: int) -> int:
+    """Create ``version_<version>`` of run ``name`` (or the next free one) and return its number.
+
+    ``mkdir`` without ``exist_ok`` is atomic, so two runs started at once never share a folder.
+    """
+    while True:
+        folder = run_dir(root, name, version)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()
+            return version
+        except FileExistsError:
+            version += 1
+
+
 def write_config(directory: str | Path, config: dict) -> Path:
     """The run's full resolved configuration as ``config.yaml`` (plain YAML)."""
     directory = Path(directory)

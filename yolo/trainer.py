@@ -26,7 +26,7 @@ from yolo.config import (
 )
 from yolo.checkpoint import read_training_checkpoint
 from yolo.config_checks import ConfigError, check_config
-from yolo.runs import own_version, resolve_resume, run_dir, truncate_metrics, write_config
+from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
 
 
 # The run version shared by all processes of one run (set it on every node for multi-node DDP).
@@ -302,10 +302,7 @@ def fit(config: TrainConfig) -> Path:
     config = resolve(config)
     pl.seed_everything(config.seed, workers=True)
     ckpt_path, version = resolve_resume(config.log_dir, config.name, config.resume)
-    if ckpt_path is not None and own_version(ckpt_path, config.log_dir, config.name) is None and not _is_child_rank():
-        print(f"{ckpt_path} is not a checkpoint of {run_dir(config.log_dir, config.name, version).parent}: "
-              f"continuing it in a new run folder, {run_dir(config.log_dir, config.name, version)} "
-              "(the run it came from is not modified)", file=sys.stderr)
+    own = ckpt_path is not None and own_version(ckpt_path, config.log_dir, config.name) is not None
     # DDP: Lightning re-runs this script for ranks > 0 with the parent's environment, so the
     # version chosen by the first process travels in an environment variable (set it by hand on
     # every node for multi-node runs); it is restored afterwards so a later fit() starts afresh.
@@ -313,6 +310,12 @@ def fit(config: TrainConfig) -> Path:
     previous = os.environ.get(VERSION_ENV)
     if previous and (child or config.num_nodes > 1):
         version = int(previous)
+    elif not own and not child:  # a new folder, made atomically: a run started at once gets the next
+        version = claim_version(config.log_dir, config.name, version)
+    if ckpt_path is not None and not own and not child:
+        print(f"{ckpt_path} is not a checkpoint of {run_dir(config.log_dir, config.name, version).parent}: "
+              f"continuing it in a new run folder, {run_dir(config.log_dir, config.name, version)} "
+              "(the run it came from is not modified)", file=sys.stderr)
     os.environ[VERSION_ENV] = str(version)
     try:
         return _fit(config, ckpt_path, version, child)
