@@ -401,3 +401,26 @@ def test_mixed_kaggle_folder_reports_rows_and_never_reads_outside(mixed, tmp_pat
     assert any(k == "image_too_large" and f == "bomb.png" for k, f, _ in found)
     assert any(k == "image_too_thin" and f == "thin.jpg" for k, f, _ in found)
     assert _outside_reads(opened, mixed["outside"]) == []
+
+
+def test_split_list_linked_from_outside_is_refused_unread(mixed, tmp_path, opened):
+    """A split list or CSV that is a link out of the dataset: a clear DataLayoutError, and the
+    outside file (here a readable text file) is never opened."""
+    from yolo.data.layout import DataLayoutError
+
+    root = tmp_path / "voc"
+    year = root / "VOCdevkit" / "VOC2012"
+    (year / "ImageSets" / "Main").mkdir(parents=True)
+    (year / "Annotations").mkdir()
+    (year / "JPEGImages").mkdir()
+    os.symlink(mixed["outside"] / "secret.txt", year / "ImageSets" / "Main" / "train.txt")
+    with pytest.raises(DataLayoutError, match="outside the dataset folder"):
+        check_dataset(root, classes=CLASSES, cache_dir=tmp_path / "cache", progress=False)
+    assert cli(["check", str(root), "--quiet", "--cache-dir", str(tmp_path / "cache")]) == 2  # a message, no traceback
+    kag = tmp_path / "kag"
+    (kag / "images").mkdir(parents=True)
+    (kag / "labels").mkdir()
+    os.symlink(mixed["outside"] / "secret.txt", kag / "train.csv")
+    with pytest.raises(DataLayoutError, match="outside the dataset folder"):
+        build_index([kag], ["train"], CLASSES, tmp_path / "cache", progress=False)
+    assert _outside_reads(opened, mixed["outside"]) == []

@@ -235,6 +235,9 @@ def test_data_that_is_a_file_or_missing_is_refused(tiny_demo, tmp_path, capsys):
     assert "is a file" in refused(tiny_args(a_file, logs), capsys)
     assert "no such folder" in refused(tiny_args(tmp_path / "missing", logs), capsys)
     assert "neither a VOCdevkit nor a Kaggle" in refused(tiny_args(tmp_path, logs), capsys)
+    line = refused(tiny_args(tiny_demo, logs, "--train-sets", "2012/trainval"), capsys)
+    assert line.startswith("train.py: error: --train-sets 2012/trainval: split '2012/trainval' not found")
+    assert "--val-sets nope" in refused(tiny_args(tiny_demo, logs, "--val-sets", "nope"), capsys)
     assert not logs.exists()
 
 

@@ -116,6 +116,23 @@ def check_data(paths) -> None:
             raise ConfigError(f"--data {path}: {str(err).splitlines()[0]}") from None
 
 
+def check_sets(paths, specs, option: str) -> None:
+    """``--train-sets`` / ``--val-sets``: every split spec exists in at least one ``--data`` folder
+    (and its split list is not a link out of the dataset)."""
+    from yolo.data.layout import DataLayoutError, resolve_sources
+
+    for spec in specs or ():
+        errors = []
+        for path in paths:
+            try:
+                resolve_sources(Path(str(path)).expanduser(), [spec])
+                break
+            except DataLayoutError as err:
+                errors.append(str(err).splitlines()[0])
+        else:
+            raise ConfigError(f"{option} {spec}: {'; '.join(errors)}")
+
+
 def check_resume(resume, width: float) -> None:
     """``--resume PATH``: a training checkpoint of this project at the configured width."""
     if resume in (None, "", "auto"):
@@ -171,6 +188,8 @@ def check_config(config) -> None:
     check_devices(config.devices, str(config.accelerator))
     if config.data:
         check_data(config.data)
+        check_sets(config.data, config.train_sets, "--train-sets")
+        check_sets(config.data, config.val_sets, "--val-sets")
     elif config.preset != "demo":
         raise ConfigError("--data is required: a VOCdevkit folder (or its parent) or the Kaggle layout; "
                           "--preset demo trains on the synthetic demo dataset")
