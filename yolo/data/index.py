@@ -27,7 +27,7 @@ import numpy as np
 
 from yolo.data.problems import Problem, problems_from_json, problems_to_json
 
-INDEX_VERSION = 1  # bump when the cached arrays change meaning
+INDEX_VERSION = 2  # bump when the cached arrays change meaning (2: paths kept inside the dataset, odd images refused)
 CACHE_DIRNAME = ".yolo_cache"
 
 
