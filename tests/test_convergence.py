@@ -5,7 +5,7 @@ Both are slow (minutes) and run in CI; skip them locally with ``-m "not slow"``.
 
 from __future__ import annotations
 
-import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,13 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def subset_of_voc_mini(voc_mini: Path, out: Path, n: int) -> Path:
-    """A VOC-layout folder whose train split is the first ``n`` voc-mini train images (symlinks)."""
+    """A VOC-layout folder whose train split is the first ``n`` voc-mini train images (copies)."""
     src = voc_mini / "VOCdevkit" / "VOC2012"
     dst = out / "VOCdevkit" / "VOC2012"
     (dst / "ImageSets" / "Main").mkdir(parents=True)
-    for name in ("JPEGImages", "Annotations"):
-        os.symlink(src / name, dst / name)
     ids = (src / "ImageSets" / "Main" / "train.txt").read_text().split()[:n]
+    for folder, ext in (("JPEGImages", "jpg"), ("Annotations", "xml")):  # copies: the readers refuse
+        (dst / folder).mkdir()  # links that lead out of the dataset folder
+        for i in ids:
+            shutil.copyfile(src / folder / f"{i}.{ext}", dst / folder / f"{i}.{ext}")
     (dst / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids) + "\n")
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -248,3 +249,178 @@ def test_kaggle_bad_cases(tmp_path):
     assert list(index.ids) == ["a", "b"]
     np.testing.assert_allclose(index.annotation(0)[0], [[24, 18, 40, 30]])
     assert index.annotation(1)[1].tolist() == [1]
+
+
+# ------------------------------------------------------ one folder, every bad case of issue 9 (5-6)
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height 8-bit RGB pixels (no real pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+LONG = "x" * 300  # over every common file system's 255-byte name limit
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> dict:
+    """``outside/`` (readable files that must never be opened) beside ``voc/`` and ``kaggle/``,
+    each mixing good samples with every bad case: '..' and absolute names, links out of the
+    folder, a decompression-bomb header, a 5000x3 image, a name over the length limit, a GIF in
+    JPEGImages/, a text file as an image, a one-column CSV row."""
+    base = tmp_path_factory.mktemp("mixed")
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "secret.xml").write_text(format_voc_xml("secret.jpg", W, H, ["dog"], [(10, 8, 30, 28)]))
+    Image.fromarray(_marked()).save(outside / "secret.jpg")
+    (outside / "secret.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+
+    year = base / "voc" / "VOCdevkit" / "VOCmix"
+    ann, img = year / "Annotations", year / "JPEGImages"
+    for d in (ann, img, year / "ImageSets" / "Main"):
+        d.mkdir(parents=True)
+
+    def sample(name: str, image: np.ndarray | None = None, ext: str = "jpg") -> None:
+        image = _marked() if image is None else image
+        h, w = image.shape[:2]
+        (ann / f"{name}.xml").write_text(format_voc_xml(f"{name}.{ext}", w, h, ["dog"], [(1, 1, min(w, 30), h - 1)]))
+        if ext:
+            Image.fromarray(image).save(img / f"{name}.{ext}")
+
+    for name in ("good_a", "good_b", "good_c"):
+        sample(name)
+    sample("wide_ok", _marked(320, 10, (0, 0, 200, 10)))  # aspect 32: the limit, still usable
+    sample("link_ann")
+    (ann / "link_ann.xml").unlink()
+    os.symlink(outside / "secret.xml", ann / "link_ann.xml")
+    sample("link_img")
+    (img / "link_img.jpg").unlink()
+    os.symlink(outside / "secret.jpg", img / "link_img.jpg")
+    sample("bomb", ext="")
+    (img / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    sample("thin", _marked(5000, 3, (0, 0, 100, 3)))
+    sample("gif", ext="gif")
+    sample("text", ext="")
+    (img / "text.jpg").write_text("not an image at all\n" * 20)
+    ids = ["good_a", "../../../../outside/secret", str(outside / "secret"), "link_ann", "link_img", "good_b",
+           "bomb", "thin", LONG, "gif", "text", "wide_ok", "good_c"]
+    (year / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids) + "\n")
+
+    kag = base / "kaggle"
+    (kag / "images").mkdir(parents=True)
+    (kag / "labels").mkdir()
+    for name in ("k_good", "k_good2", "k_lab"):
+        Image.fromarray(_marked()).save(kag / "images" / f"{name}.jpg")
+    for name in ("k_good", "k_good2", "k_link", "bomb", "thin"):
+        (kag / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    os.symlink(outside / "secret.jpg", kag / "images" / "k_link.jpg")
+    os.symlink(outside / "secret.txt", kag / "labels" / "k_lab.txt")
+    (kag / "images" / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    Image.fromarray(_marked(5000, 3, (0, 0, 100, 3))).save(kag / "images" / "thin.jpg")
+    rows = ["img,label", "k_good.jpg,k_good.txt", "../outside/secret.jpg,../outside/secret.txt",
+            f"{outside / 'secret.jpg'},{outside / 'secret.txt'}", "only_one_column.jpg",
+            "k_link.jpg,k_link.txt", "k_lab.jpg,k_lab.txt", "bomb.png,bomb.txt", "thin.jpg,thin.txt",
+            f"{LONG}.jpg,{LONG}.txt", "k_good2.jpg,k_good2.txt"]
+    (kag / "train.csv").write_text("\n".join(rows) + "\n")
+    return {"base": base, "outside": outside, "voc": base / "voc", "kaggle": kag}
+
+
+@pytest.fixture()
+def opened(monkeypatch):
+    """Every path opened while the test runs: Python-level opens (audit hook: open, io.open,
+    os.open, PIL), plus numpy's and OpenCV's C-level readers."""
+    import sys
+
+    paths: list[str] = []
+    active = [True]
+
+    def hook(event, args):
+        if active[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            paths.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)  # cannot be removed: switched off at teardown instead
+    fromfile, imread = np.fromfile, cv2.imread
+    monkeypatch.setattr(np, "fromfile", lambda f, *a, **k: (paths.append(str(f)), fromfile(f, *a, **k))[1])
+    monkeypatch.setattr(cv2, "imread", lambda f, *a, **k: (paths.append(str(f)), imread(f, *a, **k))[1])
+    yield paths
+    active[0] = False
+
+
+def _outside_reads(paths: list[str], outside: Path) -> list[str]:
+    real = outside.resolve()
+    return [p for p in paths if os.path.realpath(p).startswith(str(real))]
+
+
+def test_mixed_voc_folder_keeps_every_good_sample_reports_every_bad_one(mixed, tmp_path, opened, capsys):
+    code = cli(["check", str(mixed["voc"]), "--classes", "dog,cat", "--quiet", "--max-problems", "0",
+                "--cache-dir", str(tmp_path), "--json", str(tmp_path / "report.json")])
+    text = capsys.readouterr().out
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["splits"][0]["images"] == 4  # good_a, good_b, good_c, wide_ok, and nothing else
+    found = {(p["kind"], Path(p["file"]).name) for p in report["problems"]}
+    expected = {("path_outside", "train.txt"),  # the '..' id and the absolute id, reported at their list
+                ("path_outside", "link_ann.xml"), ("path_outside", "link_img.jpg"),
+                ("image_too_large", "bomb.png"), ("image_too_thin", "thin.jpg"),
+                ("path_invalid", "train.txt"), ("image_unsupported", "gif.gif"), ("image_unreadable", "text.jpg")}
+    assert expected <= found, expected - found
+    details = " ".join(p["detail"] for p in report["problems"])
+    assert "'../../../../outside/secret'" in details and repr(str(mixed["outside"] / "secret")) in details
+    assert sum(p["kind"] == "path_outside" for p in report["problems"]) == 4
+    for name in ("link_ann.xml", "link_img.jpg", "bomb.png", "thin.jpg", "gif.gif", "text.jpg", "train.txt"):
+        assert name in text
+    assert "image_missing" not in found and "annotation_missing" not in {k for k, _ in found}
+    assert _outside_reads(opened, mixed["outside"]) == []
+    assert any("good_a.jpg" in p for p in opened)  # the recorder does see the reads that happen
+
+    # training reads the same index: every good sample, nothing outside, the 32:1 image included
+    index = build_index([mixed["voc"]], ["train"], ("dog", "cat"), tmp_path, progress=False)
+    base = DetectionDataset(index)
+    seen = [m["id"] for b in DataLoader(EvalDataset(base, 32), batch_size=2, collate_fn=collate) for m in b["meta"]]
+    assert sorted(seen) == ["good_a", "good_b", "good_c", "wide_ok"]
+    train = TrainDataset(base, 32, mosaic_p=0.5)
+    sampler = MultiScaleBatchSampler(len(train), 2, (32, 64), seed=1, drop_last=False)
+    got = [m["id"] for b in DataLoader(train, batch_sampler=sampler, collate_fn=collate) for m in b["meta"]]
+    assert sorted(got) == sorted(seen) and base.decode_failures == 0
+    assert _outside_reads(opened, mixed["outside"]) == []
+
+
+def test_mixed_kaggle_folder_reports_rows_and_never_reads_outside(mixed, tmp_path, opened):
+    report = check_dataset(mixed["kaggle"], classes=("dog", "cat"), cache_dir=tmp_path, progress=False)
+    assert report.splits[0].images == 2  # k_good, k_good2
+    found = sorted((p.kind, Path(p.file).name, p.detail.split(":")[0]) for p in report.problems)
+    assert ("row_malformed", "train.csv", "row 5") in found
+    for row in ("row 3", "row 4", "row 6", "row 7"):  # '..', absolute, image link, label link
+        assert ("path_outside", "train.csv", row) in found, row
+    assert ("path_invalid", "train.csv", "row 10") in found
+    assert any(k == "image_too_large" and f == "bomb.png" for k, f, _ in found)
+    assert any(k == "image_too_thin" and f == "thin.jpg" for k, f, _ in found)
+    assert _outside_reads(opened, mixed["outside"]) == []
+
+
+def test_split_list_linked_from_outside_is_refused_unread(mixed, tmp_path, opened):
+    """A split list or CSV that is a link out of the dataset: a clear DataLayoutError, and the
+    outside file (here a readable text file) is never opened."""
+    from yolo.data.layout import DataLayoutError
+
+    root = tmp_path / "voc"
+    year = root / "VOCdevkit" / "VOC2012"
+    (year / "ImageSets" / "Main").mkdir(parents=True)
+    (year / "Annotations").mkdir()
+    (year / "JPEGImages").mkdir()
+    os.symlink(mixed["outside"] / "secret.txt", year / "ImageSets" / "Main" / "train.txt")
+    with pytest.raises(DataLayoutError, match="outside the dataset folder"):
+        check_dataset(root, classes=CLASSES, cache_dir=tmp_path / "cache", progress=False)
+    assert cli(["check", str(root), "--quiet", "--cache-dir", str(tmp_path / "cache")]) == 2  # a message, no traceback
+    kag = tmp_path / "kag"
+    (kag / "images").mkdir(parents=True)
+    (kag / "labels").mkdir()
+    os.symlink(mixed["outside"] / "secret.txt", kag / "train.csv")
+    with pytest.raises(DataLayoutError, match="outside the dataset folder"):
+        build_index([kag], ["train"], CLASSES, tmp_path / "cache", progress=False)
+    assert _outside_reads(opened, mixed["outside"]) == []

@@ -180,16 +180,18 @@ def test_lightning_fit_uses_the_sampler(demo_root, tmp_path):
 
 def test_explicit_splits_need_no_default_split_names(voc_mini, tmp_path):
     """A folder whose only split is custom works when every split is named explicitly."""
-    import os
+    import shutil
 
     from yolo.data.datamodule import VOCDataModule
 
     src = voc_mini / "VOCdevkit" / "VOC2012"
     dst = tmp_path / "VOCdevkit" / "VOC2012"
     (dst / "ImageSets" / "Main").mkdir(parents=True)
-    for name in ("JPEGImages", "Annotations"):
-        os.symlink(src / name, dst / name)
     ids = (src / "ImageSets" / "Main" / "train.txt").read_text().split()[:5]
+    for folder, ext in (("JPEGImages", "jpg"), ("Annotations", "xml")):  # copies: the readers refuse
+        (dst / folder).mkdir()  # links that lead out of the dataset folder
+        for i in ids:
+            shutil.copyfile(src / folder / f"{i}.{ext}", dst / folder / f"{i}.{ext}")
     (dst / "ImageSets" / "Main" / "mine.txt").write_text("\n".join(ids) + "\n")
     dm = VOCDataModule(tmp_path, train_sets=["mine"], val_sets=["mine"], test_sets=["mine"],
                        workers=0, progress=False, cache_dir=tmp_path / "cache")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import re
 import time
 from collections import Counter
@@ -86,7 +87,8 @@ def test_known_boxes(voc_indexes):
 
 
 def _to_kaggle(voc_mini: Path, out: Path, splits: dict[str, str]) -> None:
-    """Convert voc-mini splits into the Kaggle layout (images symlinked, never copied)."""
+    """Convert voc-mini splits into the Kaggle layout (images hard-linked, else copied, into the
+    temporary folder: a symbolic link pointing outside the dataset is refused by the readers)."""
     year = voc_mini / "VOCdevkit" / "VOC2012"
     (out / "images").mkdir(parents=True)
     (out / "labels").mkdir()
@@ -98,7 +100,10 @@ def _to_kaggle(voc_mini: Path, out: Path, splits: dict[str, str]) -> None:
         for i, objs in xml_objects(year, ids).items():
             src = year / "JPEGImages" / f"{i}.jpg"
             if not (out / "images" / src.name).exists():
-                os.symlink(src, out / "images" / src.name)
+                try:
+                    os.link(src, out / "images" / src.name)
+                except OSError:
+                    shutil.copyfile(src, out / "images" / src.name)
             w, h = Image.open(src).size
             lines = []
             for name, x0, y0, x1, y1 in objs:

@@ -20,7 +20,7 @@ def plain_iou(a, b):
 
 
 def brute_force(outputs, conf, iou_thr, max_det, agnostic=False):
-    """Decode every cell with the YOLOv3 formulas, then greedy NMS, one image at a time."""
+    """Decode every cell with the YOLOv3 formulas, clip to the image, then greedy NMS, one image at a time."""
     sig = lambda v: 1 / (1 + math.exp(-v))
     results = []
     for b in range(outputs[0].shape[0]):
@@ -41,7 +41,9 @@ def brute_force(outputs, conf, iou_thr, max_det, agnostic=False):
                         cx, cy = (col + sig(v[1])) * stride, (row + sig(v[2])) * stride
                         w = anchors[a][0] * math.exp(min(v[3], 10.0)) * stride * size
                         h = anchors[a][1] * math.exp(min(v[4], 10.0)) * stride * size
-                        cands.append((score, label, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
+                        side = stride * size  # boxes are clipped to the input image
+                        box = [min(max(v, 0.0), side) for v in (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)]
+                        cands.append((score, label, tuple(box)))
         cands.sort(key=lambda c: -c[0])
         kept = []
         for c in cands:
@@ -152,3 +154,78 @@ def test_pre_nms_top_k_keeps_the_best_candidates_per_image():
                            torch.sort(mine, descending=True).values[:5])
     capped = postprocess(outputs, PostprocessConfig(0.05, 0.45, 100, pre_nms_top_k=5))
     assert all(len(d["scores"]) <= 5 for d in capped)
+
+
+# ------------------------------------------------------------------ one huge box, other images
+def per_image_nms(boxes, scores, labels, images, batch, iou):
+    """The reference: torchvision's plain ``nms`` for each image and class alone (no offsets)."""
+    from torchvision.ops import nms
+
+    out = []
+    for b in range(batch):
+        rows = []
+        for c in labels[images == b].unique().tolist():
+            idx = torch.nonzero((images == b) & (labels == c)).squeeze(1)
+            rows.append(idx[nms(boxes[idx], scores[idx], iou)])
+        kept = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        out.append(kept[torch.sort(scores[kept], descending=True, stable=True).indices])
+    return out
+
+
+def huge_box_case():
+    """Image 0: one box of ~8.2 million px (anchor 0.9 x e^10 x 416), image 3: two class-19 boxes
+    with IoU 0.84; images 1 and 2: a few ordinary boxes. torchvision's float32 group offset
+    rounds image 3's coordinates to 64 px and keeps both duplicates."""
+    big = 416 * 0.9 * math.exp(10)
+    a = [125.82249450683594, 165.8721160888672, 149.87725830078125, 171.5954132080078]
+    b = [126.26806640625, 166.08583068847656, 150.61117553710938, 172.1288299560547]
+    boxes = torch.tensor([[208 - big / 2, 208 - big / 2, 208 + big / 2, 208 + big / 2], a, b,
+                          [10, 10, 50, 60], [12, 11, 52, 58], [200, 200, 300, 310], [30, 40, 90, 99]])
+    boxes[0] = boxes[0].clamp(min=0)  # non-negative, but still ~4 million px wide
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.4])
+    labels = torch.tensor([5, 19, 19, 2, 2, 3, 19])
+    images = torch.tensor([0, 3, 3, 1, 1, 2, 3])
+    return boxes, scores, labels, images
+
+
+def test_one_huge_box_does_not_change_nms_in_other_images():
+    from torchvision.ops import batched_nms, box_iou
+
+    boxes, scores, labels, images = huge_box_case()
+    assert 0.83 < float(box_iou(boxes[1:2], boxes[2:3])) < 0.85
+    assert len(batched_nms(boxes, scores, images * 20 + labels, 0.45)) == 6  # the float32 offset bug
+    from yolo.postprocess import nms_indices
+
+    got = nms_indices(boxes, scores, labels, images, 4, 0.45, 100)
+    want = per_image_nms(boxes, scores, labels, images, 4, 0.45)
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    assert got[3].tolist() == [1, 6]  # the lower-scored duplicate is suppressed
+    # negative coordinates (no exact shift possible): NMS runs group by group, same result
+    shifted = boxes - 1000.0
+    got = nms_indices(shifted, scores, labels, images, 4, 0.45, 100)
+    assert [g.tolist() for g in got] == [w.tolist() for w in per_image_nms(shifted, scores, labels, images, 4, 0.45)]
+
+
+def test_postprocess_with_a_huge_predicted_box_keeps_what_per_image_nms_keeps():
+    from torchvision.ops import box_iou
+
+    from yolo.postprocess import candidates
+
+    size, classes = 416, 20
+    outputs = [torch.full((4, 3, s, s, 5 + classes), -30.0) for s in (13, 26, 52)]
+    outputs[0][0, 2, 6, 6, :5] = torch.tensor([5.0, 0, 0, 10.0, 10.0])  # image 0: e^10 x its anchor
+    outputs[0][0, 2, 6, 6, 5 + 5] = 5.0
+    # image 3, stride 8, one cell, anchors (0.04, 0.07) and (0.08, 0.06) sized to ~20 px, shifted:
+    # two class-19 boxes with IoU 0.83 (found by search to trip the float32 offset)
+    for a, row in ((1, [4.0, 0.02, 1.63, 0.184, -0.376]), (2, [3.0, 1.02, 1.63, -0.509, -0.2216])):
+        outputs[2][3, a, 18, 8, :5] = torch.tensor(row)
+        outputs[2][3, a, 18, 8, 5 + 19] = 5.0
+    dets = postprocess(outputs, PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45))
+    assert len(dets[0]["boxes"]) == 1 and len(dets[3]["boxes"]) == 1  # the duplicate is suppressed
+    boxes, scores, labels, images = candidates(outputs, 0.05)
+    assert 0.82 < float(box_iou(boxes[1:2], boxes[2:3])) < 0.84
+    boxes = boxes.clamp(0, size)  # clipped to the image
+    want = per_image_nms(boxes, scores, labels, images, 4, 0.45)
+    for det, w in zip(dets, want):
+        assert torch.equal(det["boxes"], boxes[w]) and torch.equal(det["scores"], scores[w])
+    assert float(dets[0]["boxes"].max()) == size  # clipped to the image

@@ -101,9 +101,47 @@ def test_matches_course_loop_with_many_collisions(size):
     ours = encode(boxes, labels, batch_idx, batch, size)
     ref = course_encode(boxes, labels, batch_idx, batch, size)
     for a, b in zip(ours, ref):
-        assert torch.equal(a[..., 0], b[..., 0])
-        assert torch.allclose(a, b, atol=1e-5)
+        assert torch.equal(a, b)  # bit for bit: cell, offsets and sizes (float64 maths, float32 store)
     assert (ours[0][..., 0] == -1).any()  # the case exercises ignores
+
+
+def course_cell(x: float, s: int) -> tuple[int, float, float]:
+    """The course's rule in plain Python floats (float64): cell index, offset, then stored float32.
+
+    ``i = int(S * x)``; ``x_cell = S * x - i``; ``torch.tensor([x_cell, ...])`` keeps float32. The
+    course has no clamp: a centre at x = 1.0 gives i = S and an IndexError there."""
+    i = int(s * x)
+    return i, float(torch.tensor(s * x - i, dtype=torch.float32)), float(torch.tensor(0.05 * s, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("size", [416, 320])
+def test_grid_line_centres_match_the_course_bit_for_bit(size):
+    # centres exactly on grid lines k/S of every scale (15/26 at S = 26 is one that float32 maths
+    # puts in the neighbouring cell), given as the course has them: Python floats (float64)
+    grids = grid_sizes(size)
+    xs = sorted({k / s for s in grids for k in range(1, s)} | {0.3, 0.7, 0.123456789})
+    boxes = torch.tensor([[x, 1 - x, 0.05, 0.05] for x in xs], dtype=torch.float64)
+    n = len(xs)
+    for scale, s in enumerate(grids):  # one image per box: no shared cells, one owner per scale
+        t = encode(boxes, torch.zeros(n, dtype=torch.long), torch.arange(n), n, size)[scale]
+        b, a, j, i = torch.nonzero(t[..., 0] == 1, as_tuple=True)
+        assert torch.equal(b, torch.arange(n))
+        for k, x in enumerate(xs):
+            ci, off_x, wc = course_cell(x, s)
+            cj, off_y, _ = course_cell(1 - x, s)
+            assert (int(i[k]), int(j[k])) == (ci, cj), (x, s)
+            got = t[k, a[k], j[k], i[k]]
+            assert (float(got[1]), float(got[2]), float(got[3])) == (off_x, off_y, wc), (x, s)
+
+
+def test_centre_at_one_stays_in_the_last_cell():
+    # the course would index cell S (out of range) and crash; the project clamps to S - 1
+    t = one([[1.0, 1.0, 0.1, 0.1]])
+    for x in t:
+        s = x.shape[2]
+        owner = torch.nonzero(x[0, ..., 0] == 1)
+        assert owner[:, 1:].tolist() == [[s - 1, s - 1]]
+        assert float(x[0, owner[0, 0], s - 1, s - 1, 1]) == 1.0  # offset S * 1.0 - (S - 1)
 
 
 def test_empty_batch():

@@ -161,3 +161,179 @@ def test_summary_line_reads_epoch_aggregates():
     assert summary_line(12, 40, metrics) == (
         "epoch 12/40 | train loss 4.512 class 81.2% noobj 98.1% obj 74.0% | "
         "val loss 5.000 class 78.9% noobj 98.0% obj -% mAP@0.5 0.512")
+
+
+# ------------------------------------------------------------------ flags checked before any work
+def tiny_args(data: Path, logs: Path, *extra: str) -> list[str]:
+    """In-process main(): width 0.125, 64 px, 2 training batches of 4 per epoch, 1 val batch."""
+    return ["--preset", "demo", "--data", str(data), "--log-dir", str(logs), "--workers", "0",
+            "--batch-size", "4", "--min-size", "64", "--max-size", "64", "--val-size", "64",
+            "--precision", "32-true", "--width", "0.125", "--limit-train-batches", "2",
+            "--limit-val-batches", "1", "--accelerator", "cpu", "--devices", "1", *extra]
+
+
+def refused(argv: list[str], capsys) -> str:
+    """main(argv) must exit with status 2 and one 'error:' line naming the problem; returns it."""
+    from train import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train.py: error: --"), err
+    return err[0]
+
+
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+    (["--batch-size", "-3"], "--batch-size"),
+    (["--min-size", "320", "--max-size", "256"], "--min-size 320 is larger than --max-size 256"),
+    (["--min-size", "0"], "--min-size must be a multiple of 32"),
+    (["--max-size", "-64"], "--max-size must be a multiple of 32"),
+    (["--val-size", "100"], "--val-size must be a multiple of 32"),
+    (["--width", "0"], r"--width must be a number in (0, 2]"),
+    (["--width", "-0.5"], "--width"),
+    (["--width", "nan"], "got nan"),
+    (["--width", "40"], r"--width must be a number in (0, 2], got 40.0"),
+    (["--ema-decay", "1"], r"--ema-decay must be a number in (0, 1)"),
+    (["--ema-decay", "0"], "--ema-decay"),
+    (["--lr", "0"], "--lr must be a number in (0, 10]"),
+    (["--lr", "nan"], "--lr"),
+    (["--mosaic", "1.5"], "--mosaic must be a number in [0, 1]"),
+    (["--mosaic", "-0.1"], "--mosaic"),
+    (["--epochs", "0"], "--epochs"),
+    (["--name", "../escape"], "--name must be a plain folder name"),
+    (["--name", "a/b"], "--name"),
+    (["--name", ".."], "--name"),
+    (["--precision", "17"], "--precision must be one of"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_flag_is_refused_before_any_work(flags, message, tiny_demo, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    line = refused(tiny_args(tiny_demo, logs) + flags, capsys)
+    assert message in line
+    assert not logs.exists() and not (tmp_path / "escape").exists()
+
+
+def test_devices_beyond_the_machine_are_refused(tiny_demo, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    line = refused(tiny_args(tiny_demo, logs) + ["--devices", str((os.cpu_count() or 1) + 1)], capsys)
+    assert f"this machine has {os.cpu_count()} CPU cores" in line
+    line = refused(tiny_args(tiny_demo, logs) + ["--devices", "99"], capsys)
+    assert "--devices 99" in line
+    if not torch.cuda.is_available():
+        assert "--accelerator gpu: no CUDA device" in refused(tiny_args(tiny_demo, logs) + ["--accelerator", "gpu"], capsys)
+    assert not logs.exists()
+
+
+def test_data_that_is_a_file_or_missing_is_refused(tiny_demo, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert "is a file" in refused(tiny_args(a_file, logs), capsys)
+    assert "no such folder" in refused(tiny_args(tmp_path / "missing", logs), capsys)
+    assert "neither a VOCdevkit nor a Kaggle" in refused(tiny_args(tmp_path, logs), capsys)
+    line = refused(tiny_args(tiny_demo, logs, "--train-sets", "2012/trainval"), capsys)
+    assert line.startswith("train.py: error: --train-sets 2012/trainval: split '2012/trainval' not found")
+    assert "--val-sets nope" in refused(tiny_args(tiny_demo, logs, "--val-sets", "nope"), capsys)
+    assert not logs.exists()
+
+
+def test_resume_of_a_file_that_is_not_a_training_checkpoint(tiny_demo, tmp_path, capsys):
+    from yolo.checkpoint import save_weights
+    from yolo.model import YOLOv3
+
+    logs = tmp_path / "logs"
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello")
+    assert "not a PyTorch checkpoint" in refused(tiny_args(tiny_demo, logs, "--resume", str(text)), capsys)
+    weights = save_weights(YOLOv3(3, 0.125), tmp_path / "export.pt", ["a", "b", "c"])
+    line = refused(tiny_args(tiny_demo, logs, "--resume", str(weights)), capsys)
+    assert "cannot be resumed: exported weights" in line
+    no_step = tmp_path / "no_step.ckpt"  # once KeyError: 'global_step'
+    torch.save({"state_dict": {f"model.{k}": v for k, v in YOLOv3(3, 0.125).state_dict().items()},
+                "epoch": 1, "optimizer_states": []}, no_step)
+    assert "missing global_step" in refused(tiny_args(tiny_demo, logs, "--resume", str(no_step)), capsys)
+    empty = tmp_path / "list.ckpt"  # once IndexError
+    torch.save([], empty)
+    assert "expected a dict checkpoint" in refused(tiny_args(tiny_demo, logs, "--resume", str(empty)), capsys)
+    assert "no such file" in refused(tiny_args(tiny_demo, logs, "--resume", str(tmp_path / "gone.ckpt")), capsys)
+    assert not logs.exists()
+
+
+def test_bad_flag_from_the_shell_is_one_line_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--preset", "demo", "--batch-size", "0",
+                             "--log-dir", str(tmp_path / "logs")], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "train.py: error: --batch-size must be an integer >= 1, got 0"
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "data").exists()
+
+
+# ------------------------------------------------------------------ last.ckpt, resume from elsewhere
+def test_last_ckpt_is_written_at_every_epoch_end_with_the_default_checkpoint_every(tiny_demo, tmp_path, monkeypatch):
+    """A run that dies in its third epoch (2 steps per epoch, --checkpoint-every 500 by default)
+    still has last.ckpt from the end of the second: at most the current epoch is lost."""
+    from train import main
+    from yolo.lit import YoloLitModule
+
+    step = YoloLitModule.training_step
+
+    def dies_in_epoch_3(self, batch, batch_idx):
+        if self.global_step >= 5:  # the second step of the third epoch: the process "is killed"
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(YoloLitModule, "training_step", dies_in_epoch_3)
+    logs = tmp_path / "logs"
+    try:
+        main(tiny_args(tiny_demo, logs, "--epochs", "5", "--name", "e"))
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    last = logs / "e" / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4  # the end of the second epoch, not a step-count save
+
+
+def digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_from_another_folder_never_modifies_another_run(tiny_demo, tmp_path, capsys):
+    import shutil
+
+    from train import main
+
+    logs, backup = tmp_path / "logs", tmp_path / "backup"
+    assert main(tiny_args(tiny_demo, logs, "--epochs", "1", "--name", "r")) == 0
+    shutil.copytree(logs / "r", backup / "r")  # a backed-up copy of the same run name and version
+    local, saved = digest(logs / "r" / "version_0"), digest(backup / "r")
+    capsys.readouterr()
+
+    foreign = backup / "r" / "version_0" / "checkpoints" / "last.ckpt"
+    assert main(tiny_args(tiny_demo, logs, "--epochs", "2", "--name", "r", "--resume", str(foreign))) == 0
+    assert "new run folder" in capsys.readouterr().err
+    assert digest(logs / "r" / "version_0") == local  # the local run: not one byte changed
+    assert digest(backup / "r") == saved  # nor the run it came from
+    resumed = torch.load(logs / "r" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 4  # continued from step 2, in version_1
+
+    # a run's own checkpoint (even through '..') continues that run
+    own = logs / "r" / "version_0" / "checkpoints" / ".." / "checkpoints" / "last.ckpt"
+    assert main(tiny_args(tiny_demo, logs, "--epochs", "2", "--name", "r", "--resume", str(own))) == 0
+    assert sorted(p.name for p in (logs / "r").iterdir()) == ["version_0", "version_1"]
+    assert torch.load(logs / "r" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    # and a checkpoint of another run name under the same --log-dir starts a new version too
+    other = logs / "r" / "version_1" / "checkpoints" / "last.ckpt"
+    assert resolve_resume(logs, "s", str(other)) == (other, 0)
+
+
+def test_new_versions_are_claimed_atomically(tmp_path):
+    from yolo.runs import claim_version
+
+    assert claim_version(tmp_path, "r", 0) == 0
+    assert claim_version(tmp_path, "r", 0) == 1  # version_0 exists (another run just made it)
+    assert resolve_resume(tmp_path, "r", None) == (None, 2)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 from yolo.config import ANCHORS, STRIDES, PostprocessConfig
 from yolo.targets import decode_cells, unravel_cells
@@ -67,6 +67,62 @@ def top_k_per_image(scores: Tensor, images: Tensor, k: int) -> Tensor:
     return order[position - first < k]
 
 
+def _exact_offsets(boxes: Tensor, groups: Tensor) -> Tensor | None:
+    """``boxes`` (Tensor[K, 4], coordinates >= 0) moved to one band per group, or None when that
+    cannot be exact (a negative coordinate, or float64 would round).
+
+    The band of group g starts at g * (ceil(max) + 1), so boxes of different groups never overlap.
+    The sums are taken in float64 and checked both ways (``(s - offset) == x`` and
+    ``(s - x) == offset``: for non-negative terms, one of the two differences is exact by
+    Sterbenz's lemma, so any rounding shows): an exact shift leaves every difference of
+    coordinates, hence every IoU, as it was. A huge box only widens the bands.
+    """
+    x = boxes.double()
+    if bool((x < 0).any()):
+        return None
+    offsets = groups.double()[:, None] * (torch.ceil(x.max()) + 1)
+    shifted = x + offsets
+    if bool(((shifted - offsets == x) & (shifted - x == offsets)).all()):
+        return shifted
+    return None
+
+
+def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """NMS inside each group (image x class), exactly as if each group were run alone.
+
+    torchvision's ``batched_nms`` shifts groups apart in the boxes' own precision (float32): one
+    huge box (a size logit near the clamp) makes the shift so large that every other box's
+    coordinates are rounded, and true duplicates survive. Here the shift is exact (float64,
+    checked) or NMS runs group by group.
+
+    Args:
+        boxes (Tensor[K, 4]) in (x1, y1, x2, y2); scores (Tensor[K]); groups (Tensor[K]) int64.
+
+    Returns:
+        Tensor[k] int64 indices of the kept boxes, by decreasing score.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    shifted = _exact_offsets(boxes, groups)
+    if shifted is not None:
+        return nms(shifted, scores.double(), iou_threshold)
+    keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+    for g in torch.unique(groups):  # rare: only when float64 cannot hold the shifted coordinates
+        rows = torch.nonzero(groups == g).squeeze(1)
+        keep[rows[nms(boxes[rows], scores[rows], iou_threshold)]] = True
+    kept = torch.nonzero(keep).squeeze(1)
+    return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
+
+
+def clip_boxes(boxes: Tensor, images: Tensor, image_sizes: Tensor | Sequence) -> Tensor:
+    """Clip boxes (Tensor[K, 4] xyxy) to their image; ``image_sizes`` is (h, w) for all images or
+    Tensor[B, 2] (h, w) per image, indexed by ``images`` (Tensor[K])."""
+    sizes = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device).reshape(-1, 2)
+    hw = sizes[images] if len(sizes) > 1 else sizes.expand(len(boxes), 2)
+    upper = hw.flip(1).repeat(1, 2)  # (K, 4): w, h, w, h
+    return torch.minimum(boxes.clamp(min=0), upper)
+
+
 def nms_indices(
     boxes: Tensor,
     scores: Tensor,
@@ -80,22 +136,24 @@ def nms_indices(
     """Class-aware (or agnostic) NMS of flat candidates -> per image, the kept row indices.
 
     Args:
-        boxes (Tensor[K, 4]) xyxy; scores, labels, images (Tensor[K]).
+        boxes (Tensor[K, 4]) xyxy (clip them to their image first: see ``clip_boxes``);
+        scores, labels, images (Tensor[K]).
 
     Returns:
         ``batch_size`` index Tensors into the inputs, highest score first, at most
-        ``max_detections`` each. Above a few thousand candidates NMS runs image by image (one
-        batched NMS per image), which stays fast where one call over all images would not.
+        ``max_detections`` each: what NMS of each image (each class) alone keeps, whatever the
+        other images hold (``grouped_nms``). Above a few thousand candidates NMS runs image by
+        image, which stays fast where one call over all images would not.
     """
     num_classes = int(labels.max()) + 1 if labels.numel() else 1
     groups = images if class_agnostic else images * num_classes + labels
     if len(boxes) <= 4000:
-        kept = batched_nms(boxes, scores, groups, iou_threshold)  # sorted by decreasing score
+        kept = grouped_nms(boxes, scores, groups, iou_threshold)  # sorted by decreasing score
     else:
         by_image = torch.sort(images, stable=True).indices
         counts = torch.bincount(images, minlength=batch_size).tolist()
         kept = torch.cat([
-            rows[batched_nms(boxes[rows], scores[rows], groups[rows], iou_threshold)]
+            rows[grouped_nms(boxes[rows], scores[rows], groups[rows], iou_threshold)]
             for rows in torch.split(by_image, counts)
         ])
     kept = kept[torch.sort(images[kept], stable=True).indices]  # by image, score order inside
@@ -115,11 +173,12 @@ def postprocess(
         config: confidence threshold, NMS IoU threshold, max detections, class-agnostic flag.
 
     Returns:
-        B dicts: "boxes" (Tensor[K, 4]) xyxy, "scores" (Tensor[K]), "labels" (Tensor[K]) int64.
+        B dicts: "boxes" (Tensor[K, 4]) xyxy clipped to the input image, "scores" (Tensor[K]), "labels" (Tensor[K]) int64.
     """
     config = config or PostprocessConfig()
     with torch.no_grad():
         boxes, scores, labels, images = candidates(outputs, config.conf_threshold, anchors)
+        boxes = clip_boxes(boxes, images, (outputs[0].shape[2] * STRIDES[0], outputs[0].shape[3] * STRIDES[0]))
         if config.pre_nms_top_k is not None:
             keep = top_k_per_image(scores, images, config.pre_nms_top_k)
             boxes, scores, labels, images = boxes[keep], scores[keep], labels[keep], images[keep]

@@ -36,8 +36,11 @@ def resolve_resume(root: str | Path, name: str, resume: str | None) -> tuple[Pat
     """Which checkpoint to resume from and which version folder to keep writing.
 
     ``resume`` is None (a new version), "auto" (the newest version of ``name`` that has a
-    checkpoints/last.ckpt; a new version when there is none) or a checkpoint path (its version is
-    taken from a ``version_<n>/checkpoints/`` parent when it has one, else a new version).
+    checkpoints/last.ckpt; a new version when there is none) or a checkpoint path. A path is
+    continued in its own version folder only when it IS that folder's checkpoint, i.e. it lies
+    in ``<root>/<name>/version_<n>/checkpoints/`` (``own_version``); a checkpoint from anywhere
+    else (another --log-dir, a copied or backed-up run, another run name) starts a new version,
+    so no other run's metrics.csv or last.ckpt is ever touched.
     """
     if not resume:
         return None, next_version(root, name)
@@ -51,10 +54,35 @@ def resolve_resume(root: str | Path, name: str, resume: str | None) -> tuple[Pat
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path} (use --resume auto to pick "
                                 f"the newest last.ckpt of run {name!r})")
-    match = VERSION_RE.match(path.parent.parent.name) if path.parent.name == "checkpoints" else None
-    if match and path.parent.parent.parent.name == name:
-        return path, int(match.group(1))
-    return path, next_version(root, name)
+    version = own_version(path, root, name)
+    return path, next_version(root, name) if version is None else version
+
+
+def own_version(checkpoint: str | Path, root: str | Path, name: str) -> int | None:
+    """n when ``checkpoint`` is a file of ``<root>/<name>/version_<n>/checkpoints/`` (compared as
+    resolved paths, so links and ``..`` cannot fake it), else None."""
+    folder = Path(checkpoint).expanduser().resolve().parent
+    match = VERSION_RE.match(folder.parent.name) if folder.name == "checkpoints" else None
+    if match is None:
+        return None
+    version = int(match.group(1))
+    mine = (run_dir(root, name, version) / "checkpoints").expanduser()
+    return version if mine.is_dir() and mine.resolve() == folder else None
+
+
+def claim_version(root: str | Path, name: str, version: int) -> int:
+    """Create ``version_<version>`` of run ``name`` (or the next free one) and return its number.
+
+    ``mkdir`` without ``exist_ok`` is atomic, so two runs started at once never share a folder.
+    """
+    while True:
+        folder = run_dir(root, name, version)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()
+            return version
+        except FileExistsError:
+            version += 1
 
 
 def write_config(directory: str | Path, config: dict) -> Path:

@@ -58,21 +58,24 @@ def _encode_scale(
 ) -> None:
     """Fill one scale's target (Tensor[B, 3, S, S, 6], zeros) in place from normalised cxcywh boxes."""
     size = target.shape[2]
-    ious = wh_iou(boxes[:, 2:], anchors)  # (N, 3)
+    ious = wh_iou(boxes[:, 2:].float(), anchors)  # (N, 3)
     ranked = torch.argsort(ious, dim=1, descending=True, stable=True)  # (N, 3) anchor ids, best first
-    gi = (boxes[:, 0] * size).floor().long().clamp_(0, size - 1)  # column
-    gj = (boxes[:, 1] * size).floor().long().clamp_(0, size - 1)  # row
+    # The course computes S * x in float64 (Python floats) and stores float32: the same here, so a
+    # centre on a grid line (x = 15/26 at S = 26) lands in the course's cell, bit for bit.
+    scaled = boxes.double() * size  # (N, 4) float64: S*x, S*y, S*w, S*h
+    gi = scaled[:, 0].floor().long().clamp_(0, size - 1)  # column (x = 1.0 stays in the last cell)
+    gj = scaled[:, 1].floor().long().clamp_(0, size - 1)  # row
     values = torch.stack(
         (
-            torch.ones_like(boxes[:, 0]),
-            boxes[:, 0] * size - gi,
-            boxes[:, 1] * size - gj,
-            boxes[:, 2] * size,
-            boxes[:, 3] * size,
-            labels.to(boxes.dtype),
+            torch.ones_like(scaled[:, 0]),
+            scaled[:, 0] - gi,
+            scaled[:, 1] - gj,
+            scaled[:, 2],
+            scaled[:, 3],
+            labels.to(scaled.dtype),
         ),
         dim=1,
-    )  # (N, 6)
+    ).to(target.dtype)  # (N, 6), rounded to float32 once, as the course's torch.tensor(...) does
     rank = _rank_in_group((batch_idx * size + gj) * size + gi)
     rounds = int(rank.max()) + 1 if rank.numel() else 0
     for r in range(rounds):  # one pass per depth of cell sharing, usually a single pass
@@ -104,7 +107,8 @@ def encode(
     """Ground truth of a whole batch -> the three per-scale target tensors.
 
     Args:
-        boxes (Tensor[N, 4]): normalised (cx, cy, w, h), fractions of the image side.
+        boxes (Tensor[N, 4]): normalised (cx, cy, w, h), fractions of the image side; float64
+            boxes are used as they are (the course's Python floats), float32 ones exactly widened.
         labels (Tensor[N]): class indices.
         batch_idx (Tensor[N]): image index of each box, in [0, batch_size).
         batch_size: B.
@@ -116,7 +120,8 @@ def encode(
         (Tensor[B, 3, S, S, 6] for S = image_size/32, /16, /8), on ``boxes.device``, float32.
     """
     device = boxes.device
-    boxes = boxes.to(torch.float32)
+    if not boxes.is_floating_point():
+        boxes = boxes.to(torch.float32)
     anchor_t = _anchor_tensor(anchors, device)
     labels, batch_idx = labels.to(device).long(), batch_idx.to(device).long()
     targets = []

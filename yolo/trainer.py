@@ -24,7 +24,9 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, metric_key,
 )
-from yolo.runs import resolve_resume, run_dir, truncate_metrics, write_config
+from yolo.checkpoint import read_training_checkpoint
+from yolo.config_checks import ConfigError, check_config
+from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
 
 
 # The run version shared by all processes of one run (set it on every node for multi-node DDP).
@@ -298,12 +300,18 @@ class FreezeBackbone(Callback):
 
 def checkpoint_callbacks(directory: Path, config: TrainConfig) -> list[Callback]:
     """last.ckpt every N steps and at every epoch end (one file, no "-v1" copies), and the best
-    checkpoint by validation mAP@0.5 on the epochs that compute it."""
+    checkpoint by validation mAP@0.5 on the epochs that compute it.
+
+    The epoch-end copy is a top-1 checkpoint named "last" with no monitor: Lightning writes
+    ``save_last`` files only in a step where a top-k checkpoint was saved (and at the end of
+    training), so a ``save_top_k=0, save_last=True`` callback would write nothing at epoch ends.
+    """
     folder = directory / "checkpoints"
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0,
                         every_n_train_steps=config.checkpoint_every, enable_version_counter=False),
-        ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0, enable_version_counter=False),
+        ModelCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
+                        save_top_k=1, every_n_epochs=1, enable_version_counter=False),
     ]
     if config.map_every > 0:
         callbacks.append(ModelCheckpoint(
@@ -335,9 +343,11 @@ def find_lr(trainer: pl.Trainer, module, datamodule, config: TrainConfig) -> Non
 
 def fit(config: TrainConfig) -> Path:
     """Train (or resume) as configured; returns the run folder."""
+    check_config(config)  # every setting, before any folder, index or process is made
     config = resolve(config)
     pl.seed_everything(config.seed, workers=True)
     ckpt_path, version = resolve_resume(config.log_dir, config.name, config.resume)
+    own = ckpt_path is not None and own_version(ckpt_path, config.log_dir, config.name) is not None
     # DDP: Lightning re-runs this script for ranks > 0 with the parent's environment, so the
     # version chosen by the first process travels in an environment variable (set it by hand on
     # every node for multi-node runs); it is restored afterwards so a later fit() starts afresh.
@@ -345,6 +355,12 @@ def fit(config: TrainConfig) -> Path:
     previous = os.environ.get(VERSION_ENV)
     if previous and (child or config.num_nodes > 1):
         version = int(previous)
+    elif not own and not child:  # a new folder, made atomically: a run started at once gets the next
+        version = claim_version(config.log_dir, config.name, version)
+    if ckpt_path is not None and not own and not child:
+        print(f"{ckpt_path} is not a checkpoint of {run_dir(config.log_dir, config.name, version).parent}: "
+              f"continuing it in a new run folder, {run_dir(config.log_dir, config.name, version)} "
+              "(the run it came from is not modified)", file=sys.stderr)
     os.environ[VERSION_ENV] = str(version)
     try:
         return _fit(config, ckpt_path, version, child)
@@ -357,8 +373,9 @@ def fit(config: TrainConfig) -> Path:
 
 def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool) -> Path:
     directory = run_dir(config.log_dir, config.name, version)
-    if ckpt_path is not None and not child:
-        step = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"])
+    resumed = read_training_checkpoint(ckpt_path) if ckpt_path is not None else None
+    if resumed is not None and not child:
+        step = resumed[1]
         dropped = truncate_metrics(directory / "metrics.csv", step)
         print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
               file=sys.stderr)
@@ -366,6 +383,9 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
     datamodule = build_datamodule(config)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if resumed is not None and resumed[0].num_classes != datamodule.num_classes:
+        raise ConfigError(f"--resume {ckpt_path}: the checkpoint has {resumed[0].num_classes} classes, "
+                          f"the dataset {datamodule.num_classes}; resume with the dataset it was trained on")
     module = build_module(config, datamodule.num_classes, list(datamodule.classes))
     if config.init and ckpt_path is None:  # a resumed run continues its own weights instead
         init_weights(module, config.init, list(datamodule.classes))

@@ -24,7 +24,13 @@ def _check(args: argparse.Namespace) -> int:
     if args.classes:
         p = Path(args.classes)
         classes = [c.strip() for c in p.read_text().splitlines() if c.strip()] if p.is_file() else args.classes.split(",")
-    report = check_dataset(args.path, args.split or None, classes, args.cache_dir, progress=not args.quiet)
+    from yolo.data.layout import DataLayoutError
+
+    try:
+        report = check_dataset(args.path, args.split or None, classes, args.cache_dir, progress=not args.quiet)
+    except DataLayoutError as e:  # not a dataset, a missing split, a split list linked from outside
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(report.format_text(None if args.max_problems == 0 else args.max_problems))
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=1))

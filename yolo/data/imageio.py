@@ -10,12 +10,14 @@ that is needed, and honouring or ignoring EXIF orientation as the index decided.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF")  # PIL format names OpenCV decodes
 _JPEG_EOI = b"\xff\xd9"
 _PNG_IEND = b"IEND"
 # EXIF orientations 5-8 swap width and height when applied.
@@ -24,6 +26,13 @@ _CONVERTED_MODES = {"L": "grayscale", "LA": "grayscale+alpha", "RGBA": "alpha", 
                     "PA": "palette+alpha", "CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit",
                     "I;16L": "16-bit", "I": "32-bit integer", "F": "float", "1": "1-bit",
                     "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV"}
+
+
+# Images the pipeline refuses at index time (reported, never fatal):
+MAX_PIXELS = 2 * 89_478_485  # PIL's decompression-bomb limit (~179 megapixels); larger headers are refused
+MIN_SIDE = 8  # pixels: a side below this holds nothing to detect
+MAX_ASPECT = 32.0  # long / short side: at the smallest input (32 px) the short side still gets >= 1 pixel,
+#                    so letterbox, mosaic and the transforms never produce an empty image
 
 
 class ImageError(Exception):
@@ -83,13 +92,18 @@ def probe_image(path: str) -> ImageProbe:
     if size == 0:
         raise ImageError("image_unreadable", "zero-byte file")
     try:
-        with Image.open(path) as im:
-            fmt, mode, (w, h) = im.format or "", im.mode, im.size
-            orientation = int(im.getexif().get(0x0112, 1) or 1) if fmt in ("JPEG", "PNG", "WEBP", "TIFF") else 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                fmt, mode, (w, h) = im.format or "", im.mode, im.size
+                orientation = int(im.getexif().get(0x0112, 1) or 1) if fmt in ("JPEG", "PNG", "WEBP", "TIFF") else 1
+    except Image.DecompressionBombError as e:
+        raise ImageError("image_too_large", str(e).split(" could be")[0]) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageError("image_unreadable", f"not a readable image: {e}") from None
-    if w <= 0 or h <= 0:
-        raise ImageError("image_unreadable", f"bad image size {w}x{h}")
+    check_size(w, h)
+    if fmt not in DECODABLE_FORMATS:
+        raise ImageError("image_unsupported", f"{fmt or 'unknown'} image, not {'/'.join(DECODABLE_FORMATS)}")
     bits = 8
     if fmt == "PNG":
         with open(path, "rb") as f:
@@ -101,6 +115,19 @@ def probe_image(path: str) -> ImageProbe:
     if fmt == "PNG" and _PNG_IEND not in tail:
         raise ImageError("image_truncated", "PNG IEND chunk missing")
     return ImageProbe(w, h, mode, orientation if 1 <= orientation <= 8 else 1, fmt, bits)
+
+
+def check_size(width: int, height: int) -> None:
+    """Raise ``ImageError`` for a size the pipeline cannot use: empty, over ``MAX_PIXELS``, a side
+    under ``MIN_SIDE`` or an aspect ratio over ``MAX_ASPECT``."""
+    if width <= 0 or height <= 0:
+        raise ImageError("image_unreadable", f"bad image size {width}x{height}")
+    if width * height > MAX_PIXELS:
+        raise ImageError("image_too_large", f"{width}x{height} = {width * height / 1e6:.0f} megapixels "
+                                            f"(limit {MAX_PIXELS / 1e6:.0f})")
+    if min(width, height) < MIN_SIDE or max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageError("image_too_thin", f"{width}x{height}: needs sides >= {MIN_SIDE} px and an "
+                                           f"aspect ratio <= {MAX_ASPECT:g}:1")
 
 
 def reduction_for(long_side: int, max_side: int | None) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 
 from yolo.data.problems import Problem, problems_from_json, problems_to_json
 
-INDEX_VERSION = 1  # bump when the cached arrays change meaning
+INDEX_VERSION = 2  # bump when the cached arrays change meaning (2: paths kept inside the dataset, odd images refused)
 CACHE_DIRNAME = ".yolo_cache"
 
 
@@ -76,6 +76,46 @@ def sanitize_boxes(raw: np.ndarray, width: float, height: float, one_based: bool
               "box_zero_area": int(zero.sum()), "box_clipped": int(was_clipped.sum()),
               "box_outside": int(outside.sum())}
     return clipped[keep].astype(np.float32), keep, {k: v for k, v in counts.items() if v}
+
+
+# ------------------------------------------------------------------------------ containment
+def name_max(folder: Path) -> int:
+    """Longest file name the file system of ``folder`` takes (255 when it cannot be asked)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def inside(root: Path, folder: str, name: str, limit: int = 255) -> tuple[Path | None, str, str]:
+    """``root / folder / name`` when ``name`` (read from a split list or a CSV) is usable and the
+    path stays inside ``root``; else (None, problem kind, why). Nothing is opened.
+
+    Refused: an absolute ``name`` or one with a ``..`` part (kind ``path_outside``), a path that a
+    link (anywhere along it) resolves outside ``root`` (``path_outside``), a NUL byte or a name
+    part over ``limit`` bytes (``path_invalid``). ``root`` must already be resolved.
+    """
+    if "\0" in name or not name.strip():
+        return None, "path_invalid", f"name {name!r}"
+    given = Path(name)
+    if given.is_absolute() or ".." in given.parts:
+        return None, "path_outside", f"{name!r} leaves the dataset folder"
+    if any(len(part.encode("utf-8", "surrogateescape")) > limit for part in given.parts):
+        return None, "path_invalid", f"a name over {limit} bytes ({name[:32]}...)"
+    full = root / folder / given
+    try:
+        real = full.resolve()
+    except (OSError, RuntimeError) as e:  # a link loop, an unreadable folder
+        return None, "path_invalid", f"cannot resolve {name!r}: {e}"
+    if root not in real.parents:
+        return None, "path_outside", f"a link to {real}, outside the dataset folder"
+    return full, "", ""
+
+
+def is_link_problem(kind: str, detail: str) -> bool:
+    """True when ``inside`` refused a well-formed name because a link leads outside: the problem
+    is then reported against the link (``root / folder / name``), else against the list naming it."""
+    return kind == "path_outside" and detail.startswith("a link to ")
 
 
 # --------------------------------------------------------------------------------- the index

@@ -19,19 +19,31 @@ from yolo.data.index import (
     SourceIndex,
     dir_stats,
     file_signature,
+    inside,
+    is_link_problem,
+    name_max,
     progress_iter,
     sanitize_boxes,
 )
 from yolo.data.problems import Problem
 
 
-def read_csv_rows(path: Path) -> list[tuple[str, str]]:
-    """(image file, label file) rows of a split CSV, header skipped when present."""
+def read_csv_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[int]]:
+    """(line number, image file, label file) rows of a split CSV, header skipped when present,
+    and the line numbers of rows with fewer than two non-empty columns (blank lines ignored)."""
+    rows, short = [], []
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        rows = [(r[0].strip(), r[1].strip()) for r in csv.reader(f) if len(r) >= 2 and r[0].strip()]
-    if rows and not (Path(rows[0][0]).suffix.lower() in IMAGE_EXTENSIONS or rows[0][1].endswith(".txt")):
+        for line, r in enumerate(csv.reader(f), start=1):
+            cells = [c.strip() for c in r]
+            if not any(cells):
+                continue
+            if len(cells) < 2 or not cells[0] or not cells[1]:
+                short.append(line)
+                continue
+            rows.append((line, cells[0], cells[1]))
+    if rows and not (Path(rows[0][1]).suffix.lower() in IMAGE_EXTENSIONS or rows[0][2].endswith(".txt")):
         rows = rows[1:]  # a header such as "img,label"
-    return rows
+    return rows, short
 
 
 def parse_label_file(path: Path) -> tuple[list[str], np.ndarray, int]:
@@ -80,28 +92,38 @@ class KaggleSource:
         st = csv_path.stat()
         img, lab = dir_stats(self.directory / "images"), dir_stats(self.directory / "labels")
         parts = [f"{csv_path} {st.st_size} {st.st_mtime_ns}"]
-        parts += [f"{i} {img.get(i)} {t} {lab.get(t)}" for i, t in read_csv_rows(csv_path)]
+        parts += [f"{i} {img.get(i)} {t} {lab.get(t)}" for _, i, t in read_csv_rows(csv_path)[0]]
         return file_signature(parts)
 
     def build(self, progress: bool = True) -> SourceIndex:
-        rows = read_csv_rows(self.directory / self.csv)
-        entries, problems, seen = [], [], set()
-        for image_name, label_name in progress_iter(rows, f"indexing {self.name}", progress):
+        csv_path = self.directory / self.csv
+        rows, short = read_csv_rows(csv_path)
+        problems = [Problem.make("row_malformed", str(csv_path), f"row {line}") for line in short]
+        entries, seen = [], set()
+        root = self.directory.resolve()  # nothing outside it is opened (``inside``)
+        limit = name_max(root)
+        for line, image_name, label_name in progress_iter(rows, f"indexing {self.name}", progress):
+            found = [inside(root, folder, name, limit) for folder, name in (("labels", label_name), ("images", image_name))]
+            bad = [(kind, f"{folder}/{name[:80]}: {why}" if is_link_problem(kind, why) else why)
+                   for (_, kind, why), (folder, name) in zip(found, (("labels", label_name), ("images", image_name)))
+                   if kind]
+            if bad:
+                problems.append(Problem.make(bad[0][0], str(csv_path), f"row {line}: {bad[0][1]}"))
+                continue
             id_ = Path(image_name).stem
             if id_ in seen:
-                problems.append(Problem.make("duplicate_id", str(self.directory / self.csv), id_))
+                problems.append(Problem.make("duplicate_id", str(csv_path), f"row {line}: {id_}"))
                 continue
             seen.add(id_)
-            entry = self._read_row(id_, image_name, label_name, problems)
+            entry = self._read_row(id_, image_name, found[0][0], found[1][0], problems)
             if entry is not None:
                 entries.append(entry)
         return SourceIndex.from_entries(self.name, str(self.directory), "index", entries, problems)
 
-    def _read_row(self, id_: str, image_name: str, label_name: str, problems: list[Problem]) -> Entry | None:
-        label_path = self.directory / "labels" / label_name
-        image_path = self.directory / "images" / image_name
+    def _read_row(self, id_: str, image_name: str, label_path: Path, image_path: Path,
+                  problems: list[Problem]) -> Entry | None:
         if not label_path.is_file():
-            problems.append(Problem.make("annotation_missing", str(label_path), f"row {image_name},{label_name}"))
+            problems.append(Problem.make("annotation_missing", str(label_path), f"for {image_name}"))
             return None
         try:
             names, cxcywh, bad = parse_label_file(label_path)

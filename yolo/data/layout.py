@@ -81,8 +81,18 @@ def available_splits(root: str | Path) -> list[str]:
     return out
 
 
+def _check_list_inside(listing: Path, folder: Path) -> None:
+    """A split list (VOC split .txt, Kaggle .csv) must not be a link out of its dataset folder:
+    its lines would be read (and echoed in reports) from a file outside the dataset."""
+    real, base = listing.resolve(), folder.resolve()
+    if base not in real.parents:
+        raise DataLayoutError(f"{listing} is a link to {real}, outside the dataset folder {base}; "
+                              "copy the split list into the dataset instead")
+
+
 def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | KaggleSource]:
-    """Split specs -> readable sources; raises ``DataLayoutError`` for a missing one."""
+    """Split specs -> readable sources; raises ``DataLayoutError`` for a missing one or for a
+    split list that is a link out of the dataset folder."""
     root = Path(root).expanduser()
     fmt = detect_format(root)
     sources: list[VOCSource | KaggleSource] = []
@@ -91,6 +101,7 @@ def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | 
             name = spec if spec.endswith(".csv") else f"{spec.split('/')[-1]}.csv"
             if not (root / name).is_file():
                 raise DataLayoutError(f"no {name} in {root}; available: {available_splits(root)}")
+            _check_list_inside(root / name, root)
             sources.append(KaggleSource(root, name))
             continue
         years = voc_year_dirs(root)
@@ -103,6 +114,8 @@ def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | 
         found = [VOCSource(d, split) for d in candidates if (d / "ImageSets" / "Main" / f"{split}.txt").is_file()]
         if not found:
             raise DataLayoutError(f"split {spec!r} not found under {root}; available: {available_splits(root)}")
+        for source in found:
+            _check_list_inside(source.split_file, source.directory)
         sources += found
     return sources
 
@@ -139,7 +152,7 @@ def find_classes_file(root: str | Path) -> Path | None:
     years = voc_year_dirs(root) if root.is_dir() else {}
     if len(years) == 1:
         candidates.append(next(iter(years.values())) / CLASSES_FILE)
-    return next((c for c in candidates if c.is_file()), None)
+    return next((c for c in candidates if c.is_file() and root.resolve() in c.resolve().parents), None)
 
 
 def load_classes(root: str | Path, classes: Sequence[str] | None = None) -> tuple[str, ...]:

@@ -21,6 +21,9 @@ from yolo.data.index import (
     SourceIndex,
     dir_stats,
     file_signature,
+    inside,
+    is_link_problem,
+    name_max,
     progress_iter,
     sanitize_boxes,
 )
@@ -159,10 +162,16 @@ def read_split_ids(split_file: Path) -> list[str]:
 
 
 def image_lookup(names) -> dict[str, str]:
-    """{stem: file name} of the image files among ``names`` (.jpg preferred for a shared stem)."""
+    """{stem: file name} of the files among ``names``: .jpg preferred for a shared stem, then the
+    other image extensions, then any other file (probed, so a GIF or a text file saved in
+    JPEGImages/ is reported as what it is, not as a missing .jpg)."""
+    def rank(name: str) -> tuple[int, str]:
+        suffix = Path(name).suffix.lower()
+        return (0 if suffix == ".jpg" else 1 if suffix in IMAGE_EXTENSIONS else 2), name
+
     out: dict[str, str] = {}
-    for name in sorted(names, key=lambda n: (not n.lower().endswith(".jpg"), n)):
-        if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+    for name in sorted(names, key=rank):
+        if not name.startswith("."):
             out.setdefault(Path(name).stem, name)
     return out
 
@@ -203,19 +212,29 @@ class VOCSource:
         """Parse every annotation of the split (with a progress bar) into a ``SourceIndex``."""
         ids = read_split_ids(self.split_file)
         lookup = image_lookup(dir_stats(self.directory / "JPEGImages"))
-        ann_dir, img_dir = self.directory / "Annotations", self.directory / "JPEGImages"
+        root = self.directory.resolve()  # nothing outside it is opened (``inside``)
+        limit = name_max(root)
         entries, problems, seen = [], [], set()
         for id_ in progress_iter(ids, f"indexing {self.name}", progress):
             if id_ in seen:
                 problems.append(Problem.make("duplicate_id", str(self.split_file), id_))
                 continue
             seen.add(id_)
-            ann_path = ann_dir / f"{id_}.xml"
+            ann_path, kind, why = inside(root, "Annotations", f"{id_}.xml", limit)
+            if ann_path is None:
+                link = is_link_problem(kind, why)
+                where = self.directory / "Annotations" / f"{id_}.xml" if link else self.split_file
+                problems.append(Problem.make(kind, str(where), why if link else f"id {id_[:80]!r}: {why}"))
+                continue
             if not ann_path.is_file():
                 problems.append(Problem.make("annotation_missing", str(ann_path), f"id {id_} in {self.split_file.name}"))
                 continue
             image_name = lookup.get(id_, f"{id_}.jpg")
-            entry = read_entry(ann_path, img_dir / image_name, f"JPEGImages/{image_name}", id_, problems)
+            image_path, kind, why = inside(root, "JPEGImages", image_name, limit)
+            if image_path is None:
+                problems.append(Problem.make(kind, str(self.directory / "JPEGImages" / image_name), why))
+                continue
+            entry = read_entry(ann_path, image_path, f"JPEGImages/{image_name}", id_, problems)
             if entry is not None:
                 entries.append(entry)
         return SourceIndex.from_entries(self.name, str(self.directory), "name", entries, problems)
