@@ -18,9 +18,10 @@ first, as the library's ``postprocess`` computes them:
 
 The file's metadata_props hold class_names, anchors and image_size (JSON). The confidence
 threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export (``--conf``,
-``--iou``, ``--top-k``, ``--max-det``). NMS is ``torchvision.ops.nms`` (ONNX NonMaxSuppression,
-opset >= 11) over boxes shifted apart per (image, class), so one call is
-class-aware and keeps images apart, for any batch size.
+``--iou``, ``--top-k``, ``--max-det``). Boxes are clipped to the S x S input, then ONNX
+NonMaxSuppression (opset >= 11) runs with its own batching: boxes (B, k, 4) and one score row per
+class (B, C, k), so each (image, class) is suppressed alone, with no coordinate offset to round
+(the library's ``postprocess`` does the same with exact float64 offsets, ``grouped_nms``).
 """
 
 from __future__ import annotations
@@ -34,15 +35,56 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import nms
 
 from yolo.checkpoint import CheckpointError, build_model, read_checkpoint
 from yolo.config import STRIDES, PostprocessConfig
+from yolo.postprocess import grouped_nms
 from yolo.targets import decode_cells, unravel_cells
 
 OPSET = 17
 RAW_OUTPUTS = ("out32", "out16", "out8")
 NMS_OUTPUTS = ("image", "boxes", "scores", "labels")
+
+
+def stable_order(key: Tensor, descending: bool = False) -> Tensor:
+    """Indices that sort ``key`` (Tensor[N]), equal keys in their input order.
+
+    The exporter has no ``stable=True`` sort; a plain one becomes ONNX ``TopK``, whose ties go
+    to the lower index (ONNX spec; checked for ONNX Runtime), i.e. stable too."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.sort(key, descending=descending).indices
+    return torch.sort(key, descending=descending, stable=True).indices
+
+
+class BatchedNMS(torch.autograd.Function):
+    """Per-(image, class) NMS: ONNX ``NonMaxSuppression`` in the graph, ``grouped_nms`` in PyTorch.
+
+    ``apply(boxes (Tensor[B, k, 4]) xyxy, scores (Tensor[B, C, k]), iou_threshold, score_threshold)``
+    -> selected (Tensor[n, 3]) int64 rows (image, class, box index), like ONNX's ``selected_indices``:
+    within each (image, class) the boxes whose score is > score_threshold (ONNX Runtime's rule,
+    measured; the spec's text reads ">="), suppressed where IoU > iou_threshold,
+    every box of a class kept if it survives (max_output_boxes_per_class = k). Each group is
+    suppressed alone (no coordinate offset), so the result does not depend on the other groups.
+    The eager forward is the library's exact ``yolo.postprocess.grouped_nms``, so PyTorch and ONNX
+    Runtime select the same boxes (up to float32 IoU ties at the threshold); its rows come by
+    image, class, then decreasing score, as ONNX Runtime orders them.
+    """
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float) -> Tensor:
+        image, cls, box = torch.nonzero(scores > score_threshold, as_tuple=True)
+        kept = grouped_nms(boxes[image, box], scores[image, cls, box], image * scores.shape[1] + cls, iou_threshold)
+        selected = torch.stack((image, cls, box), 1)[kept]  # by decreasing score
+        group = selected[:, 0] * scores.shape[1] + selected[:, 1]
+        return selected[torch.sort(group, stable=True).indices]
+
+    @staticmethod
+    def symbolic(g, boxes, scores, iou_threshold: float, score_threshold: float):
+        max_per_class = g.op("Shape", boxes)  # (B, k, 4): keep up to k boxes of a class
+        max_per_class = g.op("Gather", max_per_class, g.op("Constant", value_t=torch.tensor([1])), axis_i=0)
+        return g.op("NonMaxSuppression", boxes, scores, max_per_class,
+                    g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+                    g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)))
 
 
 class DetectionGraph(nn.Module):
@@ -82,20 +124,27 @@ class DetectionGraph(nn.Module):
         boxes, scores, labels = self.decode(self.model(images))
         b, m = scores.shape
         scores, best = scores.topk(min(self.top_k, m), dim=1)  # (B, k), best first
-        boxes = boxes.gather(1, best[..., None].expand(-1, -1, 4)).reshape(-1, 4)
-        labels = labels.gather(1, best).reshape(-1)
-        image = torch.arange(b, device=images.device)[:, None].expand_as(best).reshape(-1)
-        span = boxes.max() - boxes.min() + 1  # groups shifted this far apart never overlap
-        scores = scores.reshape(-1)
-        keep = scores > self.config.conf_threshold
-        boxes, scores, labels, image = boxes[keep], scores[keep], labels[keep], image[keep]
-        groups = image if self.config.class_agnostic else image * self.num_classes + labels
-        kept = nms(boxes + (groups.to(boxes.dtype) * span)[:, None], scores, self.config.iou_threshold)
-        # at most max_detections per image: rank of each kept detection within its image
-        mine = (image[kept][:, None] == torch.arange(b, device=images.device)[None]).long()  # (K, B)
+        boxes = boxes.gather(1, best[..., None].expand(-1, -1, 4)).clamp(0, self.image_size)  # (B, k, 4)
+        labels = labels.gather(1, best)  # (B, k)
+        conf = self.config.conf_threshold
+        scores = scores * (scores > conf)  # 0 at or below the threshold: dropped by NMS under > or >=
+        if self.config.class_agnostic:
+            by_class = scores[:, None]  # (B, 1, k)
+        else:  # (B, C, k): each candidate's score in its own class row, 0 in the others
+            classes = torch.arange(self.num_classes, device=images.device)
+            by_class = scores[:, None] * (labels[:, None] == classes[None, :, None])
+        selected = BatchedNMS.apply(boxes, by_class, self.config.iou_threshold, conf)  # (n, 3): image, class, box
+        image, rows = selected[:, 0], selected[:, 0] * scores.shape[1] + selected[:, 2]
+        boxes, scores, labels = boxes.reshape(-1, 4)[rows], scores.reshape(-1)[rows], labels.reshape(-1)[rows]
+        # best first within each image: two stable sorts
+        order = stable_order(scores, descending=True)
+        order = order[stable_order(image[order])]
+        image, boxes, scores, labels = image[order], boxes[order], scores[order], labels[order]
+        # at most max_detections per image: rank of each detection within its image
+        mine = (image[:, None] == torch.arange(b, device=images.device)[None]).long()  # (K, B)
         rank = (mine.cumsum(0) * mine).sum(1)
-        kept = kept[rank <= self.config.max_detections]
-        return image[kept], boxes[kept], scores[kept], labels[kept]
+        keep = rank <= self.config.max_detections
+        return image[keep], boxes[keep], scores[keep], labels[keep]
 
     @property
     def num_classes(self) -> int:
