@@ -158,3 +158,65 @@ def test_bad_arguments_say_so(checkpoint, tmp_path):
         main([str(path), "--onnx", str(tmp_path / "x.onnx"), "--image-size", "100"])
     with pytest.raises(SystemExit, match="not found"):
         main([str(tmp_path / "missing.pt"), "--onnx", str(tmp_path / "x.onnx")])
+
+
+# ------------------------------------------------------------------ one huge box, other images
+class FixedOutputs(torch.nn.Module):
+    """A stand-in network: the first B images of fixed raw outputs, whatever the input images."""
+
+    num_classes = 20
+
+    def __init__(self, outputs: list[torch.Tensor]) -> None:
+        super().__init__()
+        for i, out in enumerate(outputs):
+            self.register_buffer(f"out{i}", out)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        zero = images.mean() * 0  # keeps the input in the graph
+        return [getattr(self, f"out{i}")[: images.shape[0]] + zero for i in range(3)]
+
+
+def huge_box_outputs() -> list[torch.Tensor]:
+    """Raw outputs (4 images, 416 px, 20 classes) of the library's huge-box case
+    (tests/test_postprocess.py): image 0 holds one box e^10 x its anchor (millions of px, clipped
+    to the image), image 3 two class-19 boxes with IoU 0.83 (a duplicate that float32 offsets of
+    (image, class) groups let survive); image 2 the same pair as classes 19 and 7 (kept apart
+    by class-aware NMS, merged by class-agnostic NMS)."""
+    outputs = [torch.full((4, 3, s, s, 25), -30.0) for s in (13, 26, 52)]
+    outputs[0][0, 2, 6, 6, :5] = torch.tensor([5.0, 0, 0, 10.0, 10.0])
+    outputs[0][0, 2, 6, 6, 5 + 5] = 5.0
+    pair = ((1, [4.0, 0.02, 1.63, 0.184, -0.376]), (2, [3.0, 1.02, 1.63, -0.509, -0.2216]))
+    for image, classes in ((3, (19, 19)), (2, (19, 7))):
+        for (anchor, row), label in zip(pair, classes):
+            outputs[2][image, anchor, 18, 8, :5] = torch.tensor(row)
+            outputs[2][image, anchor, 18, 8, 5 + label] = 5.0
+    return outputs
+
+
+@pytest.mark.parametrize("class_agnostic", [False, True])
+def test_nms_graph_keeps_what_postprocess_keeps_next_to_a_huge_box(tmp_path, class_agnostic):
+    from yolo.export import DetectionGraph, export_onnx
+    from yolo.postprocess import candidates
+
+    outputs = huge_box_outputs()
+    boxes, _, _, images = candidates(outputs, 0.05)
+    pair = boxes[images == 3]
+    assert 0.82 < float(box_iou(pair[:1], pair[1:])) < 0.84 and float(boxes.max()) > 1e6
+    config = PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45, pre_nms_top_k=1000,
+                               class_agnostic=class_agnostic)
+    want = postprocess(outputs, config)
+    assert [len(d["scores"]) for d in want] == [1, 0, 1 if class_agnostic else 2, 1]
+    model = FixedOutputs(outputs)
+    x = torch.zeros(4, 3, 416, 416)
+    onnx = export_onnx(model, tmp_path / "huge.onnx", 416, ANCHORS, nms_in_graph=True, dynamic_batch=True,
+                       config=config, top_k=1000)
+    with torch.no_grad():
+        eager = split_detections(*DetectionGraph(model, 416, ANCHORS, config).eval()(x), 4)
+    graph = split_detections(*run_onnx(onnx_session(onnx), x), 4)
+    for got in (graph, eager):
+        assert [len(g["scores"]) for g in got] == [len(w["scores"]) for w in want]  # the duplicate goes
+        for g, w in zip(got, want):
+            assert torch.equal(g["labels"], w["labels"])
+            torch.testing.assert_close(g["boxes"], w["boxes"], rtol=0, atol=1e-3)
+            torch.testing.assert_close(g["scores"], w["scores"], rtol=0, atol=1e-5)
+    assert float(graph[0]["boxes"].max()) == 416  # clipped to the image
