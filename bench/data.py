@@ -14,8 +14,7 @@ figures are printed alone.
 Equal work: neither loader converts to float nor encodes targets (both trainers do that on the
 device). Ultralytics' ``Format`` copies every image into contiguous (3, H, W); this project's
 batch is a channels-last view of the stacked (H, W, 3) images (the model takes it as is), so the
-project is also reported with that copy added (``images.contiguous()`` timed inside the same
-passes). Ultralytics draws mosaic partners from a buffer of recent images, the project from the
+project is also reported with that copy added (``to_nchw``, timed inside the same passes). Ultralytics draws mosaic partners from a buffer of recent images, the project from the
 batch (each image decoded once per batch) or, cached, from the whole dataset.
 
     python -m bench.data                            # the issue's measurement (pins itself to one core)
@@ -38,6 +37,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -55,6 +55,13 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc-mi
 SCRATCH = Path(__file__).resolve().parent / "scratch"
 
 
+def to_nchw(images: torch.Tensor) -> torch.Tensor:
+    """A channels-last (B, 3, H, W) uint8 batch copied to contiguous (B, 3, H, W), Ultralytics'
+    layout (``cv2.split`` per image: about 2.5x faster than ``images.contiguous()`` on one core)."""
+    hwc = images.permute(0, 2, 3, 1).numpy()
+    return torch.from_numpy(np.stack([np.stack(cv2.split(im)) for im in hwc]))
+
+
 def run_epoch(loader: DataLoader, limit: int, key: str = "images", nchw: bool = False) -> dict[str, float]:
     """Iterate ``loader`` to ``limit`` samples: samples, wall seconds, CPU seconds of this process,
     and (``nchw``) the CPU seconds of copying each batch's images to contiguous (B, 3, H, W)."""
@@ -63,7 +70,7 @@ def run_epoch(loader: DataLoader, limit: int, key: str = "images", nchw: bool = 
         images = batch[key]
         if nchw:
             c1 = time.process_time()
-            images.contiguous()
+            to_nchw(images)
             copy_cpu += time.process_time() - c1
         n += images.shape[0]
         if n >= limit:
@@ -226,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nper CPU-second: samples / CPU time of this process (other load on the machine cancels out); "
           f"load average {load:.1f}")
-    print("'project + NCHW copy' adds images.contiguous() per batch (Ultralytics' layout); neither side converts "
-          "to float or encodes targets")
+    print("'project + NCHW copy' adds a copy of each batch to contiguous (B, 3, H, W), Ultralytics' layout; "
+          "neither side converts to float or encodes targets")
     print(f"index build {index_s:.2f} s; project RAM cache fill {fill_s:.2f} s for {cache.nbytes / 2**20:.0f} MiB "
           f"({len(index) / fill_s:.0f} images/s, one thread)")
     if not args.no_write:

@@ -56,10 +56,14 @@ def yolo_dataset(images: Path, classes, size: int, mosaic: float, batch: int, ca
     """Ultralytics' ``YOLODataset`` as its trainer builds it for training (default
     hyper-parameters, ``mosaic`` probability, rectangular batches off), optionally with its RAM
     image cache."""
+    import contextlib
+    import io
+
     from ultralytics.cfg import get_cfg
     from ultralytics.data.dataset import YOLODataset
 
     hyp = get_cfg(overrides={"mosaic": mosaic, "imgsz": size})
-    return YOLODataset(img_path=str(images), imgsz=size, batch_size=batch, augment=True, hyp=hyp,
-                       rect=False, cache="ram" if cache else False, stride=32, pad=0.0, prefix="",
-                       data={"names": dict(enumerate(classes)), "channels": 3}, task="detect")
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):  # progress bars
+        return YOLODataset(img_path=str(images), imgsz=size, batch_size=batch, augment=True, hyp=hyp,
+                           rect=False, cache="ram" if cache else False, stride=32, pad=0.0, prefix="",
+                           data={"names": dict(enumerate(classes)), "channels": 3}, task="detect")

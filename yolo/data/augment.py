@@ -25,6 +25,7 @@ depend on whether colour is on.
 
 from __future__ import annotations
 
+import math
 import random
 
 import albumentations as A
@@ -43,30 +44,34 @@ def affine_matrix(size: int, scale: tuple[float, float], translate: tuple[float,
         scale: (sx, sy) zoom factors; translate: (tx, ty) in pixels; rotate: degrees
             (counter-clockwise on screen); shear: (x, y) in degrees; flip: mirror left-right after.
     Returns:
-        ndarray[3, 3] float64 mapping continuous pixel (x, y, 1) of the input to the output, composed
-        in Albumentations' order: centre -> scale -> rotate -> shear -> translate -> back.
+        ndarray[3, 3] float64 mapping continuous pixel (x, y, 1) of the input to the output:
+        ``back @ shear @ rotate @ zoom @ to_origin`` (Albumentations' order), then the flip.
     """
     c = size / 2.0
-    r, shx, shy = np.deg2rad(rotate), np.deg2rad(shear[0]), np.deg2rad(shear[1])
-    to_origin = np.array([[1.0, 0, -c], [0, 1, -c], [0, 0, 1]])
-    zoom = np.diag([scale[0], scale[1], 1.0])
-    rot = np.array([[np.cos(r), np.sin(r), 0], [-np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    sh = np.array([[1, np.tan(shx), 0], [np.tan(shy), 1, 0], [0, 0, 1]])
-    back = np.array([[1.0, 0, c + translate[0]], [0, 1, c + translate[1]], [0, 0, 1]])
-    m = back @ sh @ rot @ zoom @ to_origin
+    r = math.radians(rotate)
+    cos, sin = math.cos(r), math.sin(r)
+    kx, ky = math.tan(math.radians(shear[0])), math.tan(math.radians(shear[1]))
+    # shear @ rotate, then the zoom on the columns
+    a = np.array([[cos - kx * sin, sin + kx * cos], [ky * cos - sin, ky * sin + cos]]) * (scale[0], scale[1])
+    m = np.empty((3, 3))
+    m[:2, :2] = a
+    m[:2, 2] = c - a @ (c, c) + translate
+    m[2] = (0.0, 0.0, 1.0)
     if flip:
-        m = np.array([[-1.0, 0, size], [0, 1, 0], [0, 0, 1]]) @ m
+        m[0] = -m[0]
+        m[0, 2] += size
     return m
 
 
 def random_affine(rng: np.random.Generator, size: int, cfg: AugConfig) -> np.ndarray:
-    """A random ``affine_matrix`` with ``cfg``'s ranges (uniform draws; see the module docstring)."""
-    t = rng.uniform(-cfg.translate, cfg.translate, 2) * size
-    shear = -rng.uniform(-cfg.shear, cfg.shear, 2)
-    scale = rng.uniform(cfg.scale[0], cfg.scale[1], 2)
-    rotate = rng.uniform(-cfg.degrees, cfg.degrees)
-    flip = bool(rng.random() < cfg.flip_p)
-    return affine_matrix(size, (scale[0], scale[1]), (t[0], t[1]), rotate, (shear[0], shear[1]), flip)
+    """A random ``affine_matrix`` with ``cfg``'s ranges: independent uniform draws of the shift
+    (x, y), shear (x, y), zoom (x, y) and rotation, and the flip with probability ``flip_p``."""
+    u = rng.random(8)
+    t = (2 * u[0:2] - 1) * (cfg.translate * size)
+    shear = (2 * u[2:4] - 1) * cfg.shear
+    scale = cfg.scale[0] + u[4:6] * (cfg.scale[1] - cfg.scale[0])
+    rotate = (2 * u[6] - 1) * cfg.degrees
+    return affine_matrix(size, (scale[0], scale[1]), (t[0], t[1]), rotate, (shear[0], shear[1]), bool(u[7] < cfg.flip_p))
 
 
 def placement_matrix(image_shape: tuple[int, ...], placed) -> np.ndarray:
@@ -93,20 +98,22 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int, fill: int = FILL) -> 
 def affine_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Bounding boxes (ndarray[N, 4] float64, xyxy) of the mapped corners of ``boxes`` (xyxy)."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    xs, ys = b[:, [0, 2, 2, 0]], b[:, [1, 1, 3, 3]]
-    mx = matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]
-    my = matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]
-    return np.stack((mx.min(1), my.min(1), mx.max(1), my.max(1)), axis=1)
+    corners = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2) @ matrix[:2, :2].T + matrix[:2, 2]
+    return np.concatenate((corners.min(axis=1), corners.max(axis=1)), axis=1)
 
 
 # --------------------------------------------------------------------------------- colour
+_LEVELS = np.arange(256, dtype=np.float64)[:, None]
+
+
 def hsv_lut(hue: float, sat: float, val: float) -> np.ndarray:
     """(1, 256, 3) uint8 lookup table of an HSV shift on OpenCV's 8-bit HSV (hue 0..179):
-    hue modulo 180, saturation and value saturated to 0..255, saturation 0 kept at 0."""
-    x = np.arange(256, dtype=np.float64)
-    lut = np.stack((np.mod(x + hue, 180), np.clip(np.rint(x + sat), 0, 255), np.clip(np.rint(x + val), 0, 255)), 1)
+    hue modulo 180, saturation and value saturated to 0..255, saturation 0 kept at 0; rounded as
+    Albumentations' ``shift_hsv`` rounds (hue down, saturation and value shifts toward zero)."""
+    lut = np.floor(_LEVELS + (hue, math.trunc(sat), math.trunc(val)))
+    lut[:, 0] %= 180
     lut[0, 1] = 0
-    return lut.astype(np.uint8).reshape(1, 256, 3)
+    return np.minimum(np.maximum(lut, 0), 255).astype(np.uint8).reshape(1, 256, 3)
 
 
 def shift_hsv(image: np.ndarray, hue: float, sat: float, val: float) -> np.ndarray:
@@ -118,8 +125,8 @@ def shift_hsv(image: np.ndarray, hue: float, sat: float, val: float) -> np.ndarr
 
 def brightness_contrast(image: np.ndarray, contrast: float, brightness: float) -> np.ndarray:
     """uint8 image * (1 + contrast) + brightness * 255, saturated (one lookup table)."""
-    lut = np.clip(np.arange(256, dtype=np.float32) * (1.0 + contrast) + brightness * 255.0, 0, 255)
-    return cv2.LUT(image, lut.astype(np.uint8))
+    lut = _LEVELS[:, 0] * (1.0 + contrast) + brightness * 255.0
+    return cv2.LUT(image, np.minimum(np.maximum(lut, 0), 255).astype(np.uint8))
 
 
 def light_transforms() -> A.Compose:
@@ -175,7 +182,7 @@ class TrainAugment:
         m = random_affine(self.rng, size, cfg)
         out = warp(image, m if pre is None else m @ pre, size)
         moved = affine_boxes(boxes, m)
-        clipped = np.clip(moved, 0, size)
+        clipped = np.minimum(np.maximum(moved, 0), size)
         keep = box_candidates(moved, clipped, cfg.min_side, cfg.min_visibility, cfg.max_aspect)
         if cfg.colour:
             out = colour_jitter(out, self.rng, cfg, self.light)

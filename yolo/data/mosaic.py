@@ -58,14 +58,12 @@ def mosaic_layout(shapes: np.ndarray, size: int, centre: Sequence[int]) -> tuple
             in window pixels (may extend past the window);
         visible (ndarray[4, 4] int64): ``placed`` clipped to the window [0, s]^2 (empty if x1 <= x0).
     """
-    shapes = np.asarray(shapes, dtype=np.float64).reshape(4, 2)
-    hw = np.maximum(1, np.round(shapes * (size / shapes.max(axis=1))[:, None])).astype(np.int64)
-    h, w = hw[:, 0], hw[:, 1]
-    xc, yc = int(centre[0]), int(centre[1])
-    x0 = np.array([xc - w[0], xc, xc - w[2], xc])
-    y0 = np.array([yc - h[0], yc - h[1], yc, yc])
-    placed = np.stack((x0, y0, x0 + w, y0 + h), axis=1) - size // 2
-    return placed, np.clip(placed, 0, size)
+    hw = [(max(1, round(h * (size / max(h, w)))), max(1, round(w * (size / max(h, w)))))
+          for h, w in np.asarray(shapes, dtype=np.float64).reshape(4, 2).tolist()]
+    xc, yc = int(centre[0]) - size // 2, int(centre[1]) - size // 2  # the centre in window pixels
+    corners = ((xc - hw[0][1], yc - hw[0][0]), (xc, yc - hw[1][0]), (xc - hw[2][1], yc), (xc, yc))
+    placed = np.array([(x, y, x + w, y + h) for (x, y), (h, w) in zip(corners, hw)], dtype=np.int64)
+    return placed, np.minimum(np.maximum(placed, 0), size)
 
 
 def place_boxes(boxes: np.ndarray, owner: np.ndarray, shapes: np.ndarray, placed: np.ndarray,
@@ -88,7 +86,7 @@ def place_boxes(boxes: np.ndarray, owner: np.ndarray, shapes: np.ndarray, placed
     sy = (p[:, 3] - p[:, 1]) / shapes[owner, 0]
     scale = np.stack((sx, sy, sx, sy), axis=1)
     moved = boxes * scale + p[:, [0, 1, 0, 1]]
-    clipped = np.clip(moved, v[:, [0, 1, 0, 1]], v[:, [2, 3, 2, 3]])
+    clipped = np.minimum(np.maximum(moved, v[:, [0, 1, 0, 1]]), v[:, [2, 3, 2, 3]])
     keep = box_candidates(moved, clipped, cfg.min_side, cfg.min_visibility, cfg.max_aspect)
     return clipped[keep].astype(np.float32), keep
 
