@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         profile(project(DetectionDataset(index))[0], limit)
         if version:
             print("\nUltralytics, no cache:")
-            profile(*ultralytics(False), top=18)
+            make, key = ultralytics(False)
+            profile(make, limit, key)
 
     passes: dict[str, dict[str, list]] = {}
     makers = {"project": project(DetectionDataset(index))}
