@@ -14,8 +14,12 @@ figures are printed alone.
 Equal work: neither loader converts to float nor encodes targets (both trainers do that on the
 device). Ultralytics' ``Format`` copies every image into contiguous (3, H, W); this project's
 batch is a channels-last view of the stacked (H, W, 3) images (the model takes it as is), so the
-project is also reported with that copy added (``to_nchw``, timed inside the same passes). Ultralytics draws mosaic partners from a buffer of recent images, the project from the
-batch (each image decoded once per batch) or, cached, from the whole dataset.
+project is also reported with that copy added (``to_nchw``, timed inside the same passes).
+Augmentations are each side's own defaults (same kinds: mosaic, one affine warp, flip, HSV,
+rare blur/CLAHE/grey); Ultralytics applies its HSV jitter to every sample, the project to 70%
+(``--hsv-p 1`` times the project jittering every sample too). Ultralytics draws mosaic partners
+from a buffer of recent images, the project from the batch (each image decoded once per batch)
+or, cached, from the whole dataset; both decode about one image per sample.
 
     python -m bench.data                            # the issue's measurement (pins itself to one core)
     python -m bench.data --repeats 5 --core 1 --profile
@@ -49,6 +53,7 @@ from yolo.data.datamodule import build_index
 from yolo.data.datasets import DetectionDataset, EvalDataset, ImageCache
 from yolo.data.mosaic import TrainDataset
 from yolo.data.multiscale import MultiScaleBatchSampler
+from yolo.data.transforms import AugConfig
 
 TARGET_RATIO = 1.2  # project / Ultralytics, samples per CPU-second, with and without the RAM cache
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc-mini"
@@ -135,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--samples", type=int, default=960, help="samples per timed pass (default 960, one epoch)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per pipeline; the median is reported")
+    p.add_argument("--hsv-p", type=float, default=None,
+                   help="the project's HSV jitter probability (default: AugConfig's 0.7; Ultralytics: every sample)")
     p.add_argument("--core", type=int, default=None, help="the core to pin to (default: the lowest allowed)")
     p.add_argument("--ultralytics", choices=("auto", "off"), default="auto",
                    help="compare with Ultralytics' YOLODataset when it is importable (default auto)")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/data.json")
     p.add_argument("--note", default="", help="free text stored with the results (e.g. how the run was prioritised)")
-    p.add_argument("--profile", action="store_true", help="also print the top functions by CPU time (cProfile), no cache")
+    p.add_argument("--profile", action="store_true",
+                   help="also print the top functions by CPU time (cProfile), no cache")
     args = p.parse_args(argv)
 
     core = pin(args.core)
@@ -160,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         index_s = time.perf_counter() - t0
         eval_index = build_index([root], ["val"], VOC_CLASSES, cache_dir, progress=False)
     limit = min(args.samples, len(index) // args.batch * args.batch)
+    aug = AugConfig() if args.hsv_p is None else AugConfig(hsv_p=args.hsv_p)
 
     def project(base: DetectionDataset):
-        ds = TrainDataset(base, args.size, args.mosaic, seed=0)
+        ds = TrainDataset(base, args.size, args.mosaic, aug=aug, seed=0)
 
         def make(epoch: int) -> DataLoader:
             sampler = MultiScaleBatchSampler(len(ds), args.batch, (args.size,), seed=0)
@@ -179,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         return make, "img"
 
     if version:
-        images = ultralytics_data.yolo_folder(index, SCRATCH / f"ultralytics-{root.name}-{args.split.replace('/', '-')}")
+        folder = SCRATCH / f"ultralytics-{root.name}-{args.split.replace('/', '-')}"
+        images = ultralytics_data.yolo_folder(index, folder)
     if args.profile:
         print("\nproject, no cache:")
         profile(project(DetectionDataset(index))[0], limit)
@@ -228,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                  "min": evf["cpu_min"], "max": evf["cpu_max"], "wall samples/s": evf["median"],
                  "x Ultralytics": "-", "paired (min..max)": "-", "target": "-", "met": "-"})
     print_table(rows, f"training data pipelines on core {core}: {args.split} of {root.name} ({len(index)} images), "
-                      f"size {args.size}, mosaic {args.mosaic}, batch {args.batch}, decode included, "
-                      f"{args.repeats} interleaved passes of {limit} samples each"
+                      f"size {args.size}, mosaic {args.mosaic}, project HSV p {aug.hsv_p}, batch {args.batch}, "
+                      f"decode included, {args.repeats} interleaved passes of {limit} samples each"
                       + (f"; Ultralytics {version}" if version else ""))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nper CPU-second: samples / CPU time of this process (other load on the machine cancels out); "
@@ -242,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         write_results("data", {
             "command": "python -m bench.data " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "config": {"root": str(root), "split": args.split, "images": len(index), "size": args.size,
-                       "mosaic_p": args.mosaic, "batch": args.batch, "samples_per_pass": limit,
+                       "mosaic_p": args.mosaic, "hsv_p": aug.hsv_p, "batch": args.batch, "samples_per_pass": limit,
                        "repeats": args.repeats, "core": core, "ultralytics": version},
             "results": results, "target_ratio": TARGET_RATIO, "cache_fill_s": fill_s,
             "cache_mib": cache.nbytes / 2**20, "index_build_s": index_s, "load_average_1min": load,

@@ -71,7 +71,8 @@ def random_affine(rng: np.random.Generator, size: int, cfg: AugConfig) -> np.nda
     shear = (2 * u[2:4] - 1) * cfg.shear
     scale = cfg.scale[0] + u[4:6] * (cfg.scale[1] - cfg.scale[0])
     rotate = (2 * u[6] - 1) * cfg.degrees
-    return affine_matrix(size, (scale[0], scale[1]), (t[0], t[1]), rotate, (shear[0], shear[1]), bool(u[7] < cfg.flip_p))
+    flip = bool(u[7] < cfg.flip_p)
+    return affine_matrix(size, (scale[0], scale[1]), (t[0], t[1]), rotate, (shear[0], shear[1]), flip)
 
 
 def placement_matrix(image_shape: tuple[int, ...], placed) -> np.ndarray:

@@ -82,10 +82,8 @@ def place_boxes(boxes: np.ndarray, owner: np.ndarray, shapes: np.ndarray, placed
     if not len(boxes):
         return np.zeros((0, 4), np.float32), np.zeros(0, bool)
     p, v = placed[owner].astype(np.float64), visible[owner]
-    sx = (p[:, 2] - p[:, 0]) / shapes[owner, 1]
-    sy = (p[:, 3] - p[:, 1]) / shapes[owner, 0]
-    scale = np.stack((sx, sy, sx, sy), axis=1)
-    moved = boxes * scale + p[:, [0, 1, 0, 1]]
+    scale = (p[:, 2:] - p[:, :2]) / shapes[owner, ::-1]  # (sx, sy) per box
+    moved = (np.asarray(boxes, np.float64).reshape(-1, 2, 2) * scale[:, None] + p[:, None, :2]).reshape(-1, 4)
     clipped = np.minimum(np.maximum(moved, v[:, [0, 1, 0, 1]]), v[:, [2, 3, 2, 3]])
     keep = box_candidates(moved, clipped, cfg.min_side, cfg.min_visibility, cfg.max_aspect)
     return clipped[keep].astype(np.float32), keep
@@ -244,12 +242,12 @@ def render(images: Sequence[np.ndarray], placed: np.ndarray, visible: np.ndarray
     its ``visible`` part written: a plain copy when the image is already at the placed size,
     else one warp of the visible part (``place_image``)."""
     canvas = np.full((size, size, 3), FILL, dtype=np.uint8)
-    for image, p, v in zip(images, placed, visible):
-        x0, y0, x1, y1 = (int(t) for t in v)
+    for image, p, v in zip(images, placed.tolist(), visible.tolist()):
+        x0, y0, x1, y1 = v
         if x1 <= x0 or y1 <= y0:
             continue
         if image.shape[:2] == (p[3] - p[1], p[2] - p[0]):
             canvas[y0:y1, x0:x1] = image[y0 - p[1]:y1 - p[1], x0 - p[0]:x1 - p[0]]
         else:
-            place_image(canvas, image, p, v)
+            place_image(canvas, image, np.asarray(p), v)
     return canvas
