@@ -164,7 +164,7 @@ def test_boxes_inside_and_still_cover_their_objects(colour_base, aug, min_iou):
     rotation/shear - mostly its object's colour."""
     ds = TrainDataset(colour_base, 96, mosaic_p=0.75, aug=aug, seed=5)
     sampler = MultiScaleBatchSampler(len(ds), 8, (64, 96, 128, 160), seed=5)
-    coverages, ious, boxes_seen, mosaics = [], [], 0, 0
+    coverages, inside, ious, boxes_seen, mosaics = [], [], [], 0, 0
     for epoch in range(8):
         sampler.set_epoch(epoch)
         for keys in sampler:
@@ -179,8 +179,9 @@ def test_boxes_inside_and_still_cover_their_objects(colour_base, aug, min_iou):
                     if min(box[2] - box[0], box[3] - box[1]) >= 8:  # edge blending rules out slivers
                         ious.append(_tight_iou(sample["image"], box, PALETTE[label]))
                         coverages.append(_coverage(sample["image"], box, PALETTE[label]))
+                        inside.append(box.min() > 0 and box.max() < size)  # not cut by the image border
                 boxes_seen += len(b)
-    coverages, ious = np.array(coverages), np.array(ious)
+    coverages, inside, ious = np.array(coverages), np.array(inside), np.array(ious)
     print(f"{boxes_seen} boxes, {mosaics} mosaics; colour coverage min {coverages.min():.2f} "
           f"mean {coverages.mean():.2f}; IoU with the drawn object min {ious.min():.2f} mean {ious.mean():.2f}")
     assert boxes_seen > 200 and mosaics > 40
@@ -188,8 +189,8 @@ def test_boxes_inside_and_still_cover_their_objects(colour_base, aug, min_iou):
     # clipped box of the whole rotated rectangle, larger than its visible part (as in every YOLO
     # pipeline), and the opened colour mask of a small rotated object loses its corner wedges.
     assert ious.min() >= min_iou and ious.mean() >= 0.85
-    if aug.degrees <= 5 and aug.shear <= 2:
-        assert coverages.min() >= 0.5 and coverages.mean() >= 0.8  # every box is mostly its colour
+    if aug.degrees <= 5 and aug.shear <= 2:  # every box away from the border is mostly its colour
+        assert coverages[inside].min() >= 0.5 and coverages.mean() >= 0.8
 
 
 def test_colour_ops_keep_the_geometry(colour_base):

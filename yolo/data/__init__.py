@@ -5,6 +5,7 @@ Modules (imported lazily, so ``import yolo.data.transforms`` stays light):
     voc, kaggle readers of the two layouts; index: cached annotation index (DetectionIndex)
     imageio     probe_image, decode_image; problems: Problem, KINDS
     transforms  letterbox, boxes_from_letterbox, train_transforms, eval_transforms, AugConfig
+    augment     TrainAugment (what train_transforms returns: one affine warp, colour jitter)
     datasets    DetectionDataset, EvalDataset, ImageCache; mosaic: TrainDataset, mosaic_layout
     multiscale  MultiScaleBatchSampler, size_for_step; collate: collate
     datamodule  VOCDataModule, build_index

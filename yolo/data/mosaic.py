@@ -1,13 +1,16 @@
-"""Training samples: Mosaic (probability p) or letterbox, then the Albumentations training pipeline.
+"""Training samples: Mosaic (probability p) or letterbox, then the training augmentation.
 
 Mosaic (as in YOLOv4/v5): four images, each scaled so its long side is ``s``, meet at a random
 centre (xc, yc) in [s/2, 3s/2]^2 of a 2s x 2s canvas (image 0 top-left of the centre, 1 top-right,
 2 bottom-left, 3 bottom-right); the central s x s window [s/2, 3s/2]^2 is the sample. Only that
 window is ever rendered: ``mosaic_layout`` (pure) gives each image's rectangle in window pixels,
-and ``place_image`` warps each image straight into its visible part (resize + crop in one
-``cv2.warpAffine``). Boxes are scaled, shifted and clipped to their image's visible part, and
-slivers are dropped (``box_candidates``). Then ``train_transforms`` (one ``A.Affine`` warp for
-zoom/shift/rotation/shear, flip, colour) runs on the s x s result.
+and ``render`` copies each image's visible part there (images are resized once to their placed
+size and reused across the batch; one that is not is warped into its visible part by
+``place_image``). Boxes are scaled, shifted and clipped to their image's visible part, and
+slivers are dropped (``box_candidates``). Then ``train_transforms`` (``yolo.data.augment``: one
+warp for zoom/shift/rotation/shear/flip, then colour) runs on the s x s result. A letterboxed
+(non-mosaic) sample is never rendered on its own: its resize and padding are folded into that
+one warp, straight from the decoded image.
 
 Keys: ``ds[(index, size, seed)]``; the multi-scale batch sampler yields such keys so the batch
 size and every random choice are reproducible from the run's seed. ``ds[(index, size)]`` and
@@ -23,12 +26,13 @@ reproducible whatever the number of workers.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from yolo.data.augment import placement_matrix
 from yolo.data.datasets import DetectionDataset
 from yolo.data.multiscale import mix_seed
 from yolo.data.transforms import (
@@ -54,14 +58,12 @@ def mosaic_layout(shapes: np.ndarray, size: int, centre: Sequence[int]) -> tuple
             in window pixels (may extend past the window);
         visible (ndarray[4, 4] int64): ``placed`` clipped to the window [0, s]^2 (empty if x1 <= x0).
     """
-    shapes = np.asarray(shapes, dtype=np.float64).reshape(4, 2)
-    hw = np.maximum(1, np.round(shapes * (size / shapes.max(axis=1))[:, None])).astype(np.int64)
-    h, w = hw[:, 0], hw[:, 1]
-    xc, yc = int(centre[0]), int(centre[1])
-    x0 = np.array([xc - w[0], xc, xc - w[2], xc])
-    y0 = np.array([yc - h[0], yc - h[1], yc, yc])
-    placed = np.stack((x0, y0, x0 + w, y0 + h), axis=1) - size // 2
-    return placed, np.clip(placed, 0, size)
+    hw = [(max(1, round(h * (size / max(h, w)))), max(1, round(w * (size / max(h, w)))))
+          for h, w in np.asarray(shapes, dtype=np.float64).reshape(4, 2).tolist()]
+    xc, yc = int(centre[0]) - size // 2, int(centre[1]) - size // 2  # the centre in window pixels
+    corners = ((xc - hw[0][1], yc - hw[0][0]), (xc, yc - hw[1][0]), (xc - hw[2][1], yc), (xc, yc))
+    placed = np.array([(x, y, x + w, y + h) for (x, y), (h, w) in zip(corners, hw)], dtype=np.int64)
+    return placed, np.minimum(np.maximum(placed, 0), size)
 
 
 def place_boxes(boxes: np.ndarray, owner: np.ndarray, shapes: np.ndarray, placed: np.ndarray,
@@ -80,11 +82,9 @@ def place_boxes(boxes: np.ndarray, owner: np.ndarray, shapes: np.ndarray, placed
     if not len(boxes):
         return np.zeros((0, 4), np.float32), np.zeros(0, bool)
     p, v = placed[owner].astype(np.float64), visible[owner]
-    sx = (p[:, 2] - p[:, 0]) / shapes[owner, 1]
-    sy = (p[:, 3] - p[:, 1]) / shapes[owner, 0]
-    scale = np.stack((sx, sy, sx, sy), axis=1)
-    moved = boxes * scale + p[:, [0, 1, 0, 1]]
-    clipped = np.clip(moved, v[:, [0, 1, 0, 1]], v[:, [2, 3, 2, 3]])
+    scale = (p[:, 2:] - p[:, :2]) / shapes[owner, ::-1]  # (sx, sy) per box
+    moved = (np.asarray(boxes, np.float64).reshape(-1, 2, 2) * scale[:, None] + p[:, None, :2]).reshape(-1, 4)
+    clipped = np.minimum(np.maximum(moved, v[:, [0, 1, 0, 1]]), v[:, [2, 3, 2, 3]])
     keep = box_candidates(moved, clipped, cfg.min_side, cfg.min_visibility, cfg.max_aspect)
     return clipped[keep].astype(np.float32), keep
 
@@ -173,15 +173,19 @@ class TrainDataset(Dataset):
             centre = rng.integers(size // 2, size + size // 2 + 1, 2)
         else:
             parts, centre = [index], None
-        canvas, boxes, labels, difficult, used = self._compose(parts, size, centre, pool)
+        images, used, placed, visible = self._gather(parts, size, centre, pool, reuse=mates is not None)
+        boxes, labels, difficult = self._boxes(used, placed, visible)
         if augment:
             pipe = self.pipeline(size)
-            pipe.set_random_state(rng, random.Random(seed))
-            out = pipe(image=canvas, bboxes=boxes, box_ids=np.arange(len(boxes)))
-            kept = np.asarray(out["box_ids"], dtype=np.int64).reshape(-1)
-            canvas = out["image"]
-            boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+            pipe.set_random_state(rng)
+            if use_mosaic:
+                out = pipe(image=render(images, placed, visible, size), bboxes=boxes)
+            else:  # the letterbox is folded into the augmentation's warp
+                out = pipe(image=images[0], bboxes=boxes, pre=placement_matrix(images[0].shape, placed[0]))
+            canvas, boxes, kept = out["image"], out["bboxes"], out["box_ids"]
             labels, difficult = labels[kept], difficult[kept]
+        else:
+            canvas = render(images, placed, visible, size)
         main = used[0]
         idx = self.base.index
         return {"image": canvas, "boxes": boxes, "labels": labels, "difficult": difficult,
@@ -190,31 +194,60 @@ class TrainDataset(Dataset):
                          "orig_size": tuple(int(v) for v in idx.sizes[main]), "size": size,
                          "mosaic": use_mosaic, "parts": used}}
 
-    def _compose(self, parts: list[int], size: int, centre, pool: dict | None = None):
-        """Render the s x s canvas of the given images (1: letterbox, 4: mosaic) and its boxes."""
+    def _gather(self, parts: list[int], size: int, centre, pool: dict | None = None, reuse: bool = False):
+        """The images of a sample and where they go: (images, indices used, placed, visible).
+
+        ``pool`` ({(index, size): (index used, image)}) keeps decoded images across the samples
+        of a batch. A mosaic image that is not already at its placed size is resized once and
+        kept so in the pool when ``reuse`` (batch partners: each image serves about 3 samples),
+        so that placing it is a plain copy; otherwise ``render`` warps its visible part.
+        """
         pool = {} if pool is None else pool
-        images, used = [], []
+        entries = []
         for i in parts:
             if (i, size) not in pool:
                 pool[i, size] = self.base.load_image(i, size)
-            j, image = pool[i, size]
-            images.append(image)
-            used.append(j)
-        idx = self.base.index
-        shapes = idx.sizes[used].astype(np.float64)
+            entries.append(pool[i, size])
+        used = [j for j, _ in entries]
+        shapes = self.base.index.sizes[used].astype(np.float64)
         if centre is None:
             lb = letterbox_params(tuple(shapes[0]), size)
             nh, nw = lb.new_size
             placed = np.array([[lb.pad_x, lb.pad_y, lb.pad_x + nw, lb.pad_y + nh]], dtype=np.int64)
-            visible = placed
-        else:
-            placed, visible = mosaic_layout(shapes, size, centre)
-        canvas = np.full((size, size, 3), FILL, dtype=np.uint8)
-        for image, p, v in zip(images, placed, visible):
-            place_image(canvas, image, p, v)
+            return [entries[0][1]], used, placed, placed
+        placed, visible = mosaic_layout(shapes, size, centre)
+        images = []
+        for i, (j, image), p in zip(parts, entries, placed):
+            ph, pw = int(p[3] - p[1]), int(p[2] - p[0])
+            if reuse and image.shape[:2] != (ph, pw):
+                image = cv2.resize(image, (pw, ph), interpolation=cv2.INTER_LINEAR)
+                pool[i, size] = (j, image)
+            images.append(image)
+        return images, used, placed, visible
+
+    def _boxes(self, used: list[int], placed: np.ndarray, visible: np.ndarray):
+        """Boxes (in the s x s frame), labels and difficult flags of the placed images."""
+        idx = self.base.index
+        shapes = idx.sizes[used].astype(np.float64)
         starts, ends = idx.offsets[used], idx.offsets[np.asarray(used) + 1]
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]).astype(np.int64)
         owner = np.repeat(np.arange(len(used)), ends - starts)
         boxes, keep = place_boxes(idx.boxes[rows], owner, shapes, placed, visible, self.aug)
         rows = rows[keep]
-        return canvas, boxes, idx.labels[rows], idx.difficult[rows], used
+        return boxes, idx.labels[rows], idx.difficult[rows]
+
+
+def render(images: Sequence[np.ndarray], placed: np.ndarray, visible: np.ndarray, size: int) -> np.ndarray:
+    """The s x s canvas (gray ``FILL``) with each image filling its ``placed`` rectangle, only
+    its ``visible`` part written: a plain copy when the image is already at the placed size,
+    else one warp of the visible part (``place_image``)."""
+    canvas = np.full((size, size, 3), FILL, dtype=np.uint8)
+    for image, p, v in zip(images, placed.tolist(), visible.tolist()):
+        x0, y0, x1, y1 = v
+        if x1 <= x0 or y1 <= y0:
+            continue
+        if image.shape[:2] == (p[3] - p[1], p[2] - p[0]):
+            canvas[y0:y1, x0:x1] = image[y0 - p[1]:y1 - p[1], x0 - p[0]:x1 - p[0]]
+        else:
+            place_image(canvas, image, np.asarray(p), v)
+    return canvas

@@ -3,12 +3,12 @@
 * ``letterbox`` / ``letterbox_params`` / ``boxes_to_letterbox`` / ``boxes_from_letterbox``:
   the evaluation and inference resize: scale the longer side to ``size``, pad to a square with
   gray 114, centred. Box mappings are pure and work on numpy arrays and torch tensors alike.
-* ``train_transforms(size)``: the Albumentations training pipeline applied to a ``size`` x ``size``
-  canvas (a letterboxed image or a mosaic): ``A.Affine`` (zoom = scale jitter and crop,
-  translation, rotation, shear), horizontal flip, colour jitter (HSV, brightness/contrast) and,
-  rarely, one of blur / CLAHE / posterize / greyscale / channel shuffle. Boxes follow every step;
-  boxes that lose most of their area, get thinner than ``min_side`` pixels or more elongated than
-  ``max_aspect`` are dropped.
+* ``train_transforms(size)``: the training augmentation applied to a ``size`` x ``size``
+  canvas (a letterboxed image or a mosaic), see ``yolo.data.augment``: one affine warp (zoom =
+  scale jitter and crop, translation, rotation, shear, horizontal flip), colour jitter (HSV,
+  brightness/contrast) and, rarely, one of blur / CLAHE / posterize / greyscale / channel
+  shuffle. Boxes follow the warp; boxes that lose most of their area, get thinner than
+  ``min_side`` pixels or more elongated than ``max_aspect`` are dropped.
 * ``eval_transforms(size)``: the same letterbox as an Albumentations pipeline.
 * ``place_image``: warp an image into a rectangle of a canvas (one ``cv2.warpAffine`` that both
   resizes and crops), used by the letterbox of training samples and by the mosaic.
@@ -27,7 +27,7 @@ FILL = 114  # gray of letterbox/mosaic padding and affine borders
 
 @dataclass
 class AugConfig:
-    """Training augmentation knobs (Albumentations names in brackets)."""
+    """Training augmentation knobs (the Albumentations transform each follows, in brackets)."""
 
     scale: tuple[float, float] = (0.6, 1.4)  # zoom range [Affine.scale]: >1 crops, <1 shrinks
     translate: float = 0.1  # max shift as a fraction of the side [Affine.translate_percent]
@@ -174,42 +174,18 @@ def box_candidates(before: np.ndarray, after: np.ndarray, min_side: float = 2.0,
     return (w >= min_side) & (h >= min_side) & (w * h >= min_area_ratio * area0) & (aspect <= max_aspect)
 
 
-# ------------------------------------------------------------------------ albumentations
-def _bbox_params(cfg: AugConfig | None = None) -> A.BboxParams:
-    cfg = cfg or AugConfig()
-    return A.BboxParams(format="pascal_voc", label_fields=["box_ids"], min_visibility=cfg.min_visibility,
-                        min_width=cfg.min_side, min_height=cfg.min_side,
-                        max_accept_ratio=cfg.max_aspect, clip=True, filter_invalid_bboxes=True,
-                        check_each_transform=False)
-
-
-def train_transforms(size: int, cfg: AugConfig | None = None, letterbox: bool = False) -> A.Compose:
-    """The training pipeline for ``size`` x ``size`` canvases.
+# ---------------------------------------------------------------------------- pipelines
+def train_transforms(size: int, cfg: AugConfig | None = None, letterbox: bool = False):
+    """The training augmentation for ``size`` x ``size`` canvases (``augment.TrainAugment``).
 
     Call as ``t(image=img, bboxes=boxes_xyxy, box_ids=np.arange(N))``; ``box_ids`` tells which
-    input boxes survived (use it to pick labels and difficult flags). With ``letterbox=True`` the
-    pipeline first letterboxes an image of any size (for the dashboard); the training datasets
-    place images themselves (``place_image``), so the only warp here is ``A.Affine``.
+    input boxes survived (use it to pick labels and difficult flags). One affine warp (zoom,
+    shift, rotation, shear, flip), then colour jitter. With ``letterbox=True`` the pipeline first
+    letterboxes an image of any size (for the dashboard), inside the same warp.
     """
-    cfg = cfg or AugConfig()
-    steps: list = []
-    if letterbox:
-        steps += [A.LongestMaxSize(max_size=size),
-                  A.PadIfNeeded(size, size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=FILL)]
-    steps.append(A.Affine(scale=cfg.scale, translate_percent=(-cfg.translate, cfg.translate),
-                          rotate=(-cfg.degrees, cfg.degrees), shear=(-cfg.shear, cfg.shear),
-                          interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT,
-                          fill=FILL, p=1.0))
-    steps.append(A.HorizontalFlip(p=cfg.flip_p))
-    if cfg.colour:
-        steps += [
-            A.HueSaturationValue(hue_shift_limit=cfg.hue, sat_shift_limit=cfg.saturation,
-                                 val_shift_limit=cfg.value, p=cfg.hsv_p),
-            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=cfg.brightness_contrast_p),
-            A.OneOf([A.Blur(blur_limit=(3, 3)), A.CLAHE(), A.Posterize(num_bits=(4, 6)),
-                     A.ToGray(), A.ChannelShuffle()], p=cfg.light_p),
-        ]
-    return A.Compose(steps, bbox_params=_bbox_params(cfg))
+    from yolo.data.augment import TrainAugment
+
+    return TrainAugment(size, cfg, letterbox)
 
 
 def eval_transforms(size: int) -> A.Compose:
