@@ -12,15 +12,17 @@ weights, a course checkpoint, a Darknet .weights file). The graph's input ``imag
 first, as the library's ``postprocess`` computes them:
 
     image (Tensor[K]) int64   the image of the batch each detection belongs to
-    boxes (Tensor[K, 4])      (x1, y1, x2, y2) pixels of the S x S input
+    boxes (Tensor[K, 4])      (x1, y1, x2, y2) pixels of the S x S input, clipped to it
     scores (Tensor[K])        sigmoid(objectness) * max softmax(class logits)
     labels (Tensor[K]) int64  class index
 
 The file's metadata_props hold class_names, anchors and image_size (JSON). The confidence
 threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export (``--conf``,
 ``--iou``, ``--top-k``, ``--max-det``). NMS is ``torchvision.ops.nms`` (ONNX NonMaxSuppression,
-opset >= 11) over boxes shifted apart per (image, class), so one call is
-class-aware and keeps images apart, for any batch size.
+opset >= 11) over boxes clipped to the input and shifted apart per (image, class) by
+S + 1 pixels, so one call is class-aware and keeps images apart, for any batch size. The shift is
+float32: with G = batch x classes groups, a coordinate keeps a resolution of about
+G * (S + 1) / 2^24 pixels (0.002 at 416 with 20 classes and batch 4), whatever the boxes hold.
 """
 
 from __future__ import annotations
@@ -85,7 +87,11 @@ class DetectionGraph(nn.Module):
         boxes = boxes.gather(1, best[..., None].expand(-1, -1, 4)).reshape(-1, 4)
         labels = labels.gather(1, best).reshape(-1)
         image = torch.arange(b, device=images.device)[:, None].expand_as(best).reshape(-1)
-        span = boxes.max() - boxes.min() + 1  # groups shifted this far apart never overlap
+        # Clipped to the input square, so groups sit in bands of a fixed width S + 1: a band
+        # sized by the data (boxes.max()) lets one enormous box push every other group so far
+        # out that float32 rounds its coordinates, and duplicates survive NMS (issue 9, item 12).
+        boxes = boxes.clamp(min=0, max=self.image_size)
+        span = float(self.image_size + 1)  # groups shifted this far apart never overlap
         scores = scores.reshape(-1)
         keep = scores > self.config.conf_threshold
         boxes, scores, labels, image = boxes[keep], scores[keep], labels[keep], image[keep]
