@@ -177,13 +177,24 @@ def metric_rules(path: str, mtime_ns: int, iou: float):
     return metric_table(detections, preds.ground_truth(), list(preds.class_names))
 
 
-def other_model(ctx: common.Context, path: Path) -> common.Model:
-    """A second checkpoint (for Compare) as a ``common.Model``; an unusable file stops the page."""
-    from yolo.checkpoint import CheckpointError
+def other_model(ctx: common.Context, path: Path) -> common.Model | None:
+    """A second checkpoint (for Compare) as a ``common.Model``; None (and the sidebar's message)
+    for a file that cannot be used, so the other tabs still draw."""
+    return common.checkpoint_model(path, ctx.image_size, "Pick another checkpoint to compare with.", stop=False)
 
-    try:
-        detector = common._checkpoint_detector(str(path), path.stat().st_mtime_ns, ctx.image_size)
-    except (CheckpointError, OSError) as err:
-        st.error(f"Cannot use {path}: {err}")
-        st.stop()
-    return common.Model(detector, str(path), True, f"{path}|{path.stat().st_mtime_ns}|{ctx.image_size}")
+
+def drawn_view(ctx: common.Context, spec: str, position: int, detections: dict | None = None,
+               class_names=None):
+    """Image ``position`` of the split as a grid tile (``common.load_view``: long side at most
+    ``common.THUMB_SIDE``, never the full photo in memory), its ground truth dashed and
+    ``detections`` ({"boxes" (N, 4) xyxy pixels of the ORIGINAL image, "labels", "scores"})
+    solid, mapped onto the tile."""
+    from yolo import viz
+
+    sample = common.load_view(ctx, spec, position, common.THUMB_SIDE)
+    picture = viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"], class_names=ctx.classes)
+    if detections is not None and len(detections["scores"]):
+        boxes = viz.scale_boxes(detections["boxes"], sample["orig_size"], sample["image"].shape[:2])
+        picture = viz.draw_detections(picture, boxes, detections["labels"], detections["scores"],
+                                      class_names=class_names)
+    return picture

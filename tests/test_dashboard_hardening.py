@@ -236,6 +236,31 @@ def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monke
         assert view["orig_size"] == (4000, 6000)
 
 
+def test_evaluate_tiles_are_thumbnails_with_detections_mapped(big_photos, monkeypatch, tmp_path, index_cache, common):
+    """The Evaluate page's worst-image and error tiles (evaluation.drawn_view) come from load_view at
+    THUMB_SIDE, and detections given in original pixels land on the tile (hand-worked scale); the
+    old page drew on the full 6000 x 4000 sample."""
+    from yolo import viz
+
+    evaluation = importlib.import_module("evaluation")
+    use_data(monkeypatch, tmp_path, index_cache, big_photos / "big")
+    root = big_photos / "big"
+    ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
+                         tmp_path / "logs", None, 416)
+    drawn, draw = [], viz.draw_detections
+
+    def recording(image, boxes, *args, **kwargs):
+        drawn.append(boxes)
+        return draw(image, boxes, *args, **kwargs)
+
+    monkeypatch.setattr(viz, "draw_detections", recording)
+    found = {"boxes": np.array([[600.0, 400.0, 3000.0, 2000.0]]), "labels": np.array([0]), "scores": np.array([0.9])}
+    picture = evaluation.drawn_view(ctx, "train", 3, found, ["a"])
+    assert picture.shape == (256, 384, 3)  # 384 / 6000 = 256 / 4000
+    np.testing.assert_allclose(drawn[0], [[38.4, 25.6, 192.0, 128.0]], rtol=1e-6)
+    assert evaluation.drawn_view(ctx, "train", 3).shape == (256, 384, 3)  # ground truth only (a missed object)
+
+
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_uploads_are_display_sized(common, ext):
     """A 4000 x 3000 upload becomes 1024 x 768 (JPEG: decoded at 1/2 by libjpeg, then shrunk)."""
