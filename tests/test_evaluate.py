@@ -29,6 +29,7 @@ from yolo.evaluate import (
     metric_table,
     read_operating_points,
     save_operating_points,
+    scores_at,
 )
 from yolo.model import YOLOv3
 
@@ -468,3 +469,26 @@ def test_box_statistics_by_hand():
     assert stats["width"].tolist() == [50, 20] and stats["height"].tolist() == [20, 40]
     assert stats["relative_size"].tolist() == pytest.approx([math.sqrt(1000 / 20000), math.sqrt(800 / 1600)])
     assert stats["aspect"].tolist() == pytest.approx([2.5, 0.5])
+
+
+# --------------------------------------------------------------------------- one threshold rule
+def test_a_detection_scored_exactly_at_the_threshold_is_dropped_by_every_view():
+    """The Detector (``select``) keeps a detection when its score is ABOVE the threshold; every
+    table at a confidence threshold must count the same detections (the old metrics and per-image
+    tables kept score == threshold, the operating points and A/B did not)."""
+    from yolo.config import PostprocessConfig
+    from yolo.detect import select
+    from yolo.evaluate.tables import per_image_errors
+    from yolo.metrics import confusion_matrix, precision_recall_at
+
+    dets = [det([A, B], [0.5, 0.75], [0, 0])]  # both true positives; 0.5 is the threshold itself
+    truths = [gt([A, B], [0, 0])]
+    d = dets[0]
+    (kept,) = select(d["boxes"], d["scores"], d["labels"], torch.zeros(2, dtype=torch.int64), 1,
+                     PostprocessConfig(conf_threshold=0.5))
+    assert d["scores"][kept].tolist() == [0.75]  # the rule, as the Detector applies it
+    assert precision_recall_at(dets, truths, 1, 0.5).tp.tolist() == [1]
+    assert confusion_matrix(dets, truths, 1, conf_threshold=0.5).tolist() == [[1, 1], [0, 0]]
+    assert per_image_errors(dets, truths, 1, 0.5, ["i"])["found"].tolist() == [1]
+    assert scores_at(dets, truths, 1, 0.5)["tp"].tolist() == [1]
+    assert compare(dets, dets, truths, ["a"], conf=0.5, draws=2).images["TP A"].tolist() == [1]

@@ -435,7 +435,7 @@ class PRAt:
 def _keep_confident(detections: Sequence[dict], conf_threshold: float) -> list[dict]:
     out = []
     for d in detections:
-        k = d["scores"].reshape(-1) >= conf_threshold
+        k = d["scores"].reshape(-1) > conf_threshold  # the Detector's rule: kept above the threshold
         out.append({"boxes": d["boxes"].reshape(-1, 4)[k], "scores": d["scores"].reshape(-1)[k],
                     "labels": d["labels"].reshape(-1)[k]})
     return out
@@ -447,7 +447,8 @@ def _ratio(num: Tensor, den: Tensor) -> Tensor:
 
 def precision_recall_at(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
                         conf_threshold: float, iou_threshold: float = 0.5) -> PRAt:
-    """Precision and recall of the detections with score >= conf_threshold, VOC-matched.
+    """Precision and recall of the detections with score > conf_threshold (the Detector's and
+    postprocess's rule), VOC-matched.
 
     Detections on difficult boxes are ignored, as in the mAP. Because matching is greedy by score,
     the flags of the kept detections are the same as when matching everything and then thresholding.
@@ -471,7 +472,7 @@ def confusion_matrix(detections: Sequence[dict], ground_truths: Sequence[dict], 
 
     Row/column C is background: [g, C] counts boxes of class g that no detection matched (missed),
     [C, p] counts detections of class p that matched no box (false detections); [C, C] is 0.
-    Matching: the VOC rule with classes ignored. Detections with score >= conf_threshold, highest
+    Matching: the VOC rule with classes ignored. Detections with score > conf_threshold, highest
     score first, each point at the box of any class in their image with the highest IoU; if that
     IoU >= iou_threshold and the box is unclaimed the pair (box class, detection class) is counted,
     else the detection is a false detection. Detections on difficult boxes and the difficult boxes
