@@ -1,5 +1,5 @@
 """yolo.evaluate against independent implementations: the TIDE breakdown against the ``tidecv``
-package, the COCO rule against faster-coco-eval (through torchmetrics), the course rule against a
+package, the COCO rule against pycocotools' COCOeval, the course rule against a
 plain re-implementation of the course's ``mean_average_precision`` written here, the VOC numbers
 against the hand-worked values of test_metrics; operating points on a constructed split and
 through the Detector; checkpoint A/B on identical and degraded files; the COCO exports."""
