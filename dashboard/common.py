@@ -314,20 +314,6 @@ def load_index(ctx: Context, spec: str):
         st.stop()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _sample(root: str, spec: str, classes: tuple[str, ...], stamp: str, i: int) -> dict:
-    from yolo.data.datasets import DetectionDataset
-
-    return DetectionDataset(_index(root, spec, classes, stamp))[i]
-
-
-def load_sample(ctx: Context, spec: str, i: int) -> dict:
-    """Sample i of a split at full resolution (the data contract: image, boxes, labels, ...).
-    A photo can be 100 megapixels (300 MB decoded): to show one, use ``load_view``."""
-    root = require_dataset(ctx)
-    return _sample(str(root), spec, ctx.classes, _stamp(root, spec), int(i))
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def _view(root: str, spec: str, classes: tuple[str, ...], stamp: str, i: int, max_side: int) -> dict:
     from yolo.data.datasets import DetectionDataset
