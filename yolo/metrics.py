@@ -155,7 +155,7 @@ def _check_labels(labels: Tensor, num_classes: int, kind: str) -> None:
                          f"[{int(labels.min())}, {int(labels.max())}]")
 
 
-def _pair_iou(a: Tensor, b: Tensor) -> Tensor:
+def pair_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of matching pairs. a, b (Tensor[P, 4]) in (x1, y1, x2, y2) -> Tensor[P]; 0 if union is 0.
 
     No epsilon in the denominator (unlike yolo.boxes.elementwise_iou): an IoU of exactly 0.5 must
@@ -191,7 +191,7 @@ def candidate_boxes(det_boxes: Tensor, det_group: Tensor, gt_boxes: Tensor,
     pair_det = torch.repeat_interleave(torch.arange(n_det, device=device), n_pairs)  # (P,)
     pair_pos = torch.arange(pair_det.numel(), device=device) - (torch.cumsum(n_pairs, 0) - n_pairs)[pair_det]
     pair_pos += lo[pair_det]  # position in sorted_group
-    iou = _pair_iou(det_boxes[pair_det].double(), gt_boxes[gt_order[pair_pos]].double())
+    iou = pair_iou(det_boxes[pair_det].double(), gt_boxes[gt_order[pair_pos]].double())
     best_iou.scatter_reduce_(0, pair_det, iou, "amax")  # include_self: IoU >= 0 == initial value
     at_best = iou == best_iou[pair_det]
     first_pos = torch.full((n_det,), n_gt, dtype=torch.long, device=device)

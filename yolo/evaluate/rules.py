@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from yolo.evaluate.ap import ap_coco101, ap_course
-from yolo.evaluate.matching import box_iof_pairs, box_iou_pairs, flatten, greedy_match, pairs
-from yolo.metrics import candidate_boxes, first_claims, voc_evaluate
+from yolo.evaluate.matching import box_iof_pairs, flatten, greedy_match, pairs
+from yolo.metrics import candidate_boxes, first_claims, pair_iou, voc_evaluate
 
 WHY: dict[str, str] = {
     "VOC (all points)": "Pascal VOC 2010+: the area under the precision envelope; difficult objects ignored.",
@@ -50,7 +50,7 @@ def coco_map50(detections: Sequence[dict], ground_truths: Sequence[dict], num_cl
     pd_, pg = pairs(det, truth)
     same = det.labels[pd_] == truth.labels[pg]
     crowd = truth.difficult
-    iou = box_iou_pairs(det.boxes[pd_], truth.boxes[pg])
+    iou = pair_iou(det.boxes[pd_], truth.boxes[pg])
     live = keep_mask[pd_]
     gt_of_det, _ = greedy_match(pd_, pg, iou, same & ~crowd[pg] & live, torch.arange(len(det)),
                                 len(det), len(truth), iou_threshold)
