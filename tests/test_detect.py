@@ -280,7 +280,6 @@ def test_timings_and_slots():
     found = prediction.select()
     t = prediction.timings
     assert t.model_ms > 0 and t.preprocess_ms > 0 and t.decode_ms > 0
-    assert t.total_ms == pytest.approx(t.preprocess_ms + t.model_ms + t.decode_ms)
     scale, anchor, row, col = prediction.slot_position(int(found.slots[0]))
     centre = 35 * SIZE / 100  # the box centre in input pixels (no padding for a square image)
     assert 0 <= anchor < 3 and row == col == int(centre // (32, 16, 8)[scale])
