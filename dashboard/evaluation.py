@@ -11,6 +11,7 @@ all views and sessions; tables go through ``st.cache_data``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,8 +61,15 @@ def compute_predictions(ctx: common.Context, model: common.Model, spec: str, lim
             yield dataset[i]
             bar.progress((i + 1) / n, text=f"Predicting {spec}: {i + 1} of {n} images")
 
-    predict_samples(model.detector, samples(), path, batch_size=8, conf_floor=CONF_FLOOR,
-                    max_candidates=MAX_CANDIDATES, total=n, progress=False)
+    try:
+        predict_samples(model.detector, samples(), path, batch_size=8, conf_floor=CONF_FLOOR,
+                        max_candidates=MAX_CANDIDATES, total=n, progress=False)
+    except (OSError, ValueError, RuntimeError) as err:  # a sample or the model failed: say so, keep the page
+        logging.getLogger(__name__).exception("predicting %s", spec)
+        bar.empty()
+        st.error(f"Running the model over {spec} stopped: {type(err).__name__}: {err}. Nothing was saved; "
+                 "the Dataset page's data check lists unreadable files.")
+        st.stop()
     bar.empty()
 
 

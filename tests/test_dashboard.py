@@ -382,6 +382,21 @@ def test_compare_refuses_a_b_of_other_classes_or_unreadable_and_still_draws_the_
     assert any(set(d.value.columns) >= {"rule", "mAP@0.5", "why"} for d in at.dataframe), "Metrics still drawn"
 
 
+def test_evaluate_says_when_running_the_model_over_the_split_fails(voc, monkeypatch):
+    """A sample that cannot be read mid-split (or a model error) is a message, not an exception."""
+    from yolo.data.datasets import DetectionDataset
+
+    def unreadable(self, i):
+        raise OSError(f"image {i}: truncated file")
+
+    at = open_page("Evaluate")
+    at.number_input(key="ev_limit").set_value(3).run()
+    monkeypatch.setattr(DetectionDataset, "__getitem__", unreadable)
+    at.button(key="ev_run").click().run()
+    assert_clean(at)
+    assert any("stopped" in t and "truncated file" in t for t in texts(at, "error")), texts(at, "error")
+
+
 def test_class_mismatch_warnings_say_what_each_page_shows(fresh, tiny_runs, monkeypatch):
     """The demo dataset (its own classes) with a VOC checkpoint: each page's warning matches what
     it then displays."""
