@@ -339,6 +339,13 @@ def test_saved_thresholds_round_trip_through_the_detector(tmp_path):
     assert read_operating_points(path, ["a", "b"]).class_thresholds == pytest.approx(points.class_thresholds)
     with pytest.raises(ValueError, match="no threshold for c"):
         read_operating_points(path, ["a", "c"])
+    good = json.loads(path.read_text())
+    for field, value in [("thresholds", [0.5, 0.5]), ("thresholds", {"a": "high", "b": 0.5}),
+                         ("thresholds", {"a": None, "b": 0.5}), ("global_threshold", [1]), ("f1", 3),
+                         ("global_threshold", 2.0)]:
+        path.with_name("bad.json").write_text(json.dumps({**good, field: value}))
+        with pytest.raises(ValueError, match="bad.json"):  # one ValueError naming the file, never a TypeError
+            read_operating_points(path.with_name("bad.json"), ["a", "b"])
     torch.manual_seed(0)
     ckpt = save_weights(calibrated_random_model_2(), tmp_path / "best.ckpt", ["a", "b"])
     image = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
