@@ -422,6 +422,27 @@ def test_one_degraded_class_is_ranked_first_with_an_interval_below_zero():
     assert result.regressions["worse"].is_monotonic_decreasing
 
 
+def test_ab_aps_equal_voc_evaluate_on_the_split_and_on_a_resampled_split():
+    """The A/B's weighted AP (every bootstrap draw at once) against ``voc_evaluate`` run plainly:
+    on the split (weights 1) and on one resample built by repeating the drawn images."""
+    from yolo.evaluate.compare import _weighted_ap
+    from yolo.metrics import match_detections, voc_evaluate
+
+    dets, truths = random_split(7, 30)
+    names = ["a", "b", "c", "d"]
+    per_class = compare(dets, dets, truths, names, draws=3).per_class.set_index("class")
+    plain = voc_evaluate(dets, truths, 4).per_class_ap
+    assert per_class.loc[names, "AP A"].tolist() == pytest.approx(plain.tolist(), abs=1e-6, nan_ok=True)  # float32 weights
+    drawn = torch.randint(0, 30, (30,), generator=torch.Generator().manual_seed(3))
+    m = match_detections(dets, truths, 4)
+    keep = ~m.ignored
+    positives = torch.stack([torch.bincount(t["labels"][~t["difficult"]], minlength=4) for t in truths]).float()
+    weights = torch.bincount(drawn, minlength=30).float()[None]
+    ours = _weighted_ap(m.scores[keep].float(), m.labels[keep], m.tp[keep], m.image[keep], positives, weights, 4)[0]
+    resampled = voc_evaluate([dets[i] for i in drawn], [truths[i] for i in drawn], 4).per_class_ap
+    assert ours.tolist() == pytest.approx(resampled.tolist(), abs=1e-6, nan_ok=True)  # float32 weights
+
+
 # ------------------------------------------------------------------------------------ exports
 def test_coco_exports_are_xywh_with_one_based_categories_and_crowd_difficult():
     dets = [det([[10, 20, 40, 60]], [0.5], [3])]
