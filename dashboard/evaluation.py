@@ -191,6 +191,17 @@ def other_model(ctx: common.Context, path: Path) -> common.Model | None:
     return common.checkpoint_model(path, ctx.image_size, "Pick another checkpoint to compare with.", stop=False)
 
 
+def dataset_position(ctx: common.Context, spec: str, image_ids, row: int) -> int:
+    """The split's index of the image at ``row`` of a prediction file (``image_ids``): the same
+    number unless images were skipped while predicting, which shifts every later row."""
+    ids = common.load_index(ctx, spec).ids
+    wanted = str(image_ids[row])
+    if row < len(ids) and str(ids[row]) == wanted:
+        return row
+    hits = [i for i, image_id in enumerate(ids) if str(image_id) == wanted]
+    return hits[0] if hits else row
+
+
 def drawn_view(ctx: common.Context, spec: str, position: int, detections: dict | None = None,
                class_names=None):
     """Image ``position`` of the split as a grid tile (``common.load_view``: long side at most

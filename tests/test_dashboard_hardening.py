@@ -182,6 +182,17 @@ def test_evaluate_tiles_are_thumbnails_with_detections_mapped(big_photos, monkey
     assert evaluation.drawn_view(ctx, "train", 3).shape == (256, 384, 3)  # ground truth only (a missed object)
 
 
+def test_evaluate_tiles_find_their_image_when_predicting_skipped_one(monkeypatch, tmp_path, index_cache, common):
+    """Rows of a prediction file shift when an image is skipped; the tiles look the image up by id."""
+    evaluation = importlib.import_module("evaluation")
+    root = write_voc(tmp_path / "data", {"train": [1, 2, 3, 1]})
+    use_data(monkeypatch, tmp_path, index_cache, root)
+    ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
+                         tmp_path / "logs", None, 416)
+    kept = ["train_0000", "train_0002", "train_0003"]  # train_0001 was skipped
+    assert [evaluation.dataset_position(ctx, "train", kept, r) for r in range(3)] == [0, 2, 3]
+
+
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_uploads_are_display_sized(common, ext):
     """A 4000 x 3000 upload becomes 1024 x 768 (JPEG: decoded at 1/2 by libjpeg, then shrunk)."""

@@ -97,7 +97,8 @@ with worst_tab:
     tiles = []
     for _, row in top.iterrows():
         found = evaluation.image_detections(str(path), stamp, int(row["position"]), conf, iou)
-        tiles.append(evaluation.drawn_view(ctx, spec, int(row["position"]), found, result["names"]))
+        at = evaluation.dataset_position(ctx, spec, preds.image_ids, int(row["position"]))
+        tiles.append(evaluation.drawn_view(ctx, spec, at, found, result["names"]))
     if tiles:
         captions = [f"{r['image']}: {r['missed']} missed, {r['false detections']} false"
                     for r in top.to_dict("records")]
@@ -123,7 +124,8 @@ with err_tab:
         for row in examples.to_dict("records"):
             erring = None if kind == "Miss" else {"boxes": [[row["x1"], row["y1"], row["x2"], row["y2"]]],
                                                   "labels": [int(row["class"])], "scores": [row["score"]]}
-            tiles.append(evaluation.drawn_view(ctx, spec, int(row["image"]), erring, result["names"]))
+            at = evaluation.dataset_position(ctx, spec, preds.image_ids, int(row["image"]))
+            tiles.append(evaluation.drawn_view(ctx, spec, at, erring, result["names"]))
             captions.append(f"{preds.image_ids[int(row['image'])]}: {kind} {result['names'][int(row['class'])]}")
         st.image(viz.tile_images(tiles, cols=3, captions=captions), width="stretch",
                  caption="Ground truth dashed; the erring detection solid (for Miss: the missed object is dashed)")
