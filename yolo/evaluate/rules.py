@@ -5,7 +5,8 @@
                        area under the precision envelope at every recall step (VOC2010+).
     VOC07 (11 points)  the same matches; envelope read at recall 0, 0.1, ..., 1 (VOC2007).
     COCO (101 points)  greedy by score, falling back to the next free box; difficult boxes act as
-                       crowd regions; envelope read at 101 recall points; at most 100 per image.
+                       crowd regions; envelope read at 101 recall points; at most 100 per image
+                       and class (pycocotools applies maxDets per category).
     course             the YOLOv3 course's ``mean_average_precision``: strict IoU > 0.5, no
                        difficult flag (every box counts), no envelope: the raw precision/recall
                        points with (0, 1) prepended, integrated by the trapezoid rule.
@@ -26,7 +27,7 @@ WHY: dict[str, str] = {
     "VOC (all points)": "Pascal VOC 2010+: the area under the precision envelope; difficult objects ignored.",
     "VOC07 (11 points)": "Pascal VOC 2007: the envelope read at 11 recall points, so coarser and usually a little higher.",
     "COCO (101 points)": "COCO at IoU 0.5: a detection may fall back to a second free box, the envelope is read "
-                         "at 101 recall points and at most 100 detections per image count.",
+                         "at 101 recall points and at most 100 detections per image and class count.",
     "course": "The course's code: strict IoU > 0.5, difficult objects count as misses, and the raw zig-zag curve "
               "is integrated without an envelope, so it reads lowest.",
 }
