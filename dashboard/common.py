@@ -314,20 +314,6 @@ def load_index(ctx: Context, spec: str):
         st.stop()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _sample(root: str, spec: str, classes: tuple[str, ...], stamp: str, i: int) -> dict:
-    from yolo.data.datasets import DetectionDataset
-
-    return DetectionDataset(_index(root, spec, classes, stamp))[i]
-
-
-def load_sample(ctx: Context, spec: str, i: int) -> dict:
-    """Sample i of a split at full resolution (the data contract: image, boxes, labels, ...).
-    A photo can be 100 megapixels (300 MB decoded): to show one, use ``load_view``."""
-    root = require_dataset(ctx)
-    return _sample(str(root), spec, ctx.classes, _stamp(root, spec), int(i))
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def _view(root: str, spec: str, classes: tuple[str, ...], stamp: str, i: int, max_side: int) -> dict:
     from yolo.data.datasets import DetectionDataset
@@ -413,26 +399,34 @@ def _untrained_detector(classes: tuple[str, ...], width: float, image_size: int)
     return Detector(model, list(classes), image_size)
 
 
+def checkpoint_model(path: Path, image_size: int, what_next: str = "Pick another checkpoint in the sidebar.",
+                     stop: bool = True) -> Model | None:
+    """A checkpoint file as a cached Detector (with its saved operating points); a file that
+    cannot be used shows one message (``what_next`` after it) and ends the page (``stop``) or
+    gives None."""
+    from yolo.checkpoint import CheckpointError
+
+    try:
+        mtime = path.stat().st_mtime_ns
+        detector = _checkpoint_detector(str(path), mtime, image_size)
+    except (CheckpointError, OSError) as err:
+        st.error(f"Cannot use {path}: {err}\n\n{what_next}")
+        return st.stop() if stop else None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, EOFError) as err:
+        # A file the loader did not foresee: a message here, the traceback in the console.
+        logging.getLogger(__name__).exception("loading checkpoint %s", path)
+        st.error(f"Cannot use {path}: not a checkpoint this project can read "
+                 f"({type(err).__name__}: {err}).\n\n{what_next}")
+        return st.stop() if stop else None
+    key = f"{path}|{mtime}|{image_size}"
+    return Model(detector, str(path), True, key, operating_points(path, detector.class_names))
+
+
 def load_model(ctx: Context, allow_untrained: bool = True) -> Model:
     """The chosen checkpoint as a cached Detector; without one, explain how to get one and offer
     an untrained model (random weights) so the page still shows its mechanics."""
-    from yolo.checkpoint import CheckpointError
-
     if ctx.checkpoint is not None:
-        path = ctx.checkpoint
-        try:
-            detector = _checkpoint_detector(str(path), path.stat().st_mtime_ns, ctx.image_size)
-        except (CheckpointError, OSError) as err:
-            st.error(f"Cannot use {path}: {err}\n\nPick another checkpoint in the sidebar.")
-            st.stop()
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, EOFError) as err:
-            # A file the loader did not foresee: a message here, the traceback in the console.
-            logging.getLogger(__name__).exception("loading checkpoint %s", path)
-            st.error(f"Cannot use {path}: not a checkpoint this project can read "
-                     f"({type(err).__name__}: {err}).\n\nPick another checkpoint in the sidebar.")
-            st.stop()
-        key = f"{path}|{path.stat().st_mtime_ns}|{ctx.image_size}"
-        return Model(detector, str(path), True, key, operating_points(path, detector.class_names))
+        return checkpoint_model(ctx.checkpoint, ctx.image_size)
     st.info(TRAIN_HINT)
     st.page_link("Home.py", label="Go to Home to train the demo model", icon=":material/model_training:")
     if not allow_untrained or not ctx.classes:

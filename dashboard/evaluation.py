@@ -11,6 +11,7 @@ all views and sessions; tables go through ``st.cache_data``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,8 +61,15 @@ def compute_predictions(ctx: common.Context, model: common.Model, spec: str, lim
             yield dataset[i]
             bar.progress((i + 1) / n, text=f"Predicting {spec}: {i + 1} of {n} images")
 
-    predict_samples(model.detector, samples(), path, batch_size=8, conf_floor=CONF_FLOOR,
-                    max_candidates=MAX_CANDIDATES, total=n, progress=False)
+    try:
+        predict_samples(model.detector, samples(), path, batch_size=8, conf_floor=CONF_FLOOR,
+                        max_candidates=MAX_CANDIDATES, total=n, progress=False)
+    except (OSError, ValueError, RuntimeError) as err:  # a sample or the model failed: say so, keep the page
+        logging.getLogger(__name__).exception("predicting %s", spec)
+        bar.empty()
+        st.error(f"Running the model over {spec} stopped: {type(err).__name__}: {err}. Nothing was saved; "
+                 "the Dataset page's data check lists unreadable files.")
+        st.stop()
     bar.empty()
 
 
@@ -177,13 +185,35 @@ def metric_rules(path: str, mtime_ns: int, iou: float):
     return metric_table(detections, preds.ground_truth(), list(preds.class_names))
 
 
-def other_model(ctx: common.Context, path: Path) -> common.Model:
-    """A second checkpoint (for Compare) as a ``common.Model``; an unusable file stops the page."""
-    from yolo.checkpoint import CheckpointError
+def other_model(ctx: common.Context, path: Path) -> common.Model | None:
+    """A second checkpoint (for Compare) as a ``common.Model``; None (and the sidebar's message)
+    for a file that cannot be used, so the other tabs still draw."""
+    return common.checkpoint_model(path, ctx.image_size, "Pick another checkpoint to compare with.", stop=False)
 
-    try:
-        detector = common._checkpoint_detector(str(path), path.stat().st_mtime_ns, ctx.image_size)
-    except (CheckpointError, OSError) as err:
-        st.error(f"Cannot use {path}: {err}")
-        st.stop()
-    return common.Model(detector, str(path), True, f"{path}|{path.stat().st_mtime_ns}|{ctx.image_size}")
+
+def dataset_position(ctx: common.Context, spec: str, image_ids, row: int) -> int:
+    """The split's index of the image at ``row`` of a prediction file (``image_ids``): the same
+    number unless images were skipped while predicting, which shifts every later row."""
+    ids = common.load_index(ctx, spec).ids
+    wanted = str(image_ids[row])
+    if row < len(ids) and str(ids[row]) == wanted:
+        return row
+    hits = [i for i, image_id in enumerate(ids) if str(image_id) == wanted]
+    return hits[0] if hits else row
+
+
+def drawn_view(ctx: common.Context, spec: str, position: int, detections: dict | None = None,
+               class_names=None):
+    """Image ``position`` of the split as a grid tile (``common.load_view``: long side at most
+    ``common.THUMB_SIDE``, never the full photo in memory), its ground truth dashed and
+    ``detections`` ({"boxes" (N, 4) xyxy pixels of the ORIGINAL image, "labels", "scores"})
+    solid, mapped onto the tile."""
+    from yolo import viz
+
+    sample = common.load_view(ctx, spec, position, common.THUMB_SIDE)
+    picture = viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"], class_names=ctx.classes)
+    if detections is not None and len(detections["scores"]):
+        boxes = viz.scale_boxes(detections["boxes"], sample["orig_size"], sample["image"].shape[:2])
+        picture = viz.draw_detections(picture, boxes, detections["labels"], detections["scores"],
+                                      class_names=class_names)
+    return picture

@@ -358,6 +358,45 @@ def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, mon
     assert any("Each class at its own saved threshold" in c.value for c in detect.caption)
 
 
+def test_compare_refuses_a_b_of_other_classes_or_unreadable_and_still_draws_the_other_tabs(voc, tmp_path, monkeypatch):
+    """B with 5 classes gets a warning (not a comparison of unrelated class indices), a B that is
+    not a checkpoint a message (old code: an exception element that also ended the page)."""
+    import shutil
+
+    logs = tmp_path / "logs"
+    shutil.copytree(voc, logs)
+    save_weights(YOLOv3(5, 0.125).eval(), logs / "five.pt", [f"thing{i}" for i in range(5)])
+    (logs / "junk.pth").write_bytes(b"not a checkpoint at all")
+    monkeypatch.setenv("YOLO_LOGS", str(logs))
+    at = open_page("Evaluate")
+    at.number_input(key="ev_limit").set_value(4).run()
+    at.button(key="ev_run").click().run()
+    assert_clean(at)
+    at.selectbox(key="ev_ab_other").set_value("five.pt").run()
+    assert_clean(at)
+    assert any("knows 5 classes" in t and "cannot be compared" in t for t in texts(at, "warning"))
+    assert "ev_ab_run" not in [b.key for b in at.button]
+    at.selectbox(key="ev_ab_other").set_value("junk.pth").run()
+    assert_clean(at)
+    assert any("Cannot use" in t and "junk.pth" in t for t in texts(at, "error"))
+    assert any(set(d.value.columns) >= {"rule", "mAP@0.5", "why"} for d in at.dataframe), "Metrics still drawn"
+
+
+def test_evaluate_says_when_running_the_model_over_the_split_fails(voc, monkeypatch):
+    """A sample that cannot be read mid-split (or a model error) is a message, not an exception."""
+    from yolo.data.datasets import DetectionDataset
+
+    def unreadable(self, i):
+        raise OSError(f"image {i}: truncated file")
+
+    at = open_page("Evaluate")
+    at.number_input(key="ev_limit").set_value(3).run()
+    monkeypatch.setattr(DetectionDataset, "__getitem__", unreadable)
+    at.button(key="ev_run").click().run()
+    assert_clean(at)
+    assert any("stopped" in t and "truncated file" in t for t in texts(at, "error")), texts(at, "error")
+
+
 def test_class_mismatch_warnings_say_what_each_page_shows(fresh, tiny_runs, monkeypatch):
     """The demo dataset (its own classes) with a VOC checkpoint: each page's warning matches what
     it then displays."""

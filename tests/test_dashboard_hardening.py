@@ -27,7 +27,6 @@ pytest.importorskip("streamlit")
 from test_dashboard import (  # noqa: F401  (fixtures used by name)
     DASHBOARD,
     ENV,
-    PAGES,
     assert_clean,
     charts,
     demo_root,
@@ -41,47 +40,12 @@ from test_dashboard import (  # noqa: F401  (fixtures used by name)
     voc,
 )
 
-from yolo.data.voc import format_voc_xml
+from bench.dashboard_memory import gradient, measure, write_photos, write_voc
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------ helpers
-def gradient(height: int, width: int) -> np.ndarray:
-    """A smooth BGR image (compresses to a small JPEG whatever its size)."""
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    return np.stack([np.broadcast_to(y, (height, width)), np.broadcast_to(x, (height, width)),
-                     np.full((height, width), 128, np.float32)], axis=2).astype(np.uint8)
-
-
-def grid_boxes(n: int, size: tuple[int, int]) -> np.ndarray:
-    """n disjoint 14 x 14 boxes on a 20-pixel grid (xyxy), inside an image of ``size`` (h, w)."""
-    per_row = size[1] // 20
-    return np.array([[(j % per_row) * 20 + 2, (j // per_row) * 20 + 2, (j % per_row) * 20 + 16,
-                      (j // per_row) * 20 + 16] for j in range(n)], dtype=np.float64).reshape(-1, 4)
-
-
-def write_voc(root: Path, splits: dict[str, list[int]], size: tuple[int, int] = (120, 160),
-              jpeg: bytes | None = None, boxes=None) -> Path:
-    """``root/VOCdevkit/VOC2012`` with, per split, one image per entry holding that many boxes
-    ("dog"). size (h, w) of every image; jpeg: the encoded image to use (else a gradient);
-    boxes: (K, 4) boxes for every image instead of the grid. Returns root."""
-    year = root / "VOCdevkit" / "VOC2012"
-    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (year / d).mkdir(parents=True, exist_ok=True)
-    data = jpeg if jpeg is not None else cv2.imencode(".jpg", gradient(*size))[1].tobytes()
-    for split, counts in splits.items():
-        ids = [f"{split}_{k:04d}" for k in range(len(counts))]
-        for id_, n in zip(ids, counts):
-            (year / "JPEGImages" / f"{id_}.jpg").write_bytes(data)
-            b = grid_boxes(n, size) if boxes is None else np.asarray(boxes, np.float64)
-            (year / "Annotations" / f"{id_}.xml").write_text(
-                format_voc_xml(f"{id_}.jpg", size[1], size[0], ["dog"] * len(b), b))
-        (year / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    return root
-
-
 def use_data(monkeypatch, tmp_path: Path, index_cache: Path, root: Path) -> None:
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
@@ -143,50 +107,12 @@ def test_a_folder_with_no_split_list_is_explained(monkeypatch, tmp_path, index_c
 
 
 # ------------------------------------------------------------------------------------ item 8
-MEMORY_PROBE = textwrap.dedent("""
-    import json, os, resource, sys
-    from streamlit.testing.v1 import AppTest
-
-    home, small, big, pages = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
-
-    def status_mb(field):  # VmRSS: resident now; VmHWM: its high-water mark (this process's own)
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
-
-    def open_pages(root):
-        os.environ["YOLO_DATA"] = root
-        at = AppTest.from_file(home, default_timeout=600).run()
-        found = []
-        for page in pages:
-            at.switch_page(page).run()
-            found += [e.message for e in at.exception]
-        return at, found
-
-    open_pages(small)  # imports, code and the untrained model warm, on a small dataset
-    # Not ru_maxrss: after fork/exec it starts at the parent's high-water mark (pytest's).
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the resident size now
-    base = status_mb("VmRSS")
-    # Guard the machine: the old code needs about 6 GB here; fail fast instead of swapping.
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/statm") as f:
-        vms = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    resource.setrlimit(resource.RLIMIT_AS, (vms + 3 * 2**30, hard))
-    at, exceptions = open_pages(big)
-    peak = status_mb("VmHWM")
-    print(json.dumps({"base_mb": base, "peak_mb": peak, "extra_mb": peak - base,
-                      "exceptions": exceptions, "images": len(at.image)}))
-""")
-
-
 @pytest.fixture(scope="module")
 def big_photos(tmp_path_factory) -> Path:
-    """Twelve 6000 x 4000 JPEGs (24 megapixels, 72 MB each decoded) in VOC layout, and a small
-    dataset beside them for the warm-up."""
+    """Twelve 6000 x 4000 JPEGs (24 megapixels, 72 MB each decoded) in VOC layout, boxes
+    [600, 400, 3000, 2000] and [3600, 2400, 5400, 3800], and a small dataset beside them for the warm-up."""
     root = tmp_path_factory.mktemp("photos")
-    jpeg = cv2.imencode(".jpg", gradient(4000, 6000), [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-    write_voc(root / "big", {"train": [0] * 12}, size=(4000, 6000), jpeg=jpeg,
-              boxes=[[600, 400, 3000, 2000], [3600, 2400, 5400, 3800]])
+    write_photos(root / "big", 12, (4000, 6000))
     write_voc(root / "small", {"train": [2] * 12})
     return root
 
@@ -194,16 +120,11 @@ def big_photos(tmp_path_factory) -> Path:
 def test_dataset_detect_gradcam_stay_under_1gb_extra_on_24_megapixel_photos(big_photos, tmp_path):
     """Peak resident memory of the Dataset, Detect and GradCAM pages over twelve 6000 x 4000 JPEGs,
     above what the same pages hold after running on a small dataset, in a fresh process (old
-    code: 3 GB above, then stopped by a 3 GB address-space limit). Linux: reads /proc/self."""
+    code: 3 GB above, then stopped by a 3 GB address-space limit). Linux: reads /proc/self.
+    ``python -m bench.dashboard_memory`` gives this figure and two more."""
     if not os.path.exists("/proc/self/clear_refs"):
         pytest.skip("measures memory through /proc/self (Linux)")
-    env = {k: v for k, v in os.environ.items() if k not in ENV}
-    env.update(YOLO_LOGS=str(tmp_path / "logs"), YOLO_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    pages = ",".join(PAGES[p] for p in ("Dataset", "Detect", "GradCAM"))
-    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(DASHBOARD / "Home.py"), str(big_photos / "small"),
-                          str(big_photos / "big"), pages], capture_output=True, text=True, env=env, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = measure(big_photos / "small", big_photos / "big", ["Dataset", "Detect", "GradCAM"], tmp_path)
     print(f"Dataset, Detect, GradCAM pages over 12 x 6000x4000 JPEGs: {result['extra_mb']:.0f} MB above "
           f"{result['base_mb']:.0f} MB (peak {result['peak_mb']:.0f} MB)")
     assert not result["exceptions"], result["exceptions"]
@@ -234,6 +155,42 @@ def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monke
         np.testing.assert_allclose(view["boxes"], np.array([[600, 400, 3000, 2000], [3600, 2400, 5400, 3800]]) * scale,
                                    rtol=1e-6)
         assert view["orig_size"] == (4000, 6000)
+
+
+def test_evaluate_tiles_are_thumbnails_with_detections_mapped(big_photos, monkeypatch, tmp_path, index_cache, common):
+    """The Evaluate page's worst-image and error tiles (evaluation.drawn_view) come from load_view at
+    THUMB_SIDE, and detections given in original pixels land on the tile (hand-worked scale); the
+    old page drew on the full 6000 x 4000 sample."""
+    from yolo import viz
+
+    evaluation = importlib.import_module("evaluation")
+    use_data(monkeypatch, tmp_path, index_cache, big_photos / "big")
+    root = big_photos / "big"
+    ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
+                         tmp_path / "logs", None, 416)
+    drawn, draw = [], viz.draw_detections
+
+    def recording(image, boxes, *args, **kwargs):
+        drawn.append(boxes)
+        return draw(image, boxes, *args, **kwargs)
+
+    monkeypatch.setattr(viz, "draw_detections", recording)
+    found = {"boxes": np.array([[600.0, 400.0, 3000.0, 2000.0]]), "labels": np.array([0]), "scores": np.array([0.9])}
+    picture = evaluation.drawn_view(ctx, "train", 3, found, ["a"])
+    assert picture.shape == (256, 384, 3)  # 384 / 6000 = 256 / 4000
+    np.testing.assert_allclose(drawn[0], [[38.4, 25.6, 192.0, 128.0]], rtol=1e-6)
+    assert evaluation.drawn_view(ctx, "train", 3).shape == (256, 384, 3)  # ground truth only (a missed object)
+
+
+def test_evaluate_tiles_find_their_image_when_predicting_skipped_one(monkeypatch, tmp_path, index_cache, common):
+    """Rows of a prediction file shift when an image is skipped; the tiles look the image up by id."""
+    evaluation = importlib.import_module("evaluation")
+    root = write_voc(tmp_path / "data", {"train": [1, 2, 3, 1]})
+    use_data(monkeypatch, tmp_path, index_cache, root)
+    ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
+                         tmp_path / "logs", None, 416)
+    kept = ["train_0000", "train_0002", "train_0003"]  # train_0001 was skipped
+    assert [evaluation.dataset_position(ctx, "train", kept, r) for r in range(3)] == [0, 2, 3]
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])

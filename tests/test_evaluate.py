@@ -1,5 +1,5 @@
 """yolo.evaluate against independent implementations: the TIDE breakdown against the ``tidecv``
-package, the COCO rule against faster-coco-eval (through torchmetrics), the course rule against a
+package, the COCO rule against pycocotools' COCOeval, the course rule against a
 plain re-implementation of the course's ``mean_average_precision`` written here, the VOC numbers
 against the hand-worked values of test_metrics; operating points on a constructed split and
 through the Detector; checkpoint A/B on identical and degraded files; the COCO exports."""
@@ -29,6 +29,7 @@ from yolo.evaluate import (
     metric_table,
     read_operating_points,
     save_operating_points,
+    scores_at,
 )
 from yolo.model import YOLOv3
 
@@ -268,9 +269,8 @@ def test_course_rule_equals_the_courses_code(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_coco_rule_equals_pycocotools(seed, tmp_path):
     """pycocotools' COCOeval at IoU 0.5 on our exports (difficult objects as crowd regions). The
-    reference is the original: torchmetrics' faster-coco-eval backend differs from it by about
-    1e-3 on these same inputs (seed 1: 0.3589 against 0.3616; 0.3424 against 0.3435 without
-    crowds), while ours equals pycocotools per class."""
+    reference is the original implementation, not torchmetrics' faster-coco-eval backend, whose
+    numbers differ from it on some inputs."""
     pytest.importorskip("pycocotools")
     import contextlib
     import io
@@ -339,6 +339,13 @@ def test_saved_thresholds_round_trip_through_the_detector(tmp_path):
     assert read_operating_points(path, ["a", "b"]).class_thresholds == pytest.approx(points.class_thresholds)
     with pytest.raises(ValueError, match="no threshold for c"):
         read_operating_points(path, ["a", "c"])
+    good = json.loads(path.read_text())
+    for field, value in [("thresholds", [0.5, 0.5]), ("thresholds", {"a": "high", "b": 0.5}),
+                         ("thresholds", {"a": None, "b": 0.5}), ("global_threshold", [1]), ("f1", 3),
+                         ("global_threshold", 2.0)]:
+        path.with_name("bad.json").write_text(json.dumps({**good, field: value}))
+        with pytest.raises(ValueError, match="bad.json"):  # one ValueError naming the file, never a TypeError
+            read_operating_points(path.with_name("bad.json"), ["a", "b"])
     torch.manual_seed(0)
     ckpt = save_weights(calibrated_random_model_2(), tmp_path / "best.ckpt", ["a", "b"])
     image = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
@@ -415,6 +422,27 @@ def test_one_degraded_class_is_ranked_first_with_an_interval_below_zero():
     assert result.regressions["worse"].is_monotonic_decreasing
 
 
+def test_ab_aps_equal_voc_evaluate_on_the_split_and_on_a_resampled_split():
+    """The A/B's weighted AP (every bootstrap draw at once) against ``voc_evaluate`` run plainly:
+    on the split (weights 1) and on one resample built by repeating the drawn images."""
+    from yolo.evaluate.compare import _weighted_ap
+    from yolo.metrics import match_detections, voc_evaluate
+
+    dets, truths = random_split(7, 30)
+    names = ["a", "b", "c", "d"]
+    per_class = compare(dets, dets, truths, names, draws=3).per_class.set_index("class")
+    plain = voc_evaluate(dets, truths, 4).per_class_ap
+    assert per_class.loc[names, "AP A"].tolist() == pytest.approx(plain.tolist(), abs=1e-6, nan_ok=True)  # float32 weights
+    drawn = torch.randint(0, 30, (30,), generator=torch.Generator().manual_seed(3))
+    m = match_detections(dets, truths, 4)
+    keep = ~m.ignored
+    positives = torch.stack([torch.bincount(t["labels"][~t["difficult"]], minlength=4) for t in truths]).float()
+    weights = torch.bincount(drawn, minlength=30).float()[None]
+    ours = _weighted_ap(m.scores[keep].float(), m.labels[keep], m.tp[keep], m.image[keep], positives, weights, 4)[0]
+    resampled = voc_evaluate([dets[i] for i in drawn], [truths[i] for i in drawn], 4).per_class_ap
+    assert ours.tolist() == pytest.approx(resampled.tolist(), abs=1e-6, nan_ok=True)  # float32 weights
+
+
 # ------------------------------------------------------------------------------------ exports
 def test_coco_exports_are_xywh_with_one_based_categories_and_crowd_difficult():
     dets = [det([[10, 20, 40, 60]], [0.5], [3])]
@@ -454,9 +482,17 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     assert again == 0 and "reusing" in printed, "the model ran once per split"
     assert "at the given operating points" in printed
     assert "given_operating_points" in json.loads((out / "summary.json").read_text())["splits"]["val"]
+    more = main([str(a), "--data", str(voc_mini), "--split", "val", "--limit", "7", "--image-size", "128",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert more == 0 and "reusing" not in printed, "another --limit is other predictions"
+    assert json.loads((out / "summary.json").read_text())["splits"]["val"]["images"] == 7
     # bad input: one line, no traceback
     assert main([str(a), "--data", str(tmp_path), "--split", "val"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+    five = save_weights(YOLOv3(5, 0.125).eval(), tmp_path / "five.ckpt", ["a", "b", "c", "d", "e"])
+    assert main(args[:-4] + ["--compare", str(five), "--out", str(out)]) == 2
+    assert "cannot be compared" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.ckpt"), "--data", str(voc_mini), "--split", "val"])
 
@@ -468,3 +504,26 @@ def test_box_statistics_by_hand():
     assert stats["width"].tolist() == [50, 20] and stats["height"].tolist() == [20, 40]
     assert stats["relative_size"].tolist() == pytest.approx([math.sqrt(1000 / 20000), math.sqrt(800 / 1600)])
     assert stats["aspect"].tolist() == pytest.approx([2.5, 0.5])
+
+
+# --------------------------------------------------------------------------- one threshold rule
+def test_a_detection_scored_exactly_at_the_threshold_is_dropped_by_every_view():
+    """The Detector (``select``) keeps a detection when its score is ABOVE the threshold; every
+    table at a confidence threshold must count the same detections (the old metrics and per-image
+    tables kept score == threshold, the operating points and A/B did not)."""
+    from yolo.config import PostprocessConfig
+    from yolo.detect import select
+    from yolo.evaluate.tables import per_image_errors
+    from yolo.metrics import confusion_matrix, precision_recall_at
+
+    dets = [det([A, B], [0.5, 0.75], [0, 0])]  # both true positives; 0.5 is the threshold itself
+    truths = [gt([A, B], [0, 0])]
+    d = dets[0]
+    (kept,) = select(d["boxes"], d["scores"], d["labels"], torch.zeros(2, dtype=torch.int64), 1,
+                     PostprocessConfig(conf_threshold=0.5))
+    assert d["scores"][kept].tolist() == [0.75]  # the rule, as the Detector applies it
+    assert precision_recall_at(dets, truths, 1, 0.5).tp.tolist() == [1]
+    assert confusion_matrix(dets, truths, 1, conf_threshold=0.5).tolist() == [[1, 1], [0, 0]]
+    assert per_image_errors(dets, truths, 1, 0.5, ["i"])["found"].tolist() == [1]
+    assert scores_at(dets, truths, 1, 0.5)["tp"].tolist() == [1]
+    assert compare(dets, dets, truths, ["a"], conf=0.5, draws=2).images["TP A"].tolist() == [1]

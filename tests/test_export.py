@@ -6,17 +6,17 @@ import json
 
 import pytest
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import batched_nms, box_iou, nms
 
 from yolo.checkpoint import save_weights
 from yolo.config import ANCHORS, VOC_CLASSES, PostprocessConfig
 from yolo.lit import ground_truth
 from yolo.metrics import voc_evaluate
 from yolo.model import YOLOv3
-from yolo.postprocess import postprocess
+from yolo.postprocess import candidates, postprocess, top_k_per_image
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="pip install onnxruntime (requirements.txt)")
-from yolo.export import main, onnx_session, run_onnx, split_detections  # noqa: E402
+from yolo.export import DetectionGraph, main, onnx_session, run_onnx, split_detections  # noqa: E402
 
 SIZE, N_IMAGES = 256, 8
 CONFIG = PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45, max_detections=100, pre_nms_top_k=1000)
@@ -116,6 +116,21 @@ def test_nms_graph_on_a_trained_checkpoint_gives_the_same_map(trained, val_batch
     assert map_torch > 0.5  # detections that find the objects, so the mAP comparison means something
 
 
+def reference_nms(outputs) -> list[dict]:
+    """The library's decoded candidates, clipped to the input, the best ``pre_nms_top_k`` of each
+    image, then torchvision's ``batched_nms`` image by image (classes apart)."""
+    boxes, scores, labels, image = candidates(outputs, CONFIG.conf_threshold, ANCHORS)
+    boxes = boxes.clamp(0, SIZE)
+    top = top_k_per_image(scores, image, CONFIG.pre_nms_top_k)
+    boxes, scores, labels, image = boxes[top], scores[top], labels[top], image[top]
+    found = []
+    for i in range(outputs[0].shape[0]):
+        rows = torch.nonzero(image == i).squeeze(1)
+        keep = rows[batched_nms(boxes[rows], scores[rows], labels[rows], CONFIG.iou_threshold)][: CONFIG.max_detections]
+        found.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
+    return found
+
+
 def compare_nms(checkpoint, val_batch, tmp_path, batch_size: int) -> float:
     path, model = checkpoint
     onnx = tmp_path / "nms.onnx"
@@ -127,7 +142,7 @@ def compare_nms(checkpoint, val_batch, tmp_path, batch_size: int) -> float:
     for start in range(0, N_IMAGES, batch_size):
         x = images(val_batch)[start: start + batch_size]
         with torch.no_grad():
-            theirs += postprocess(model(x), CONFIG, ANCHORS)  # the library's own path
+            theirs += reference_nms(model(x))
         ours += split_detections(*run_onnx(session, x), len(x))
     assert sum(len(d["scores"]) for d in theirs) > 100  # many detections to compare
     for a, b in zip(ours, theirs):
@@ -150,6 +165,39 @@ def test_max_detections_per_image_in_the_graph(checkpoint, val_batch, tmp_path):
     with torch.no_grad():
         expected = postprocess(model(x), PostprocessConfig(max_detections=3, pre_nms_top_k=1000))
     assert counts == [len(d["scores"]) for d in expected] and max(counts) == 3
+
+
+class _Decoded(DetectionGraph):
+    """The graph's selection and NMS over chosen decoded boxes (decode replaced)."""
+
+    def __init__(self, boxes, scores, labels, num_classes: int) -> None:
+        model = torch.nn.Identity()
+        model.num_classes = num_classes
+        super().__init__(model, 64, ANCHORS, PostprocessConfig(conf_threshold=0.1, iou_threshold=0.5), top_k=10)
+        self.fixed = boxes, scores, labels
+
+    def decode(self, outputs):
+        return self.fixed
+
+
+def test_one_enormous_box_does_not_keep_duplicates_in_another_image():
+    """Image 0 holds a box 1e8 pixels wide (a size logit near the clamp); image 3 two boxes of class 1 with IoU 0.92. The
+    graph must keep what torchvision's NMS keeps for each image and class alone: one of the two."""
+    boxes = torch.zeros(4, 3, 4)
+    scores, labels = torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.int64)
+    boxes[0, 0], scores[0, 0] = torch.tensor([0.0, 0.0, 1e8, 1e8]), 0.9
+    boxes[3, 0], scores[3, 0], labels[3, 0] = torch.tensor([10.0, 10.0, 15.0, 15.0]), 0.8, 1
+    boxes[3, 1], scores[3, 1], labels[3, 1] = torch.tensor([10.2, 10.0, 15.2, 15.0]), 0.7, 1
+    image, kept_boxes, kept_scores, kept_labels = _Decoded(boxes, scores, labels, 2)(torch.zeros(4, 3, 64, 64))
+    expected = []  # per image and class, alone: torchvision's NMS on the clipped boxes
+    for i in range(4):
+        for c in range(2):
+            mine = (scores[i] > 0.1) & (labels[i] == c)
+            b, s = boxes[i][mine].clamp(0, 64), scores[i][mine]
+            expected += [(i, c, float(s[k])) for k in nms(b, s, 0.5).tolist()]
+    got = sorted(zip(image.tolist(), kept_labels.tolist(), kept_scores.tolist()))
+    assert got == sorted(expected) == [(0, 0, pytest.approx(0.9)), (3, 1, pytest.approx(0.8))]
+    assert float(kept_boxes.max()) == 64.0  # the enormous box comes back clipped to the input
 
 
 def test_bad_arguments_say_so(checkpoint, tmp_path):

@@ -397,7 +397,7 @@ def test_precision_recall_at_threshold():
     # thresholding after matching everything gives the same flags (matching is greedy by score)
     dets_r, gts_r = random_set(40, 3, seed=5)
     full = match_detections(dets_r, gts_r, 3)
-    keep = full.scores >= 0.5
+    keep = full.scores > 0.5
     pr = precision_recall_at(dets_r, gts_r, 3, conf_threshold=0.5)
     assert pr.tp.tolist() == torch.bincount(full.labels[keep & full.tp], minlength=3).tolist()
     assert pr.fp.tolist() == torch.bincount(full.labels[keep & full.fp], minlength=3).tolist()

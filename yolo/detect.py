@@ -479,6 +479,9 @@ class Detector:
         """One image -> its ``Prediction`` (one forward pass); ``.select()`` gives detections."""
         start = time.perf_counter()
         rgb, tensor, record = self.prepare(image, bgr=bgr)
+        if rgb is image:  # load_image passes an RGB uint8 array through: the Prediction keeps its own
+            rgb = rgb.copy()
+        rgb.setflags(write=False)  # shared by every user of the Prediction: nobody draws on it
         x = tensor[None].to(self.device)
         mid = time.perf_counter()
         outputs = self._forward(x)

@@ -155,7 +155,7 @@ def _check_labels(labels: Tensor, num_classes: int, kind: str) -> None:
                          f"[{int(labels.min())}, {int(labels.max())}]")
 
 
-def _pair_iou(a: Tensor, b: Tensor) -> Tensor:
+def pair_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of matching pairs. a, b (Tensor[P, 4]) in (x1, y1, x2, y2) -> Tensor[P]; 0 if union is 0.
 
     No epsilon in the denominator (unlike yolo.boxes.elementwise_iou): an IoU of exactly 0.5 must
@@ -191,7 +191,7 @@ def candidate_boxes(det_boxes: Tensor, det_group: Tensor, gt_boxes: Tensor,
     pair_det = torch.repeat_interleave(torch.arange(n_det, device=device), n_pairs)  # (P,)
     pair_pos = torch.arange(pair_det.numel(), device=device) - (torch.cumsum(n_pairs, 0) - n_pairs)[pair_det]
     pair_pos += lo[pair_det]  # position in sorted_group
-    iou = _pair_iou(det_boxes[pair_det].double(), gt_boxes[gt_order[pair_pos]].double())
+    iou = pair_iou(det_boxes[pair_det].double(), gt_boxes[gt_order[pair_pos]].double())
     best_iou.scatter_reduce_(0, pair_det, iou, "amax")  # include_self: IoU >= 0 == initial value
     at_best = iou == best_iou[pair_det]
     first_pos = torch.full((n_det,), n_gt, dtype=torch.long, device=device)
@@ -435,7 +435,7 @@ class PRAt:
 def _keep_confident(detections: Sequence[dict], conf_threshold: float) -> list[dict]:
     out = []
     for d in detections:
-        k = d["scores"].reshape(-1) >= conf_threshold
+        k = d["scores"].reshape(-1) > conf_threshold  # the Detector's rule: kept above the threshold
         out.append({"boxes": d["boxes"].reshape(-1, 4)[k], "scores": d["scores"].reshape(-1)[k],
                     "labels": d["labels"].reshape(-1)[k]})
     return out
@@ -447,7 +447,8 @@ def _ratio(num: Tensor, den: Tensor) -> Tensor:
 
 def precision_recall_at(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
                         conf_threshold: float, iou_threshold: float = 0.5) -> PRAt:
-    """Precision and recall of the detections with score >= conf_threshold, VOC-matched.
+    """Precision and recall of the detections with score > conf_threshold (the Detector's and
+    postprocess's rule), VOC-matched.
 
     Detections on difficult boxes are ignored, as in the mAP. Because matching is greedy by score,
     the flags of the kept detections are the same as when matching everything and then thresholding.
@@ -471,7 +472,7 @@ def confusion_matrix(detections: Sequence[dict], ground_truths: Sequence[dict], 
 
     Row/column C is background: [g, C] counts boxes of class g that no detection matched (missed),
     [C, p] counts detections of class p that matched no box (false detections); [C, C] is 0.
-    Matching: the VOC rule with classes ignored. Detections with score >= conf_threshold, highest
+    Matching: the VOC rule with classes ignored. Detections with score > conf_threshold, highest
     score first, each point at the box of any class in their image with the highest IoU; if that
     IoU >= iou_threshold and the box is unclaimed the pair (box class, detection class) is counted,
     else the detection is a false detection. Detections on difficult boxes and the difficult boxes

@@ -41,7 +41,7 @@ picture.image(common.draw(picked.image, found, names, gt, ctx.classes),
 m = numbers.columns(2)
 m[0].metric("Detections", len(found))
 m[1].metric("Model forward", f"{timings.model_ms:.0f} ms", help="once per image")
-m[0].metric("Full predict", f"{timings.total_ms:.0f} ms", help="read + letterbox + forward + decode + NMS")
+m[0].metric("Full predict", f"{timings.total_ms:.0f} ms", help="read + letterbox + forward + decode (NMS is the threshold change)")
 m[1].metric("Threshold change", f"{post_ms:.1f} ms", help="confidence filter + NMS on the kept candidates")
 
 table = pd.DataFrame(found.to_records(), columns=["class", "label", "score", "x1", "y1", "x2", "y2"])

@@ -96,11 +96,9 @@ with worst_tab:
     top = worst.head(6)
     tiles = []
     for _, row in top.iterrows():
-        sample = common.load_sample(ctx, spec, int(row["position"]))
         found = evaluation.image_detections(str(path), stamp, int(row["position"]), conf, iou)
-        picture = viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"], class_names=ctx.classes)
-        tiles.append(viz.draw_detections(picture, found["boxes"], found["labels"], found["scores"],
-                                         class_names=result["names"]))
+        at = evaluation.dataset_position(ctx, spec, preds.image_ids, int(row["position"]))
+        tiles.append(evaluation.drawn_view(ctx, spec, at, found, result["names"]))
     if tiles:
         captions = [f"{r['image']}: {r['missed']} missed, {r['false detections']} false"
                     for r in top.to_dict("records")]
@@ -124,12 +122,10 @@ with err_tab:
         examples = worst_examples(breakdown, kind, 6)
         tiles, captions = [], []
         for row in examples.to_dict("records"):
-            sample = common.load_sample(ctx, spec, int(row["image"]))
-            picture = viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"], class_names=ctx.classes)
-            box = [[row["x1"], row["y1"], row["x2"], row["y2"]]]
-            if kind != "Miss":
-                picture = viz.draw_detections(picture, box, [int(row["class"])], [row["score"]], class_names=result["names"])
-            tiles.append(picture)
+            erring = None if kind == "Miss" else {"boxes": [[row["x1"], row["y1"], row["x2"], row["y2"]]],
+                                                  "labels": [int(row["class"])], "scores": [row["score"]]}
+            at = evaluation.dataset_position(ctx, spec, preds.image_ids, int(row["image"]))
+            tiles.append(evaluation.drawn_view(ctx, spec, at, erring, result["names"]))
             captions.append(f"{preds.image_ids[int(row['image'])]}: {kind} {result['names'][int(row['class'])]}")
         st.image(viz.tile_images(tiles, cols=3, captions=captions), width="stretch",
                  caption="Ground truth dashed; the erring detection solid (for Miss: the missed object is dashed)")
@@ -168,9 +164,15 @@ with ab_tab:
         st.info("Only one checkpoint: train another (or point the sidebar at another runs folder) to compare.")
     else:
         label_b = st.selectbox("Compare with (B)", list(others), key="ev_ab_other")
-        model_b = evaluation.other_model(ctx, others[label_b])
-        path_b = evaluation.predictions_file(ctx, model_b, spec, limit)
-        if evaluation.load_predictions(path_b) is None:
+        model_b = evaluation.other_model(ctx, others[label_b])  # None: it says why
+        path_b = None if model_b is None else evaluation.predictions_file(ctx, model_b, spec, limit)
+        if model_b is None:
+            st.info("Nothing to compare with until B is a checkpoint this project can read.")
+        elif model_b.detector.class_names != model.detector.class_names:
+            st.warning(f"{label_b} knows {len(model_b.detector.class_names)} classes "
+                       f"({', '.join(model_b.detector.class_names[:6])}…), not this model's: its AP per class "
+                       "cannot be compared. Pick a checkpoint trained on the same classes.")
+        elif evaluation.load_predictions(path_b) is None:
             if st.button(f"Run B over the same {limit} images", key="ev_ab_run"):
                 evaluation.compute_predictions(ctx, model_b, spec, limit, path_b)
                 st.rerun()

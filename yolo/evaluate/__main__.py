@@ -76,15 +76,22 @@ def split_predictions(detector, root: Path, spec: str, classes, out: Path, args,
 
     path = out / f"predictions-{tag}.pt"
     checkpoint = Path(detector.checkpoint)
-    if path.is_file() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
-        cached = PredictionSet.load(path)
-        if cached.meta.get("checkpoint") == str(checkpoint) and cached.meta.get("image_size") == detector.image_size:
-            print(f"{spec}: reusing {path} ({len(cached)} images)")
-            return cached
     dataset = DetectionDataset(build_index([root], [spec], classes, progress=False))
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    # Everything the predictions depend on: a file made with another --limit, --data or
+    # --conf-floor is not these predictions.
+    made_with = {"checkpoint": str(checkpoint), "image_size": detector.image_size, "data": str(Path(root).resolve()),
+                 "split": spec, "requested": n, "conf_floor": float(args.conf_floor)}
+    if path.is_file() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
+        cached = PredictionSet.load(path)
+        if {k: cached.meta.get(k, cached.conf_floor if k == "conf_floor" else None) for k in made_with} == made_with:
+            print(f"{spec}: reusing {path} ({len(cached)} images)")
+            return cached
     samples = (dataset[i] for i in range(n))
-    return predict_samples(detector, samples, path, args.batch_size, args.conf_floor, total=n, desc=f"{spec} ({tag})")
+    preds = predict_samples(detector, samples, None, args.batch_size, args.conf_floor, total=n, desc=f"{spec} ({tag})")
+    preds.meta.update(made_with)
+    preds.save(path)
+    return preds
 
 
 def show(title: str, frame: pd.DataFrame) -> None:
@@ -105,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         given = read_operating_points(args.operating_points, detector.class_names) if args.operating_points else None
         if tuple(detector.class_names) != tuple(classes):
             raise ValueError(f"the checkpoint knows {len(detector.class_names)} classes, the dataset has {len(classes)}")
+        if other is not None and tuple(other.class_names) != tuple(detector.class_names):
+            raise ValueError(f"--compare {args.compare} knows {len(other.class_names)} classes "
+                             f"({', '.join(other.class_names[:4])}, ...), not the checkpoint's: AP per class "
+                             "cannot be compared")
         sets = {spec: split_predictions(detector, args.data, spec, classes, out, args, f"A-{spec.replace('/', '-')}")
                 for spec in args.split}
     except (CheckpointError, DataLayoutError, ValueError, OSError) as err:

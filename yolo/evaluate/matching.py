@@ -73,16 +73,6 @@ def pairs(det: Flat, gt: Flat) -> tuple[Tensor, Tensor]:
     return pair_det, lo[pair_det] + offset
 
 
-def box_iou_pairs(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of matching rows: a, b (Tensor[P, 4]) xyxy -> Tensor[P] float64 (0 where the union is 0)."""
-    wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
-    union = area_a + area_b - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-300), torch.zeros_like(union))
-
-
 def box_iof_pairs(a: Tensor, b: Tensor) -> Tensor:
     """Intersection over the area of ``a`` (COCO's IoU with a crowd region): Tensor[P] float64."""
     wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)

@@ -166,15 +166,21 @@ def read_operating_points(path: str | Path, class_names: Sequence[str] | None = 
     if not isinstance(raw, dict) or raw.get("version") != OPERATING_POINTS_VERSION or "thresholds" not in raw:
         raise ValueError(f"{path} is not an operating-points file (version {OPERATING_POINTS_VERSION})")
     thresholds = raw["thresholds"]
+    if not isinstance(thresholds, dict):
+        raise ValueError(f"{path}: \"thresholds\" must map class names to numbers, got {type(thresholds).__name__}")
     names = list(class_names) if class_names is not None else list(thresholds)
     missing = [n for n in names if n not in thresholds]
     if missing:
         raise ValueError(f"{path} has no threshold for {', '.join(missing[:5])}: it was fitted for other classes")
-    values = [float(thresholds[n]) for n in names]
-    if any(not 0.0 <= v <= 1.0 for v in values):
+    try:
+        values = [float(thresholds[n]) for n in names]
+        points = OperatingPoints(names, values, float(raw.get("global_threshold", 0.5)), str(raw.get("rule", "max F1")),
+                                 float(raw.get("iou", 0.45)), dict(raw.get("f1", {})), dict(raw.get("meta", {})))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: malformed operating points ({err})") from err
+    if any(not 0.0 <= v <= 1.0 for v in [*values, points.global_threshold]):
         raise ValueError(f"{path}: thresholds must lie in [0, 1]")
-    return OperatingPoints(names, values, float(raw.get("global_threshold", 0.5)), raw.get("rule", "max F1"),
-                           float(raw.get("iou", 0.45)), dict(raw.get("f1", {})), dict(raw.get("meta", {})))
+    return points
 
 
 def operating_points_path(checkpoint: str | Path) -> Path:

@@ -5,7 +5,8 @@
                        area under the precision envelope at every recall step (VOC2010+).
     VOC07 (11 points)  the same matches; envelope read at recall 0, 0.1, ..., 1 (VOC2007).
     COCO (101 points)  greedy by score, falling back to the next free box; difficult boxes act as
-                       crowd regions; envelope read at 101 recall points; at most 100 per image.
+                       crowd regions; envelope read at 101 recall points; at most 100 per image
+                       and class (pycocotools applies maxDets per category).
     course             the YOLOv3 course's ``mean_average_precision``: strict IoU > 0.5, no
                        difficult flag (every box counts), no envelope: the raw precision/recall
                        points with (0, 1) prepended, integrated by the trapezoid rule.
@@ -19,14 +20,14 @@ import pandas as pd
 import torch
 
 from yolo.evaluate.ap import ap_coco101, ap_course
-from yolo.evaluate.matching import box_iof_pairs, box_iou_pairs, flatten, greedy_match, pairs
-from yolo.metrics import candidate_boxes, first_claims, voc_evaluate
+from yolo.evaluate.matching import box_iof_pairs, flatten, greedy_match, pairs
+from yolo.metrics import candidate_boxes, first_claims, pair_iou, voc_evaluate
 
 WHY: dict[str, str] = {
     "VOC (all points)": "Pascal VOC 2010+: the area under the precision envelope; difficult objects ignored.",
     "VOC07 (11 points)": "Pascal VOC 2007: the envelope read at 11 recall points, so coarser and usually a little higher.",
     "COCO (101 points)": "COCO at IoU 0.5: a detection may fall back to a second free box, the envelope is read "
-                         "at 101 recall points and at most 100 detections per image count.",
+                         "at 101 recall points and at most 100 detections per image and class count.",
     "course": "The course's code: strict IoU > 0.5, difficult objects count as misses, and the raw zig-zag curve "
               "is integrated without an envelope, so it reads lowest.",
 }
@@ -50,7 +51,7 @@ def coco_map50(detections: Sequence[dict], ground_truths: Sequence[dict], num_cl
     pd_, pg = pairs(det, truth)
     same = det.labels[pd_] == truth.labels[pg]
     crowd = truth.difficult
-    iou = box_iou_pairs(det.boxes[pd_], truth.boxes[pg])
+    iou = pair_iou(det.boxes[pd_], truth.boxes[pg])
     live = keep_mask[pd_]
     gt_of_det, _ = greedy_match(pd_, pg, iou, same & ~crowd[pg] & live, torch.arange(len(det)),
                                 len(det), len(truth), iou_threshold)

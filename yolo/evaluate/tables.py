@@ -21,9 +21,9 @@ def f1_score(precision: float, recall: float) -> float:
 
 def per_image_errors(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
                      conf: float, image_ids: Sequence[str]) -> pd.DataFrame:
-    """One row per image at confidence >= ``conf``: objects, found, missed, false detections and
+    """One row per image at confidence > ``conf`` (the Detector's rule): objects, found, missed, false detections and
     errors (missed + false), worst first. One matching pass over all images."""
-    kept = [{k: v[d["scores"] >= conf] for k, v in d.items()} for d in detections]
+    kept = [{k: v[d["scores"] > conf] for k, v in d.items()} for d in detections]
     m = match_detections(kept, ground_truths, num_classes)
     n = len(ground_truths)
     found = torch.bincount(m.image[m.tp], minlength=n)
@@ -67,7 +67,7 @@ def evaluation_summary(detections: Sequence[dict], ground_truths: Sequence[dict]
 def threshold_sweep(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int, iou: float,
                     confs: Sequence[float]) -> pd.DataFrame:
     """For detections after NMS at ``iou``: mAP@0.5 and, per confidence, micro precision, recall
-    and F1 (score >= conf). A threshold and NMS commute, so one NMS pass serves every confidence."""
+    and F1 (score > conf). A threshold and NMS commute, so one NMS pass serves every confidence."""
     map50 = voc_evaluate(detections, ground_truths, num_classes).map
     rows = []
     for conf in confs:

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 
 from yolo.evaluate.ap import ap_coco101, by_class_then_score
-from yolo.evaluate.matching import box_iof_pairs, box_iou_pairs, flatten, greedy_match, group_argmax, pairs
+from yolo.evaluate.matching import box_iof_pairs, flatten, greedy_match, group_argmax, pairs
+from yolo.metrics import pair_iou
 
 ERROR_TYPES: tuple[str, ...] = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 ERROR_NAMES: dict[str, str] = {
@@ -82,7 +83,7 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     crowd = truth.difficult
     n_det, n_gt = len(det), len(truth)
     pd_, pg = pairs(det, truth)
-    iou = box_iou_pairs(det.boxes[pd_], truth.boxes[pg])
+    iou = pair_iou(det.boxes[pd_], truth.boxes[pg])
     same = det.labels[pd_] == truth.labels[pg]
     real = ~crowd[pg]
     # COCO matching (image by image, detections in score order: ``det`` is already in that order)
