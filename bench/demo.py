@@ -1,0 +1,85 @@
+"""The demo preset end to end, as a new user runs it: ``python train.py --preset demo``.
+
+Runs the command in a child process (demo data written first, outside the timing) and reports
+its wall time, its CPU time (user + sys of the child and its data workers, from
+``getrusage(RUSAGE_CHILDREN)``), the machine's load average before and after, the time of each
+epoch (from the ``epoch k/N |`` lines the trainer prints) and the best val mAP@0.5. On a shared
+machine wall time depends on the other load; CPU time does not (much), so the idle 2-core wall
+time is estimated as ``CPU time / 2`` (the run keeps both cores busy when nothing else runs) and
+reported as an estimate, never as a measurement.
+
+    python -m bench.demo [--repeats 1] [-- extra train.py flags]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import print_table, write_results
+
+REPO = Path(__file__).resolve().parents[1]
+_EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) \|")
+
+
+def run_demo(data: Path, logs: Path, extra: list[str]) -> dict[str, object]:
+    """One ``train.py --preset demo`` run; wall, CPU, per-epoch end times and best mAP."""
+    command = [sys.executable, str(REPO / "train.py"), "--preset", "demo", "--data", str(data),
+               "--log-dir", str(logs), *extra]
+    load_before = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    epoch_ends: list[float] = []
+    tail: list[str] = []
+    for line in proc.stdout:  # one line per epoch from the trainer; the bar writes \r-updates
+        for part in line.split("\r"):
+            if _EPOCH_LINE.search(part):
+                epoch_ends.append(time.perf_counter() - start)
+        tail = (tail + [line])[-20:]
+    code = proc.wait()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        raise SystemExit(f"train.py failed (exit {code}):\n{''.join(tail)}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    metrics = pd.read_csv(next(logs.glob("demo/version_*/metrics.csv")))
+    best = float(metrics["val/map50"].max()) if "val/map50" in metrics else float("nan")
+    return {"wall_s": wall, "cpu_s": cpu, "idle_2core_estimate_s": cpu / 2,
+            "load_before": load_before, "load_after": os.getloadavg()[0],
+            "epochs": len(epoch_ends), "first_epoch_end_s": epoch_ends[0] if epoch_ends else None,
+            "epoch_ends_s": [round(t, 2) for t in epoch_ends], "best_val_map50": best}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--data", type=Path, help="demo dataset (default: written to a temporary folder)")
+    parser.add_argument("extra", nargs="*", help="extra train.py flags (after --)")
+    args = parser.parse_args(argv)
+    from yolo.data.demo import ensure_demo
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = ensure_demo(args.data or Path(tmp) / "demo")
+        for k in range(args.repeats):
+            row = run_demo(data, Path(tmp) / f"logs{k}", args.extra)
+            print_table([{k: v for k, v in row.items() if k != "epoch_ends_s"}], f"demo preset, run {k + 1}")
+            rows.append(row)
+    write_results("demo", {"command": "python train.py --preset demo " + " ".join(args.extra),
+                           "note": "idle_2core_estimate_s = cpu_s / 2 (an estimate, not a measurement)",
+                           "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
