@@ -678,19 +678,24 @@ def epoch_table(df: pd.DataFrame) -> pd.DataFrame:
     epoch) and one column per metric. A metric's cell is its epoch aggregate when Lightning logged
     one ("epoch"/"plain" kinds), else its last per-step value of the epoch. Rows without an epoch
     are left out."""
-    df = df[df["epoch"].notna()]
-    if df.empty:
+    rows = np.flatnonzero(df["epoch"].notna().to_numpy())
+    if not len(rows):
         return pd.DataFrame(columns=["run", "epoch", "step"])
-    keys = dict(observed=True, sort=False)
-    # the last row of each (run, epoch, metric, kind), then the best kind of each metric
-    last = df.loc[df.groupby(["run", "epoch", "metric", "kind"], **keys)["step"].idxmax().to_numpy()]
+    # the last row (largest step) of each (run, epoch, metric, kind), then the best kind per metric
+    codes = [pd.Categorical(df[c]).codes.astype(np.int64)[rows] for c in ("run", "metric", "kind")]
+    epoch = df["epoch"].to_numpy(dtype=np.float64, na_value=np.nan)[rows].astype(np.int64)
+    key = codes[0]
+    for part, radix in ((epoch - epoch.min(), int(epoch.max() - epoch.min()) + 1),
+                        (codes[1], int(codes[1].max()) + 1), (codes[2], int(codes[2].max()) + 1)):
+        key = key * radix + part
+    step = pd.Series(df["step"].to_numpy()[rows])
+    last = df.iloc[rows[step.groupby(key, sort=False).idxmax().to_numpy()]]
     last = last.assign(run=last["run"].astype(str), metric=last["metric"].astype(str),
                        prio=(last["kind"].astype(str) != "step").astype(int))
     best = (last.sort_values(["prio", "step"], kind="stable")
                 .groupby(["run", "epoch", "metric"], sort=False).tail(1))
     table = best.pivot(index=["run", "epoch"], columns="metric", values="value")
-    steps = df.groupby(["run", "epoch"], **keys)["step"].max().rename("step")
-    steps.index = steps.index.set_levels(steps.index.levels[0].astype(str), level=0)
+    steps = last.groupby(["run", "epoch"])["step"].max().rename("step")
     table = table.join(steps).reset_index()
     order = [m for names in group_metrics(table.columns.drop(["run", "epoch", "step"])).values()
              for m in names]
@@ -700,10 +705,12 @@ def epoch_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["run", "epoch"]).reset_index(drop=True)
 
 
-def run_summary(df: pd.DataFrame, monitor: str = metric_key("val", MAP50), mode: str = "max") -> pd.DataFrame:
+def run_summary(df: pd.DataFrame, monitor: str = metric_key("val", MAP50), mode: str = "max",
+                table: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per run: epochs seen, last epoch and step, and the best value of ``monitor``
-    (``mode`` "max" or "min") with its epoch, plus its last value; NaN when never logged."""
-    table = epoch_table(df)
+    (``mode`` "max" or "min") with its epoch, plus its last value; NaN when never logged.
+    ``table``: ``epoch_table(df)`` when the caller has it already."""
+    table = epoch_table(df) if table is None else table
     rows = []
     for run, group in table.groupby("run", sort=True):
         row = {"run": run, "epochs": len(group), "last_epoch": int(group["epoch"].max()),
@@ -717,6 +724,42 @@ def run_summary(df: pd.DataFrame, monitor: str = metric_key("val", MAP50), mode:
         rows.append(row)
     return pd.DataFrame(rows, columns=["run", "epochs", "last_epoch", "last_step", "monitor",
                                        "best", "best_epoch", "last"])
+
+
+# ----------------------------------------------------------------------------------- plotting
+def thin(df: pd.DataFrame, max_points: int, y: str = "value",
+         by: Sequence[str] = ("run", "metric", "kind")) -> pd.DataFrame:
+    """At most ``max_points`` rows of each series (rows of equal ``by``), for drawing.
+
+    The rule: a series of n > ``max_points`` points, in the frame's order, is cut into
+    b = (max_points - 2) // 2 runs of consecutive points of (nearly) equal length (point i is in
+    run i * b // n); from each run the point with the lowest and the one with the highest ``y``
+    are kept (the first of equal ones), and so are the series' first and last points. So every
+    spike and the envelope of a noisy curve survive. Shorter series are kept whole. NaN ``y``
+    counts as neither lowest nor highest. Returns the kept rows in their original order.
+    """
+    if max_points < 4:
+        raise ValueError(f"max_points must be at least 4, got {max_points}")
+    if len(df) <= max_points:
+        return df
+    groups = df.groupby(list(by), observed=True, sort=False)
+    size = groups[y].transform("size").to_numpy()
+    if (size <= max_points).all():
+        return df
+    rank = groups.cumcount().to_numpy()
+    buckets = (max_points - 2) // 2
+    long = size > max_points
+    key = groups.ngroup().to_numpy().astype(np.int64) * buckets + rank * buckets // size
+    values = df[y].to_numpy(dtype="float64")
+    position = np.arange(len(df))
+    frame = pd.DataFrame({"key": key[long], "low": np.where(np.isnan(values), np.inf, values)[long],
+                          "high": np.where(np.isnan(values), -np.inf, values)[long],
+                          "position": position[long]})
+    by_bucket = frame.groupby("key", sort=False)
+    keep = ~long | (rank == 0) | (rank == size - 1)
+    keep[frame["position"].to_numpy()[by_bucket["low"].idxmin().to_numpy()]] = True
+    keep[frame["position"].to_numpy()[by_bucket["high"].idxmax().to_numpy()]] = True
+    return df[keep]
 
 
 # ----------------------------------------------------------------------------------- smoothing
