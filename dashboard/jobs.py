@@ -74,12 +74,40 @@ def demo_epochs() -> int:
         return DEMO_EPOCHS_FALLBACK
 
 
+def demo_size() -> int:
+    """Training image size of the demo preset (its largest multi-scale size)."""
+    try:
+        from yolo.trainer import PRESETS
+
+        return int(PRESETS["demo"].get("max_size", 320))
+    except Exception:  # noqa: BLE001
+        return 320
+
+
 def demo_command(logs_root: str | Path, data_root: str | Path | None = None) -> list[str]:
     """``python train.py --preset demo --log-dir LOGS [--data DEMO]``, with this interpreter."""
     command = [sys.executable, str(REPO / "train.py"), "--preset", "demo", "--log-dir", str(logs_root)]
     if data_root is not None:
         command += ["--data", str(data_root)]
     return command
+
+
+def train_command(data_root: str | Path) -> str:
+    """The shell command that trains on a real dataset with the GPU preset (``--preset voc``),
+    naming the folder's own train/val splits when they are not VOC07+12's (e.g. one VOC year, or
+    the Kaggle layout). Raises ``DataLayoutError`` for a folder without a train split."""
+    import shlex
+
+    from yolo.data.layout import default_splits
+    from yolo.trainer import TrainConfig
+
+    splits, config = default_splits(data_root), TrainConfig()
+    parts = ["python", "train.py", "--preset", "voc", "--data", shlex.quote(str(data_root))]
+    if list(splits["train"]) != config.train_sets:
+        parts += ["--train-sets", *splits["train"]]
+    if splits["val"] and list(splits["val"]) != config.val_sets:
+        parts += ["--val-sets", *splits["val"]]
+    return " ".join(parts)
 
 
 def start(logs_root: str | Path, command: list[str], epochs: int | None = None) -> JobStatus:

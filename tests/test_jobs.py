@@ -78,3 +78,22 @@ def test_status_message_says_the_time_left(tmp_path):
         assert "about 55 s left" in status.message
     finally:
         jobs.stop(tmp_path)
+
+
+def _voc_year(root: Path, year: str, splits: list[str]) -> None:
+    folder = root / "VOCdevkit" / f"VOC{year}"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        (folder / "ImageSets" / "Main" / f"{split}.txt").write_text("000001\n")
+
+
+def test_train_command_for_a_chosen_dataset(tmp_path):
+    full = tmp_path / "voc"
+    _voc_year(full, "2007", ["trainval", "test"])
+    _voc_year(full, "2012", ["trainval"])
+    assert jobs.train_command(full) == f"python train.py --preset voc --data {full}"
+    one_year = tmp_path / "my data"
+    _voc_year(one_year, "2012", ["train", "val"])
+    assert jobs.train_command(one_year) == (f"python train.py --preset voc --data '{one_year}' "
+                                            "--train-sets train --val-sets val")
