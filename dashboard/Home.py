@@ -10,7 +10,8 @@ import streamlit as st
 from yolo.logs import find_runs
 
 # Measured with `python -m bench.demo` (README, "Results"); keep in step with the README.
-DEMO_TIME = "about 1.5 minutes on an idle 2-core machine, several times that on a busy one"
+DEMO_TIME = ("at most about a minute and a half on an idle 2-core machine (the whole run is 90 s of work "
+             "for one core), longer when other programs share the machine")
 
 ctx = common.page("YOLOv3 on Pascal VOC: explorer",
                   "Browse the data and its augmentations, follow training, run the detector, "

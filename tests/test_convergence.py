@@ -56,8 +56,9 @@ def test_overfits_32_voc_images_to_the_seed_targets(voc_mini, tmp_path):
         assert got[key] >= target, (key, got)
 
 
-def test_demo_preset_reaches_map_half(tmp_path):
-    """`python train.py --preset demo` end to end: under 5 CPU minutes, val mAP@0.5 >= 0.5."""
+def test_demo_preset_reaches_map_point_9(tmp_path):
+    """`python train.py --preset demo` end to end (10 epochs at 128 px): val mAP@0.5 >= 0.9, as the
+    README and the Home page say (measured: 0.97; its time is measured by ``bench/demo.py``)."""
     import subprocess
 
     from yolo.data.demo import ensure_demo
@@ -72,5 +73,5 @@ def test_demo_preset_reaches_map_half(tmp_path):
     df = pd.read_csv(tmp_path / "logs" / "demo" / "version_0" / "metrics.csv")
     best = df[metric_key("val", MAP50)].max()
     print(f"\ndemo preset: best val mAP@0.5 {best:.3f}")
-    assert best >= 0.5
+    assert best >= 0.9
     assert (tmp_path / "logs" / "demo" / "version_0" / "checkpoints" / "last.ckpt").is_file()

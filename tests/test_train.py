@@ -50,7 +50,7 @@ def test_help_documents_every_flag():
 def test_preset_then_flags_override():
     config = config_from_args(["--preset", "demo", "--epochs", "3", "--width", "0.5", "--ema", "false"])
     assert config.epochs == 3 and config.width == 0.5 and config.ema is False
-    assert config.name == "demo" and config.preset == "demo" and config.max_size == 320
+    assert config.name == "demo" and config.preset == "demo" and config.max_size == 128
     voc = config_from_args(["--preset", "voc", "--data", "/x"])
     assert voc.epochs == 40 and voc.val_size == 416 and voc.mosaic == 0.75 and voc.data == ["/x"]
 
