@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
                 row.update(_child("page", str(tmp / f"rows{n}"), str(tmp / "demo")))
             rows.append(row)
             print_table([{k: v for k, v in row.items() if k != "digest"}], f"{n:,} rows")
-    print_table([{k: v for k, v in r.items() if k != "digest"} for r in rows], "reading metrics.csv")
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "digest"))
+    print_table([{k: r.get(k) for k in keys} for r in rows], "reading metrics.csv")
     write_results("logs", {"rows": rows, "steps_per_epoch": STEPS_PER_EPOCH,
                            "baseline": args.baseline})
 
