@@ -3,6 +3,7 @@ most MAX_POINTS points by the stated rule, while the tables use every logged val
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -13,9 +14,14 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
-from tests.test_dashboard import plotly_array
-
 REPO = Path(__file__).resolve().parents[1]
+
+
+def values(array) -> list:
+    """A plotly JSON array as a list: plain, or plotly 6's {"dtype", "bdata"} typed array."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"])).tolist()
+    return list(array)
 
 
 def test_long_run_curves_are_thinned_tables_exact(tmp_path, monkeypatch):
@@ -41,9 +47,9 @@ def test_long_run_curves_are_thinned_tables_exact(tmp_path, monkeypatch):
     figures = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
                for c in at.get("plotly_chart")}
     loss = figures["train/loss"]
-    sizes = [len(plotly_array(t["x"])) for t in loss["data"]]
+    sizes = [len(values(t["x"])) for t in loss["data"]]
     assert sizes and max(sizes) <= 2000
     assert any("drawn from 2,000" in c.value for c in at.caption)
     raw = next(t for t in loss["data"] if t.get("opacity") == 0.25)  # the faint unsmoothed trace
-    assert 99.0 in plotly_array(raw["y"]).tolist()
+    assert 99.0 in values(raw["y"])
     assert at.dataframe[0].value["last_step"].tolist() == [steps - 1]  # the summary saw every row
