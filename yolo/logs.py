@@ -254,18 +254,6 @@ _CHUNK_BYTES = 8 * 2**20  # metrics.csv is parsed in pieces of about this size (
 _NEWLINE, _COMMA, _QUOTE = 10, 44, 34
 
 
-def _with_dtypes(df: pd.DataFrame) -> pd.DataFrame:
-    """The tidy dtypes: run/metric/kind/source categorical (sorted categories, so sorting by them
-    is alphabetical), step int64, epoch Int64, value float64."""
-    for col in _CATEGORICAL:
-        if not isinstance(df[col].dtype, pd.CategoricalDtype):
-            df[col] = pd.Categorical(df[col])
-        else:
-            df[col] = df[col].cat.remove_unused_categories()
-            df[col] = df[col].cat.reorder_categories(sorted(df[col].cat.categories))
-    return df
-
-
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Tidy frames stacked, categorical columns kept categorical (categories united, sorted)."""
     if len(frames) == 1:
@@ -277,33 +265,37 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _empty() -> pd.DataFrame:
-    df = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-        COLUMNS, ("object", "int64", "Int64", "object", "object", "float64", "object"))})
-    return _with_dtypes(df)
+    """A tidy frame without rows (the columns and dtypes of the module docstring)."""
+    return pd.DataFrame({c: pd.Series(dtype="category" if c in _CATEGORICAL else t) for c, t in zip(
+        COLUMNS, ("", "int64", "Int64", "", "", "float64", ""))})
 
 
-def _snapshot_size(path: Path, warns: list[str]) -> tuple[int, bytes] | None:
-    """(bytes up to the last complete line, header line) of a file that may still be growing."""
+def _last_line_end(f, size: int) -> int:
+    """Offset just after the last newline of the open binary file ``f`` of ``size`` bytes (0: none)."""
+    end, block = size, 1 << 16
+    while end > 0:
+        start = max(0, end - block)
+        f.seek(start)
+        cut = f.read(end - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
+
+
+def _whole_lines(path: Path, warns: list[str]) -> tuple[int, bytes] | None:
+    """(bytes up to the end of the last whole line, the header line) of a metrics.csv that may
+    still be growing: a last line without its newline is being written and is left out."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
                 warns.append(f"{path}: empty file")
                 return None
-            f.seek(max(0, size - 1))
-            if f.read(1) != b"\n":  # the last line is still being written (or the file is odd)
-                step = 1 << 16
-                end = size
-                while end > 0:
-                    f.seek(max(0, end - step))
-                    block = f.read(end - max(0, end - step))
-                    cut = block.rfind(b"\n")
-                    if cut >= 0:
-                        end = max(0, end - step) + cut + 1
-                        break
-                    end = max(0, end - step)
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
                 warns.append(f"{path}: last line incomplete (run still writing?); ignored")
-                size = end
+                size = _last_line_end(f, size)
             f.seek(0)
             header = f.readline()
     except OSError as err:
@@ -390,7 +382,7 @@ def _read_csv_tidy(path: Path, run: str, warns: list[str]) -> pd.DataFrame:
     the wrong number of fields, cells that are not numbers and rows without a step are skipped
     and counted in ``warns``. Per column, the last value logged at a step wins (a resumed run).
     """
-    snap = _snapshot_size(path, warns)
+    snap = _whole_lines(path, warns)
     if snap is None:
         return _empty()
     size, header_line = snap
