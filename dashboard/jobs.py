@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 JOB_DIR = ".dashboard"
 STATE_FILE, LOG_FILE, RC_FILE = "train.json", "train.log", "train.rc"
-DEMO_EPOCHS_FALLBACK = 12
+DEMO_EPOCHS_FALLBACK = 10
 
 _EPOCH_DONE = re.compile(r"epoch (\d+)/(\d+) \|")
 _EPOCH_BAR = re.compile(r"Epoch (\d+):\s+(\d+)%")
@@ -79,9 +79,9 @@ def demo_size() -> int:
     try:
         from yolo.trainer import PRESETS
 
-        return int(PRESETS["demo"].get("max_size", 320))
+        return int(PRESETS["demo"].get("max_size", 128))
     except Exception:  # noqa: BLE001
-        return 320
+        return 128
 
 
 def demo_command(logs_root: str | Path, data_root: str | Path | None = None) -> list[str]:
