@@ -9,6 +9,10 @@ import streamlit as st
 
 from yolo.logs import find_runs
 
+# Measured with `python -m bench.demo` (README, "Results"); keep in step with the README.
+DEMO_TIME = ("at most about a minute and a half on an idle 2-core machine (the whole run is 90 s of work "
+             "for one core), longer when other programs share the machine")
+
 ctx = common.page("YOLOv3 on Pascal VOC: explorer",
                   "Browse the data and its augmentations, follow training, run the detector, "
                   "explain it with GradCAM and evaluate it. Choose the dataset and checkpoint in the sidebar.")
@@ -59,9 +63,20 @@ if runs:
         for warning in r.warnings:
             st.warning(f"{r.label}: {warning}")
 
+if ctx.data_root is not None and not ctx.is_demo:
+    st.subheader("Train on this dataset")
+    try:
+        command = common.jobs.train_command(ctx.data_root)
+        st.write("On a GPU machine, the seed's recipe (40 epochs, width 1.0, multi-scale 320-608, "
+                 f"validation at 416); runs land in `logs/yolov3/version_<n>/` and appear here:")
+        st.code(command, language="bash")
+        st.caption("Add `--devices 4 --strategy ddp` for several GPUs, `--resume auto` after a crash; "
+                   "`python train.py --help` lists every flag.")
+    except Exception as err:  # noqa: BLE001  (a folder the command cannot be built for)
+        st.warning(f"No training command for this folder: {err}")
 st.subheader("Train the demo model")
-st.write("The demo preset trains a small YOLOv3 (width 0.25) on the demo dataset on the CPU: minutes on a "
-         "desktop, about half an hour on a small 2-core machine. It is the same as "
+st.write(f"The demo preset trains a small YOLOv3 (width 0.25, {common.jobs.demo_epochs()} epochs at "
+         f"{common.jobs.demo_size()} px) on the synthetic demo dataset, on the CPU: {DEMO_TIME}. It is the same as "
          "`python train.py --preset demo` in a shell; runs land in "
          f"`{ctx.logs_root}/demo/version_<n>/`, and you can use every page meanwhile.")
 common.training_panel(ctx)

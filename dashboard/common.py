@@ -705,7 +705,7 @@ def assigned_cells(boxes: np.ndarray, labels: np.ndarray, size: int, classes) ->
 
 
 # ------------------------------------------------------------------------------ training logs
-@st.cache_data(max_entries=32, show_spinner="Reading the run logs…")
+@st.cache_resource(max_entries=8, show_spinner="Reading the run logs…")  # shared, not copied: read-only
 def _metrics(runs: tuple[tuple[str, str, float], ...]) -> tuple[pd.DataFrame, list[str]]:
     from yolo.logs import read_runs, run_info
 

@@ -9,8 +9,10 @@ lives on disk under ``<logs>/.dashboard/`` (``find_runs`` skips dot folders):
     train.rc     the exit code, once this server has seen the process end
 
 Progress is read from the log: the trainer prints ``epoch k/N | ...`` after each epoch and
-Lightning's bar prints ``Epoch e: p%`` inside one. Nothing here imports streamlit, so the
-functions are tested directly.
+Lightning's bar prints ``Epoch e: p%|...| i/n [mm:ss<...`` inside one, with the time spent in
+that epoch so far. The time left is estimated from measured epoch times (``time_left``): once an
+epoch has ended, remaining epochs x the last whole epoch's time, less what the current epoch has
+run. Nothing here imports streamlit, so the functions are tested directly.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 JOB_DIR = ".dashboard"
 STATE_FILE, LOG_FILE, RC_FILE = "train.json", "train.log", "train.rc"
-DEMO_EPOCHS_FALLBACK = 12
+DEMO_EPOCHS_FALLBACK = 10
 
 _EPOCH_DONE = re.compile(r"epoch (\d+)/(\d+) \|")
 _EPOCH_BAR = re.compile(r"Epoch (\d+):\s+(\d+)%")
+# Lightning's TQDM bar: "Epoch 3:  50%|#####     | 10/20 [00:33<00:30, ...": epoch, time in it
+_BAR_TIME = re.compile(r"Epoch (\d+):\s+\d+%\|[^|\r\n]*\|\s*\d+/\d+ \[(\d+(?::\d+){1,2})<")
 _RUN_FOLDER = re.compile(r"run folder: (.+)")
 # Our own children, so poll() can reap them (a finished child stays a zombie until waited for).
 _CHILDREN: dict[int, subprocess.Popen] = {}
@@ -49,6 +53,7 @@ class JobStatus:
     started: float | None = None
     log_tail: str = ""
     run_folder: str | None = None
+    seconds_left: float | None = None  # estimated from measured epoch times; None before one ends
 
     @property
     def running(self) -> bool:
@@ -69,12 +74,40 @@ def demo_epochs() -> int:
         return DEMO_EPOCHS_FALLBACK
 
 
+def demo_size() -> int:
+    """Training image size of the demo preset (its largest multi-scale size)."""
+    try:
+        from yolo.trainer import PRESETS
+
+        return int(PRESETS["demo"].get("max_size", 128))
+    except Exception:  # noqa: BLE001
+        return 128
+
+
 def demo_command(logs_root: str | Path, data_root: str | Path | None = None) -> list[str]:
     """``python train.py --preset demo --log-dir LOGS [--data DEMO]``, with this interpreter."""
     command = [sys.executable, str(REPO / "train.py"), "--preset", "demo", "--log-dir", str(logs_root)]
     if data_root is not None:
         command += ["--data", str(data_root)]
     return command
+
+
+def train_command(data_root: str | Path) -> str:
+    """The shell command that trains on a real dataset with the GPU preset (``--preset voc``),
+    naming the folder's own train/val splits when they are not VOC07+12's (e.g. one VOC year, or
+    the Kaggle layout). Raises ``DataLayoutError`` for a folder without a train split."""
+    import shlex
+
+    from yolo.data.layout import default_splits
+    from yolo.trainer import TrainConfig
+
+    splits, config = default_splits(data_root), TrainConfig()
+    parts = ["python", "train.py", "--preset", "voc", "--data", shlex.quote(str(data_root))]
+    if list(splits["train"]) != config.train_sets:
+        parts += ["--train-sets", *splits["train"]]
+    if splits["val"] and list(splits["val"]) != config.val_sets:
+        parts += ["--val-sets", *splits["val"]]
+    return " ".join(parts)
 
 
 def start(logs_root: str | Path, command: list[str], epochs: int | None = None) -> JobStatus:
@@ -159,6 +192,43 @@ def parse_progress(text: str, epochs: int) -> tuple[float, str]:
     return min(max(fraction, 0.0), 1.0), message
 
 
+def _clock(text: str) -> int:
+    """``"01:19" -> 79``, ``"1:02:03" -> 3723`` (tqdm's elapsed time)."""
+    seconds = 0
+    for part in text.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def time_left(text: str, epochs: int) -> float | None:
+    """Seconds left, estimated from the training output seen so far; None until an epoch ended.
+
+    The rule: the last finished epoch took T seconds (the bar's elapsed time at its last update,
+    validation included); the current epoch has run t seconds; with k epochs finished of N, the
+    estimate is (N - k) x T - t (never below 0). The first epoch's T holds the start-up costs of
+    the data workers and the first batches, so the first estimate is the most cautious.
+    """
+    done = _EPOCH_DONE.findall(text)
+    if not done:
+        return None
+    finished, total = int(done[-1][0]), int(done[-1][1]) or epochs
+    elapsed: dict[int, int] = {}
+    for epoch, clock in _BAR_TIME.findall(text.replace("\r", "\n")):
+        elapsed[int(epoch)] = max(elapsed.get(int(epoch), 0), _clock(clock))
+    last = elapsed.get(finished - 1)
+    if not last:
+        return None
+    return float(max((total - finished) * last - elapsed.get(finished, 0), 0))
+
+
+def _duration(seconds: float) -> str:
+    """``75 -> "about 1 min 15 s"``, short and rounded (an estimate)."""
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s"
+    minutes, rest = divmod(round(seconds / 15) * 15, 60)
+    return f"about {minutes:.0f} min" + (f" {rest:.0f} s" if rest else "")
+
+
 def status(logs_root: str | Path) -> JobStatus:
     """The job's state, progress and the last lines of its output. Never raises."""
     state = _read_state(logs_root)
@@ -174,7 +244,10 @@ def status(logs_root: str | Path) -> JobStatus:
     run_folder = found[-1].strip() if found else None
     common = {"pid": state["pid"], "started": state.get("started"), "log_tail": tail, "run_folder": run_folder}
     if alive:
-        return JobStatus("running", fraction, message, returncode=None, **common)
+        left = time_left(text, int(state.get("epochs") or DEMO_EPOCHS_FALLBACK))
+        if left is not None:
+            message += f"; {_duration(left)} left"
+        return JobStatus("running", fraction, message, returncode=None, seconds_left=left, **common)
     stopped = (folder / "stopped").exists()
     if code == 0 or (code is None and run_folder):
         return JobStatus("finished", 1.0, "training finished", returncode=code, **common)

@@ -1,4 +1,5 @@
-"""Convergence on real data and on the demo: the seed's acceptance metrics, within CPU budgets.
+"""Convergence on real data and on the demo: the seed's acceptance metrics within a bounded
+amount of work (epochs and steps, never seconds: time belongs to ``bench/``).
 
 Both are slow (minutes) and run in CI; skip them locally with ``-m "not slow"``.
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -47,38 +47,33 @@ def test_overfits_32_voc_images_to_the_seed_targets(voc_mini, tmp_path):
                        val_size=256, mosaic_p=0.0, workers=1, progress=False, cache_dir=tmp_path / "cache",
                        aug=AugConfig(scale=(0.9, 1.1), translate=0.05, degrees=0, shear=0, colour=False))
     module = YoloLitModule(num_classes=20, width=0.25, lr=3e-3, ema=False, map_every=200)
-    start = time.perf_counter()
     trainer = pl.Trainer(max_epochs=200, accelerator="cpu", precision="32-true", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, check_val_every_n_epoch=20)
     trainer.fit(module, dm)
-    seconds = time.perf_counter() - start
     final = {k: float(v) for k, v in trainer.callback_metrics.items()}  # the last validation
     got = {k: final[metric_key("val", k)] for k in (ACC_CLASS, ACC_NOOBJ, ACC_OBJ)}
-    print(f"\n32 voc-mini images, 200 epochs, {seconds:.0f} s: {got}, mAP@0.5 {final[metric_key('val', MAP50)]:.3f}")
+    print(f"\n32 voc-mini images, 200 epochs: {got}, mAP@0.5 {final[metric_key('val', MAP50)]:.3f}")
     for key, target in SEED_TARGETS.items():
         assert got[key] >= target, (key, got)
-    assert seconds < 600
 
 
-def test_demo_preset_reaches_map_half(tmp_path):
-    """`python train.py --preset demo` end to end: under 5 CPU minutes, val mAP@0.5 >= 0.5."""
+def test_demo_preset_reaches_map_point_9(tmp_path):
+    """`python train.py --preset demo` end to end (10 epochs at 128 px): val mAP@0.5 >= 0.9, as the
+    README and the Home page say (measured: 0.97; its time is measured by ``bench/demo.py``)."""
     import subprocess
 
     from yolo.data.demo import ensure_demo
 
     data = ensure_demo(tmp_path / "demo")
-    start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "--preset", "demo", "--data", str(data),
          "--log-dir", str(tmp_path / "logs")],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        cwd=REPO, capture_output=True, text=True,
     )
-    seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-4000:]
     df = pd.read_csv(tmp_path / "logs" / "demo" / "version_0" / "metrics.csv")
     best = df[metric_key("val", MAP50)].max()
-    print(f"\ndemo preset: {seconds:.0f} s, best val mAP@0.5 {best:.3f}")
-    assert best >= 0.5
-    assert seconds < 300
+    print(f"\ndemo preset: best val mAP@0.5 {best:.3f}")
+    assert best >= 0.9
     assert (tmp_path / "logs" / "demo" / "version_0" / "checkpoints" / "last.ckpt").is_file()

@@ -131,19 +131,17 @@ def test_kaggle_layout_reads_the_same(voc_mini, voc_indexes, tmp_path):
         assert not kag.problems
 
 
-def test_index_cache_reopens_10x_faster(voc_mini, tmp_path):
+def test_index_cache_reopens_without_parsing(voc_mini, tmp_path, monkeypatch):
+    """Reopening a current cache reads it back and parses no annotation (work, not seconds: the
+    speed itself is a benchmark's business)."""
     source = resolve_sources(voc_mini, ["trainval"])[0]
-    t0 = time.perf_counter()
     built = load_or_build(source, tmp_path, progress=False)
-    build_s = time.perf_counter() - t0
-    reopen_s = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        reopened = load_or_build(source, tmp_path, progress=False)
-        reopen_s.append(time.perf_counter() - t0)
-    speedup = build_s / min(reopen_s)
-    print(f"index build {build_s * 1e3:.0f} ms, reopen {min(reopen_s) * 1e3:.1f} ms: {speedup:.0f}x")
-    assert speedup >= 10, (build_s, reopen_s)
+
+    def parse_again(self, progress=True):
+        raise AssertionError("the cached index was rebuilt from the XML files")
+
+    monkeypatch.setattr(type(source), "build", parse_again)
+    reopened = load_or_build(source, tmp_path, progress=False)
     for name in ("ids", "files", "sizes", "offsets", "boxes", "names", "difficult", "vocab"):
         np.testing.assert_array_equal(getattr(built, name), getattr(reopened, name))
 

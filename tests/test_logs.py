@@ -426,3 +426,161 @@ def test_find_runs(tmp_path):
     df = logs.read_metrics(demo)
     assert set(df["run"]) == {"demo/version_0"}
     assert logs.find_runs(tmp_path / "missing") == []
+
+
+# ----------------------------------------------------------------------------------- big / live files
+def _reference_tidy(text: str) -> tuple[set, int, int]:
+    """The reader's rules written plainly over the csv module, row by row: rows of the header's
+    field count; a value is a non-empty numeric cell of a row with a numeric step; per column
+    the last value at a step wins. Returns ({(metric, kind, step, epoch, value)}, malformed rows,
+    non-numeric cells)."""
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    header, body = rows[0], rows[1:]
+    names = set(header) - {"step", "epoch"}
+    last, malformed, bad = {}, 0, 0
+
+    def number(cell):
+        try:
+            return float(cell)
+        except ValueError:
+            return None
+
+    for row in body:
+        if len(row) != len(header):
+            malformed += 1
+            continue
+        cells = dict(zip(header, row))
+        for name in header:
+            if row[header.index(name)].strip() and number(row[header.index(name)]) is None:
+                bad += 1
+        step = number(cells["step"]) if cells["step"].strip() else None
+        if step is None:
+            continue
+        epoch = number(cells["epoch"]) if cells["epoch"].strip() else None
+        for name in names:
+            value = number(cells[name]) if cells[name].strip() else None
+            if value is not None and not np.isnan(value):
+                last[(name, int(step))] = (None if epoch is None else int(round(epoch)), value)
+    out = set()
+    for (name, step), (epoch, value) in last.items():
+        metric, kind = logs.normalise_metric(name, names)
+        out.add((metric, kind, step, epoch, value))
+    return out, malformed, bad
+
+
+def _tidy_set(df: pd.DataFrame) -> set:
+    return {(m, k, int(s), None if pd.isna(e) else int(e), float(v))
+            for m, k, s, e, v in zip(df["metric"], df["kind"], df["step"], df["epoch"], df["value"])}
+
+
+def assert_same_tidy(got: set, expected: set) -> None:
+    """Equal keys and epochs; values equal to 1e-13 relative (pandas' fast float parser, like the
+    reader before it, may differ from Python's float() in the last few bits of a 17-digit text)."""
+    assert sorted(t[:4] for t in got) == sorted(t[:4] for t in expected)
+    np.testing.assert_allclose([t[4] for t in sorted(got)], [t[4] for t in sorted(expected)], rtol=1e-13)
+
+
+def _messy_csv(rng: np.random.Generator, n: int) -> str:
+    """A CSVLogger-like file with resumed (repeated) steps, sparse rows and some damage."""
+    rows = []
+    step = 0
+    for k in range(n):
+        step = max(0, step + int(rng.integers(-3, 4)))  # sometimes back: a resumed run
+        row = {"epoch": step // 50, "step": step, "train/loss_step": float(rng.normal())}
+        if k % 7 == 0:
+            row["train/lr"] = float(rng.uniform())
+        if k % 50 == 49:
+            row = {"epoch": step // 50, "step": step, "train/loss_epoch": float(rng.normal()),
+                   "val/map50": float(rng.uniform())}
+        rows.append(row)
+    keys = ["epoch", "step", "train/loss_epoch", "train/loss_step", "train/lr", "val/map50"]
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    lines = buffer.getvalue().split("\r\n")
+    damage = ["0,1,2", "garbage", "1,2,3,4,5,6,7", "1,,,oops,,", ",,,1.5,,", "", "2,abc,,1.0,,", " 3 ,4,,,,"]
+    for at, bad in zip(rng.choice(np.arange(2, len(lines) - 1), 2 * len(damage), replace=False), damage * 2):
+        lines[at] = bad
+    return "\r\n".join(lines)
+
+
+@pytest.mark.parametrize("chunk", [None, 97])
+def test_reader_matches_plain_reference_on_a_messy_file(run_dir, monkeypatch, chunk):
+    """Against the rules written out over the csv module (not the reader's code); with tiny
+    pieces (97 bytes) the piece boundaries fall everywhere, mid-row included."""
+    if chunk:
+        monkeypatch.setattr(logs, "_CHUNK_BYTES", chunk)
+    text = _messy_csv(np.random.default_rng(7), 3000)
+    (run_dir / "metrics.csv").write_bytes(text.encode())
+    expected, malformed, bad = _reference_tidy(text)
+    found: list[str] = []
+    df = logs.read_metrics(run_dir, found)
+    assert_same_tidy(_tidy_set(df), expected)
+    assert len(df) == len(expected)
+    assert any(f"skipped {malformed} malformed" in w for w in found), found
+    assert any(f"{bad} non-numeric" in w for w in found), found
+    key = ["metric", "kind", "step"]
+    assert df[key].astype(str).assign(step=df["step"]).equals(
+        df[key].astype(str).assign(step=df["step"]).sort_values(key, kind="stable")), "sorted"
+
+
+def test_a_file_growing_while_read_gives_only_whole_rows(run_dir, monkeypatch):
+    """A run still writing: lines appended after the reader took the file's size (one of them
+    half written) are left for the next read, never parsed half."""
+    path = run_dir / "metrics.csv"
+    text = _write_csv(path, ROWS[:4])
+    real_chunks = logs._chunks
+
+    def appending_chunks(*args):
+        with open(path, "ab") as f:
+            f.write(b"1,2,,1.0,\r\n1,3,,0.5")  # one whole row, one torn
+        yield from real_chunks(*args)
+
+    monkeypatch.setattr(logs, "_CHUNK_BYTES", 16)
+    monkeypatch.setattr(logs, "_chunks", appending_chunks)
+    expected, _, _ = _reference_tidy(text)
+    assert_same_tidy(_tidy_set(logs.read_metrics(run_dir)), expected)
+    monkeypatch.setattr(logs, "_chunks", real_chunks)
+    found: list[str] = []
+    grown = logs.read_metrics(run_dir, found)  # the next read sees the whole row, not the torn one
+    assert _values(grown, "train/loss", "step")[2] == 1.0 and 3 not in _values(grown, "train/loss", "step")
+    assert any("incomplete" in w for w in found)
+
+
+def test_text_columns_are_categorical_and_runs_concatenate(tmp_path):
+    _write_csv(tmp_path / "a" / "version_0" / "metrics.csv", ROWS)
+    _write_csv(tmp_path / "b" / "version_0" / "metrics.csv", ROWS[:3])
+    df = logs.read_runs([tmp_path / "a" / "version_0", tmp_path / "b" / "version_0"])
+    for col in ("run", "metric", "kind", "source"):
+        assert isinstance(df[col].dtype, pd.CategoricalDtype)
+        assert list(df[col].cat.categories) == sorted(df[col].cat.categories)
+    assert df.groupby("run", observed=True).size().to_dict() == {"a/version_0": 8, "b/version_0": 3}
+
+
+# ----------------------------------------------------------------------------------- thinning
+def test_thin_keeps_first_last_and_each_runs_extremes():
+    # 12 points, max 6: (6 - 2) // 2 = 2 runs: points 0-5 and 6-11 (i * 2 // 12)
+    y = [5.0, 1.0, 9.0, 3.0, 9.0, 4.0, 2.0, 8.0, 0.0, 7.0, 6.0, 6.5]
+    df = pd.DataFrame({"run": "r", "metric": "m", "kind": "step", "step": range(12), "value": y})
+    kept = logs.thin(df, 6)
+    # run 1: lowest 1.0 (i=1), highest 9.0 (first: i=2); run 2: lowest 0.0 (i=8), highest 8.0 (i=7)
+    assert kept["step"].tolist() == [0, 1, 2, 7, 8, 11]
+    short = df.assign(run="s").iloc[:5]
+    both = logs.thin(pd.concat([df, short]), 6)
+    assert len(both) == 6 + 5  # each series on its own; the short one whole
+    assert logs.thin(df, 12) is df
+    with pytest.raises(ValueError):
+        logs.thin(df, 3)
+
+
+def test_thin_bounds_every_series():
+    n = 10_000
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"run": np.repeat(["a", "b"], n), "metric": "m", "kind": "step",
+                       "step": np.tile(np.arange(n), 2), "value": rng.normal(size=2 * n)})
+    df.loc[1234, "value"] = 50.0  # a spike survives
+    kept = logs.thin(df, 500)
+    assert kept.groupby("run").size().max() <= 500
+    assert 50.0 in kept["value"].tolist()
+    assert {0, n - 1} <= set(kept[kept["run"] == "b"]["step"])

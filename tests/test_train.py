@@ -31,9 +31,9 @@ def train_cmd(data: Path, logs: Path, *extra: str) -> list[str]:
             "--max-size", "192", "--val-size", "128", "--precision", "32-true", *extra]
 
 
-def run(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -50,7 +50,7 @@ def test_help_documents_every_flag():
 def test_preset_then_flags_override():
     config = config_from_args(["--preset", "demo", "--epochs", "3", "--width", "0.5", "--ema", "false"])
     assert config.epochs == 3 and config.width == 0.5 and config.ema is False
-    assert config.name == "demo" and config.preset == "demo" and config.max_size == 320
+    assert config.name == "demo" and config.preset == "demo" and config.max_size == 128
     voc = config_from_args(["--preset", "voc", "--data", "/x"])
     assert voc.epochs == 40 and voc.val_size == 416 and voc.mosaic == 0.75 and voc.data == ["/x"]
 
@@ -94,8 +94,8 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ckpt_dir = logs / "kill" / "version_0" / "checkpoints"
-    # wait until last.ckpt is from inside the second epoch (6 steps per epoch), then kill -9
-    start = time.time()
+    # wait until last.ckpt is from inside the second epoch (6 steps per epoch), then kill -9;
+    # bounded by the run's own work: it ends (and the assert below fails) after 3 epochs
     while True:
         last = ckpt_dir / "last.ckpt"
         if last.exists():
@@ -106,7 +106,6 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
             if step >= 8:  # inside epoch 2 (steps 6..11)
                 break
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.time() - start < 500
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -6,7 +6,10 @@ import plotly.express as px
 import streamlit as st
 
 from yolo.config import ACCURACIES, LOSS_TOTAL, MAP50, metric_key
-from yolo.logs import epoch_table, find_runs, group_metrics, run_summary, seed_target, smooth_frame
+from yolo.logs import (available_metrics, epoch_table, find_runs, group_metrics, run_summary, seed_target,
+                       smooth_frame, thin)
+
+MAX_POINTS = 2000  # points drawn per curve; tables and smoothing use every logged value
 
 ctx = common.page("Training", "Curves of the runs under the logs folder "
                               f"(`{common.logs_root()}`), read from metrics.csv and TensorBoard events.")
@@ -35,7 +38,7 @@ def curves() -> None:
         st.info("These runs have not logged any value yet. A starting run writes its first rows after a "
                 "few steps; this view refreshes with the page.")
         return
-    groups = group_metrics(frame["metric"])
+    groups = group_metrics(available_metrics(frame))
     every = [m for names in groups.values() for m in names]
     preferred = [metric_key(s, k) for s in ("train", "val") for k in (LOSS_TOTAL, *ACCURACIES)] + [metric_key("val", MAP50)]
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
@@ -52,16 +55,22 @@ def curves() -> None:
     if x_axis == "epoch":
         shown = shown[shown["epoch"].notna()]
     shown = smooth_frame(shown, weight)
+    thinned = shown.groupby(["run", "metric", "kind"], observed=True).size().max() > MAX_POINTS
+    if thinned:
+        st.caption(f"Curves longer than {MAX_POINTS:,} points are drawn from {MAX_POINTS:,} of them: the "
+                   f"first and last point, and the lowest and highest value in each of "
+                   f"{(MAX_POINTS - 2) // 2:,} equal runs of consecutive points (so spikes stay visible). "
+                   "Smoothing, the tables and the summary use every logged value.")
     columns = st.columns(2)
     for k, metric in enumerate(metrics):
-        data = shown[shown["metric"] == metric]
+        data = shown[shown["metric"] == metric].astype({"run": str, "metric": str, "kind": str})
         if data.empty:
             columns[k % 2].caption(f"{metric}: nothing logged {per} yet.")
             continue
-        fig = px.line(data, x=x_axis, y="smoothed", color="run", title=metric, log_y=log_y,
-                      labels={"smoothed": metric})
+        fig = px.line(thin(data, MAX_POINTS, "smoothed"), x=x_axis, y="smoothed", color="run", title=metric,
+                      log_y=log_y, labels={"smoothed": metric})
         if weight > 0:
-            for trace in px.line(data, x=x_axis, y="value", color="run").data:
+            for trace in px.line(thin(data, MAX_POINTS, "value"), x=x_axis, y="value", color="run").data:
                 trace.update(opacity=0.25, showlegend=False)
                 fig.add_trace(trace)
         target = seed_target(metric)
@@ -70,9 +79,11 @@ def curves() -> None:
                           annotation_text=f"seed target {target:.0f}%")
         columns[k % 2].plotly_chart(fig, width="stretch", key=f"tr_chart_{metric}")
     st.subheader("Runs compared")
-    st.dataframe(run_summary(frame, monitor=metric_key("val", MAP50)), hide_index=True, width="stretch")
+    table = epoch_table(frame)
+    st.dataframe(run_summary(frame, monitor=metric_key("val", MAP50), table=table), hide_index=True,
+                 width="stretch")
     with st.expander("Per-epoch table"):
-        st.dataframe(epoch_table(frame), hide_index=True, width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch")
 
 
 live = common.jobs.status(ctx.logs_root).running
