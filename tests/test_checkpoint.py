@@ -151,7 +151,7 @@ def test_a_small_checkpoint_claiming_a_huge_width_is_refused_without_allocating(
               "resource.setrlimit(resource.RLIMIT_AS, (vm + 3 * 2**30 + 2**31, resource.RLIM_INFINITY))\n"
               + PEAK_SCRIPT)
     result = subprocess.run([sys.executable, "-c", script, str(path)], cwd=REPO, capture_output=True,
-                            text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                            text=True, timeout=1800, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"claimed width {claimed}: {report}")

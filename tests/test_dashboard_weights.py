@@ -54,7 +54,7 @@ def env(monkeypatch, voc_mini, weight_files, tmp_path_factory):
 
 
 def detect_page() -> AppTest:
-    at = AppTest.from_file(str(DASHBOARD / "Home.py"), default_timeout=180).run()
+    at = AppTest.from_file(str(DASHBOARD / "Home.py"), default_timeout=1800).run()
     at.switch_page("pages/4_Detect.py").run()
     return at
 

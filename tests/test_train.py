@@ -265,7 +265,7 @@ def test_resume_of_a_file_that_is_not_a_training_checkpoint(tiny_demo, tmp_path,
 def test_bad_flag_from_the_shell_is_one_line_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "--preset", "demo", "--batch-size", "0",
                              "--log-dir", str(tmp_path / "logs")], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            timeout=1800, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 2
     assert result.stderr.strip() == "train.py: error: --batch-size must be an integer >= 1, got 0"
     assert not (tmp_path / "logs").exists() and not (tmp_path / "data").exists()
