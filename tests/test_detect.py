@@ -229,7 +229,7 @@ def test_threshold_changes_do_not_run_the_model():
 
     for conf, iou in ((0.02, 0.3), (0.06, 0.7), (0.04, 0.45)):
         got = prediction.select(conf=conf, iou=iou)
-        (want,) = postprocess(raw, PostprocessConfig(conf, iou, 300))  # a fresh decode + NMS
+        (want,) = postprocess(raw, PostprocessConfig(conf, iou))  # a fresh decode + NMS, default cap
         want_boxes = boxes_from_letterbox(want["boxes"], prediction.letterbox)
         assert np.allclose(rows(got.scores, got.boxes), rows(want["scores"], want_boxes), atol=1e-3)
     only = prediction.select(classes=["c", 0])
