@@ -219,8 +219,6 @@ def check_config(train_config) -> None:
         raise ConfigError("--data is required: a VOCdevkit folder (or its parent) or the Kaggle layout; "
                           "--preset demo trains on the synthetic demo dataset")
     check_resume(config.resume, config.width)
-    if getattr(config, "freeze_backbone", None) is not None:  # --init / --freeze-backbone (weights branch)
-        _integer(config, "freeze_backbone", 0)
-    init = getattr(config, "init", None)
-    if init and not Path(str(init)).expanduser().is_file():
-        raise ConfigError(f"--init {init}: no such file")
+    _integer(config, "freeze_backbone", 0)
+    if config.init and not Path(str(config.init)).expanduser().is_file():
+        raise ConfigError(f"--init {config.init}: no such file")
