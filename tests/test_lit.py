@@ -181,6 +181,6 @@ def test_checkpoint_hyper_parameters_are_the_configs_plain_values(tmp_path):
 def test_settings_by_name_override_the_config_and_unknown_names_fail():
     module = YoloLitModule(ModuleConfig(), num_classes=2, width=0.125, lambda_box=2.0, max_detections=7)
     assert module.config.loss.lambda_box == 2.0 and module.nms.max_detections == 7
-    assert module.model.num_classes == 2 and ModuleConfig().val.nms.max_detections == 100
+    assert module.model.num_classes == 2 and ModuleConfig().val.nms.max_detections == 300
     with pytest.raises(TypeError, match="no setting"):
         YoloLitModule(num_classes=2, width=0.125, map_conf=0.1)  # the old name of conf_threshold

@@ -59,7 +59,8 @@ class LossConfig:
 class PostprocessConfig:
     conf_threshold: float = 0.05  # score = sigmoid(obj) * max softmax(class); keep score > this
     iou_threshold: float = 0.45  # class-aware NMS IoU threshold
-    max_detections: int = 100  # per image, after NMS, highest scores first (VOC/COCO's 100)
+    max_detections: int = 300  # per image, after NMS, highest scores first (Ultralytics' 300; VOC's
+    #                           devkit has no cap, COCO counts 100)
     class_agnostic: bool = False  # True: one NMS over all classes
     pre_nms_top_k: int | None = None  # per image, keep only this many best candidates before NMS
 
@@ -88,9 +89,10 @@ class ValConfig:
     map_every: int = 1  # validation mAP@0.5 every k epochs (0: never; the last epoch always)
     acc_threshold: float = 0.05  # objectness threshold of the cell accuracies, in [0, 1]
     # The detections validation mAP is computed from: a low candidate floor (as yolo.evaluate's
-    # cached predictions, 0.001) and VOC/COCO's 100 per image, the 1000 best entering NMS.
+    # cached predictions and Ultralytics' validation, 0.001), the default 300 per image (VOC's
+    # devkit counts every detection), the 1000 best entering NMS.
     nms: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(
-        conf_threshold=0.001, iou_threshold=0.45, max_detections=100, pre_nms_top_k=1000))
+        conf_threshold=0.001, iou_threshold=0.45, pre_nms_top_k=1000))
 
 
 @dataclass
