@@ -250,12 +250,6 @@ def test_prediction_is_immutable_and_the_detector_keeps_nothing():
     assert torch.allclose(two.select().boxes[0], torch.tensor([50.0, 20, 110, 70]), atol=1.5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         one.candidates = two.candidates
-    mine = picture(100, 100, (10, 10, 60, 60))  # RGB uint8: load_image passes it through as is
-    three = detector.predict(mine)
-    mine[:] = 0  # the caller reuses its array
-    assert three.image.any(), "the Prediction keeps its own image"
-    with pytest.raises(ValueError, match="read-only"):
-        three.image[0, 0, 0] = 1
     assert not hasattr(detector, "last") and not hasattr(detector, "update")
 
 
@@ -286,6 +280,7 @@ def test_timings_and_slots():
     found = prediction.select()
     t = prediction.timings
     assert t.model_ms > 0 and t.preprocess_ms > 0 and t.decode_ms > 0
+    assert t.total_ms == pytest.approx(t.preprocess_ms + t.model_ms + t.decode_ms)
     scale, anchor, row, col = prediction.slot_position(int(found.slots[0]))
     centre = 35 * SIZE / 100  # the box centre in input pixels (no padding for a square image)
     assert 0 <= anchor < 3 and row == col == int(centre // (32, 16, 8)[scale])
