@@ -2,6 +2,12 @@
 
 Anchors are fractions of the image side, so one set serves every input size: on a grid of S
 cells an anchor of width ``w`` spans ``w * S`` cells.
+
+Each setting is written once, as a field of a config dataclass with a comment saying what it does:
+``ModuleConfig`` groups the LightningModule's (model, loss, target, optim, val); ``TrainConfig``
+(``yolo.trainer``) holds it beside the run's data, schedule and hardware settings. ``train.py``
+makes one flag per leaf field (``leaves``), named after it, its help the field's comment
+(``field_comments``); presets and flags set leaves by name (``override``).
 """
 
 from __future__ import annotations
