@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import types
+import typing
 
-from yolo.config_checks import ConfigError
+from yolo.config import field_comments, override
+from yolo.config_checks import ConfigError, flag
 from yolo.trainer import PRESETS, TrainConfig, fit
 
 
@@ -30,67 +33,75 @@ def _limit(text: str) -> float | int:
     return int(value) if value >= 1 and value.is_integer() else value
 
 
+# Flag groups in --help order: each holds the TrainConfig fields (and nested configs) it shows.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("data", "format", "train_sets", "val_sets", "use_difficult", "cache_ram", "workers"),
+    "schedule": ("epochs", "batch_size", "min_size", "max_size", "val_size", "mosaic"),
+    "model and optimisation": ("model", "optim", "lr_find", "grad_clip", "precision"),
+    "loss and targets": ("loss", "target"),
+    "validation": ("val",),
+    "hardware and scale-out": ("accelerator", "devices", "num_nodes", "strategy", "sync_bn"),
+    "run": ("name", "log_dir", "resume", "init", "freeze_backbone", "seed", "checkpoint_every",
+            "limit_train_batches", "limit_val_batches", "trace_sizes"),
+}
+GROUP_TEXT = {"validation": "mAP@0.5 during training, from the detections these keep (yolo.config.ValConfig)"}
+NOT_FLAGS = {"num_classes", "preset"}  # set from the dataset / by --preset
+HIDDEN = {"trace_sizes"}  # test machinery, left out of --help
+
+
+def _settings(config, names: tuple[str, ...]):
+    """(dataclass, field, default) for each leaf under ``names`` of ``config`` (nested ones opened)."""
+    nested = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    nested.update({f.name: getattr(config.module, f.name) for f in dataclasses.fields(config.module)})
+    for name in names:
+        value = nested[name]
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                inner = getattr(value, f.name)
+                if dataclasses.is_dataclass(inner):
+                    yield from ((inner, g, getattr(inner, g.name)) for g in dataclasses.fields(inner))
+                else:
+                    yield value, f, inner
+        else:
+            yield config, next(f for f in dataclasses.fields(config) if f.name == name), value
+
+
+def _argument(owner, f: dataclasses.Field, default) -> tuple[str, dict]:
+    """The argparse flag and keyword arguments of one config field: its type and choices from
+    the annotation, its help from the field's comment and its default."""
+    kind = typing.get_type_hints(type(owner))[f.name]
+    options = set(typing.get_args(kind)) - {type(None)} if typing.get_origin(kind) in (typing.Union, types.UnionType) else set()
+    comment = field_comments(type(owner)).get(f.name, "")
+    shown = " ".join(map(str, default)) if isinstance(default, list) else default
+    kw: dict = {"help": f"{comment} (default {shown})" if shown not in (None, "") else comment}
+    if f.name in HIDDEN:
+        kw["help"] = argparse.SUPPRESS
+    if kind is bool:
+        kw.update(type=_bool, nargs="?", const=True, metavar="{true,false}")
+    elif typing.get_origin(kind) is typing.Literal:
+        kw["choices"] = list(typing.get_args(kind))
+    elif typing.get_origin(kind) is list:
+        kw["nargs"] = "+"
+    elif options == {int, float}:
+        kw["type"] = _limit
+    elif kind in (int, float) or options in ({int}, {float}):
+        kw["type"] = kind if kind in (int, float) else options.pop()
+    return flag(f.name), kw
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
+    """train.py's flags, one per setting of ``TrainConfig`` (nested configs included); every flag
+    defaults to None (not given), so a preset's values stand unless a flag overrides them."""
     p = argparse.ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
-    a("--preset", choices=sorted(PRESETS), help="start from a recipe: voc (the seed's, 40 epochs at "
-      "multi-scale 320-608, val 416) or demo (synthetic data, width 0.25, CPU minutes)")
-    g = p.add_argument_group("data")
-    g.add_argument("--data", nargs="+", help="dataset root(s): a folder holding VOCdevkit/ (or VOCdevkit "
-                   "itself), or the Kaggle layout (images/, labels/, train.csv, test.csv)")
-    g.add_argument("--format", choices=["auto", "voc", "kaggle"], help=f"dataset layout (default {d.format})")
-    g.add_argument("--train-sets", nargs="+", help="year/split pairs to train on (default "
-                   f"{' '.join(d.train_sets)}); Kaggle: train")
-    g.add_argument("--val-sets", nargs="+", help=f"year/split pairs to validate on (default {' '.join(d.val_sets)})")
-    g.add_argument("--use-difficult", type=_bool, help="also train on objects marked difficult (default no)")
-    g.add_argument("--cache-ram", type=_bool, help="keep decoded, resized images in RAM (default no)")
-    g.add_argument("--workers", type=int, help=f"data-loading processes per device (default {d.workers})")
-    g = p.add_argument_group("schedule")
-    g.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
-    g.add_argument("--batch-size", type=int, help=f"images per batch per device, >= 1 (default {d.batch_size})")
-    g.add_argument("--min-size", type=int, help=f"smallest multi-scale size, a multiple of 32 up to 2048 (default {d.min_size})")
-    g.add_argument("--max-size", type=int, help=f"largest multi-scale size (default {d.max_size}); "
-                   "min = max turns multi-scale off")
-    g.add_argument("--val-size", type=int, help=f"validation size (default {d.val_size})")
-    g.add_argument("--mosaic", type=float, help=f"probability of a mosaic training sample, in [0, 1] (default {d.mosaic})")
-    g = p.add_argument_group("model and optimisation")
-    g.add_argument("--width", type=float, help=f"channel multiplier in (0, 2], e.g. 0.5 or 0.25 (default {d.width}); "
-                   "2 is already 4x the course's channels (~246M parameters), wider does not fit a GPU")
-    g.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help=f"(default {d.optimizer})")
-    g.add_argument("--lr", type=float, help=f"peak learning rate, in (0, 10] (default {d.lr})")
-    g.add_argument("--lr-find", action="store_true", default=None, help="run Lightning's LR finder first and use its suggestion")
-    g.add_argument("--one-cycle", type=_bool, help="cosine one-cycle schedule (default on); off: constant LR")
-    g.add_argument("--weight-decay", type=float, help=f"(default {d.weight_decay})")
-    g.add_argument("--obj-loss", choices=["bce", "mse"], help="objectness term against the IoU target: "
-                   "bce (default) or mse (the course's exact term; its gradient vanishes for low objectness)")
-    g.add_argument("--ema", type=_bool, help="validate and save an EMA of the weights (default on)")
-    g.add_argument("--ema-decay", type=float, help=f"in (0, 1) (default {d.ema_decay})")
-    g.add_argument("--grad-clip", type=float, help=f"gradient-norm clip, 0 for none (default {d.grad_clip})")
-    g.add_argument("--map-every", type=int, help=f"validation mAP@0.5 every k epochs (default {d.map_every})")
-    g.add_argument("--precision", help="auto (16-mixed on CUDA, bf16-mixed on CPU), 32-true, 16-mixed, bf16-mixed")
-    g = p.add_argument_group("hardware and scale-out")
-    g.add_argument("--accelerator", help="auto, gpu, cpu (default auto)")
-    g.add_argument("--devices", help="device count (at most the machine's GPUs, or its CPU cores on the CPU), "
-                   "a GPU list like 0,1, -1 (all) or auto (default auto)")
-    g.add_argument("--num-nodes", type=int, help="machines for multi-node DDP (default 1)")
-    g.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (default auto)")
-    g.add_argument("--sync-bn", type=_bool, help="SyncBatchNorm across processes (default off)")
-    g = p.add_argument_group("run")
-    g.add_argument("--name", help="run name, a plain folder name: logs/<name>/version_<n>/ (default yolov3; demo preset: demo)")
-    g.add_argument("--log-dir", help=f"where runs land (default {d.log_dir})")
-    g.add_argument("--resume", help="auto (newest last.ckpt of this run name) or a checkpoint path; a checkpoint "
-                   "from outside --log-dir/--name continues in a new version folder, never in another run's")
-    g.add_argument("--init", help="start a new run from this file's weights: a checkpoint, the course's "
-                   "checkpoint.pth.tar or a Darknet .weights file (darknet53.conv.74: backbone only); "
-                   "classes matched by name (COCO -> VOC), the rest initialised fresh")
-    g.add_argument("--freeze-backbone", type=int, help="with --init: keep Darknet-53 frozen for the first "
-                   "N epochs (default 0)")
-    g.add_argument("--seed", type=int, help=f"(default {d.seed})")
-    g.add_argument("--checkpoint-every", type=int, help=f"also save last.ckpt every N steps (default {d.checkpoint_every})")
-    g.add_argument("--limit-train-batches", type=_limit, help="batches per epoch (count or fraction), for smoke tests")
-    g.add_argument("--limit-val-batches", type=_limit, help="validation batches (count or fraction)")
-    g.add_argument("--trace-sizes", action="store_true", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a recipe: voc (the seed's, 40 epochs "
+                   "at multi-scale 320-608, val 416) or demo (synthetic data, width 0.25, CPU minutes)")
+    config = TrainConfig()
+    for title, names in GROUPS.items():
+        group = p.add_argument_group(title, GROUP_TEXT.get(title))
+        for owner, f, default in _settings(config, names):
+            if f.name not in NOT_FLAGS:
+                name, kw = _argument(owner, f, default)
+                group.add_argument(name, dest=f.name, **kw)
     return p
 
 
@@ -99,9 +110,9 @@ def config_from_args(argv: list[str] | None = None, parser: argparse.ArgumentPar
     args = (parser or build_parser()).parse_args(argv)
     config = TrainConfig()
     if args.preset:
-        config = dataclasses.replace(config, **PRESETS[args.preset], preset=args.preset)
+        config = override(config, **PRESETS[args.preset], preset=args.preset)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "preset"}
-    return dataclasses.replace(config, **given)
+    return override(config, **given)
 
 
 def main(argv: list[str] | None = None) -> int:

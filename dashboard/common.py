@@ -90,7 +90,7 @@ class Context:
     splits: list[str]
     logs_root: Path
     checkpoint: Path | None
-    image_size: int  # the checkpoint run's validation size, else 416
+    image_size: int  # the checkpoint's validation size (run_image_size), else 416
 
     def default_split(self, stage: str = "val") -> str | None:
         """The split a page opens on for ``stage`` ("train", "val" or "test"): always one of
@@ -153,12 +153,28 @@ def checkpoint_options(root: Path) -> dict[str, Path]:
 
 
 def run_image_size(checkpoint: Path | None) -> int:
-    """Validation size from the config.yaml of the run a checkpoint belongs to (else 416)."""
-    if checkpoint is None or checkpoint.parent.name != "checkpoints":
+    """The input size a checkpoint was validated at: saved in its hyper-parameters ("image_size");
+    for older checkpoints the "val_size" of its run folder's config.yaml; else 416."""
+    if checkpoint is None:
+        return DEFAULT_IMAGE_SIZE
+    try:
+        size = _saved_image_size(str(checkpoint), checkpoint.stat().st_mtime_ns)
+    except OSError:
+        size = None
+    if size is not None:
+        return size
+    if checkpoint.parent.name != "checkpoints":
         return DEFAULT_IMAGE_SIZE
     config = run_info(checkpoint.parent.parent).config or {}
     size = config.get("val_size")
     return int(size) if isinstance(size, int) and size > 0 and size % 32 == 0 else DEFAULT_IMAGE_SIZE
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _saved_image_size(path: str, mtime_ns: int) -> int | None:
+    from yolo.checkpoint import saved_image_size
+
+    return saved_image_size(path)
 
 
 def _shown(text: str, limit: int = 80) -> str:

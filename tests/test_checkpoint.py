@@ -53,6 +53,9 @@ def test_width_and_classes_come_from_the_tensor_shapes(tmp_path):
     ({"anchors": [[["a", "b"]] * 3] * 3}, "'anchors' is not a table of numbers"),
     ({"anchors": [[[-0.1, 0.2]] * 3] * 3}, "'anchors' must be"),
     ({"anchors": [[[float("inf"), 0.2]] * 3] * 3}, "'anchors' must be"),
+    ({"image_size": 100}, "image_size must be a positive multiple of 32, got 100"),
+    ({"image_size": -32}, "image_size must be a positive multiple of 32"),
+    ({"image_size": "416"}, "'image_size' must be a finite int"),
 ])
 def test_malformed_or_disagreeing_hyper_parameters_raise_checkpoint_error(tmp_path, hparams, message):
     path = small(tmp_path, {"num_classes": 3, "width": 0.125, **hparams})
@@ -158,3 +161,25 @@ def test_a_small_checkpoint_claiming_a_huge_width_is_refused_without_allocating(
     assert report["outcome"].startswith("CheckpointError"), report
     assert report["tracemalloc_peak"] < 50 * 2**20  # Python-side allocations
     assert report["rss_growth_kib"] < 200 * 2**10  # resident memory (torch's allocator included)
+
+
+def test_the_validation_size_is_read_from_the_checkpoint_else_the_run_folder_else_416(tmp_path, monkeypatch):
+    """A checkpoint that saved "image_size" runs at it (Detector, dashboard), whatever its run
+    folder says; an older one falls back to its run's config.yaml val_size, then to 416."""
+    monkeypatch.syspath_prepend(str(REPO / "dashboard"))  # the dashboard imports its siblings so
+    from dashboard.common import run_image_size
+    from yolo.checkpoint import saved_image_size
+
+    run = tmp_path / "logs" / "r" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("val_size: 256\n")
+    new = small(run / "checkpoints", {"num_classes": 3, "width": 0.125, "image_size": 320}, "new.ckpt")
+    old = small(run / "checkpoints", {"num_classes": 3, "width": 0.125}, "old.ckpt")
+    loose = small(tmp_path, {"num_classes": 3, "width": 0.125}, "loose.pt")
+    assert read_checkpoint(new).image_size == 320 and saved_image_size(new) == 320
+    assert read_checkpoint(old).image_size is None and saved_image_size(old) is None
+    assert saved_image_size(tmp_path / "missing.pt") is None
+    assert [run_image_size(p) for p in (new, old, loose, None)] == [320, 256, 416, 416]
+    assert Detector.from_checkpoint(new).image_size == 320
+    assert Detector.from_checkpoint(old).image_size == 416
+    assert Detector.from_checkpoint(new, image_size=224).image_size == 224  # the caller's choice wins

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from yolo.config import metric_key
+from yolo.checkpoint import read_checkpoint
+from yolo.config import ModuleConfig, OptimConfig, leaves, metric_key
 from yolo.lit import ModelEMA, YoloLitModule, ground_truth, one_cycle
 
 
@@ -152,3 +154,33 @@ def test_repeated_nonfinite_steps_stop_the_run(tmp_path, capsys):
     trainer.fit(module, loader(16, 4))
     assert trainer.global_step <= 2 and module.nonfinite_total == 2
     assert "non-finite steps in a row" in capsys.readouterr().out
+
+
+def test_checkpoint_hyper_parameters_are_the_configs_plain_values(tmp_path):
+    """The module takes one ModuleConfig (or its asdict); a Lightning checkpoint holds its leaves,
+    the class names, anchors and validation size as plain values that weights_only loads."""
+    config = ModuleConfig(optim=OptimConfig(lr=2e-3, ema=False))
+    config.model.num_classes, config.model.width, config.val.map_every = 2, 0.125, 0
+    module = YoloLitModule(dataclasses.asdict(config), ["red", "green"], image_size=96)
+    assert module.config == config
+    trainer = make_trainer(tmp_path, 1, limit_train_batches=1)
+    trainer.fit(module, loader(4, 4))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    hp = torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hp == {**leaves(config), "class_names": ["red", "green"], "image_size": 96,
+                  "anchors": [[list(a) for a in scale] for scale in module.hparams.anchors]}
+    assert hp["lr"] == 2e-3 and hp["num_classes"] == 2 and hp["width"] == 0.125
+    state = read_checkpoint(path)
+    assert (state.num_classes, state.width, state.class_names, state.image_size) == (2, 0.125, ["red", "green"], 96)
+    # the saved leaves rebuild the same module settings (what load_from_checkpoint does)
+    rebuilt = YoloLitModule(**{k: v for k, v in hp.items()})
+    assert rebuilt.config == config and rebuilt.hparams.image_size == 96
+
+
+def test_settings_by_name_override_the_config_and_unknown_names_fail():
+    module = YoloLitModule(ModuleConfig(), num_classes=2, width=0.125, lambda_box=2.0, max_detections=7)
+    assert module.config.loss.lambda_box == 2.0 and module.nms.max_detections == 7
+    assert module.model.num_classes == 2 and ModuleConfig().val.nms.max_detections == 300
+    with pytest.raises(TypeError, match="no setting"):
+        YoloLitModule(num_classes=2, width=0.125, map_conf=0.1)  # the old name of conf_threshold

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,11 @@ import pytest
 import torch
 
 from train import build_parser, config_from_args
+from yolo.config import (
+    LossConfig, ModelConfig, OptimConfig, PostprocessConfig, TargetConfig, ValConfig, field_comments, leaves,
+)
+from yolo.config_checks import ConfigError, check_config
+from yolo.trainer import TrainConfig, build_module
 from yolo.data.demo import write_demo
 from yolo.runs import resolve_resume, truncate_metrics
 
@@ -49,10 +55,56 @@ def test_help_documents_every_flag():
 
 def test_preset_then_flags_override():
     config = config_from_args(["--preset", "demo", "--epochs", "3", "--width", "0.5", "--ema", "false"])
-    assert config.epochs == 3 and config.width == 0.5 and config.ema is False
+    assert config.epochs == 3 and config.module.model.width == 0.5 and config.module.optim.ema is False
     assert config.name == "demo" and config.preset == "demo" and config.max_size == 128
+    assert config.module.optim.lr == 3e-3 and config.module.optim.ema_decay == 0.998  # from the preset
     voc = config_from_args(["--preset", "voc", "--data", "/x"])
     assert voc.epochs == 40 and voc.val_size == 416 and voc.mosaic == 0.75 and voc.data == ["/x"]
+
+
+def test_every_setting_is_one_flag_documented_by_its_field():
+    """Each leaf of TrainConfig (the module's nested settings included) is exactly one flag, named
+    after the field, whose help is the field's comment and default; nothing else is a flag."""
+    parser = build_parser()
+    by_dest = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+    settings = leaves(TrainConfig())
+    assert set(by_dest) == set(settings) - {"num_classes"}
+    comments = {**field_comments(TrainConfig), **field_comments(ModelConfig), **field_comments(OptimConfig),
+                **field_comments(LossConfig), **field_comments(TargetConfig), **field_comments(ValConfig),
+                **field_comments(PostprocessConfig)}
+    for dest, action in by_dest.items():
+        assert action.option_strings == ["--" + dest.replace("_", "-")]
+        assert action.default is None, dest  # not given: the preset's value stands
+        if dest not in ("preset", "trace_sizes"):
+            assert comments[dest] and action.help.startswith(comments[dest]), dest
+
+
+def test_flags_reach_the_module_and_its_hyper_parameters():
+    config = config_from_args(["--preset", "demo", "--lambda-box", "3", "--max-detections", "50",
+                               "--conf-threshold", "0.02", "--ignore-iou", "0.6", "--optimizer", "sgd",
+                               "--momentum", "0.8", "--val-size", "224", "--lr-find"])
+    assert config.lr_find is True and config.module.val.nms.conf_threshold == 0.02
+    module = build_module(config, 3, ["a", "b", "c"])
+    assert module.loss_fn.config.lambda_box == 3.0 and module.nms.max_detections == 50
+    assert module.nms.conf_threshold == 0.02 and module.config.target.ignore_iou == 0.6
+    assert module.config.optim.optimizer == "sgd" and module.hparams.optimizer == "sgd"
+    hp = dict(module.hparams)
+    assert hp["num_classes"] == 3 and hp["width"] == 0.25 and hp["image_size"] == 224
+    assert hp["momentum"] == 0.8 and hp["class_names"] == ["a", "b", "c"]
+    assert hp == {**leaves(module.config), "class_names": ["a", "b", "c"], "anchors": hp["anchors"],
+                  "image_size": 224}
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--momentum", "1.5"], "--momentum must be a number in [0, 1)"),
+    (["--max-detections", "0"], "--max-detections must be an integer >= 1"),
+    (["--conf-threshold", "2"], "--conf-threshold must be a number in [0, 1]"),
+    (["--lambda-box", "-1"], "--lambda-box must be a number in [0, inf)"),
+    (["--pre-nms-top-k", "0"], "--pre-nms-top-k must be an integer >= 1"),
+])
+def test_new_module_flags_are_checked(flags, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_config(config_from_args(["--preset", "demo", *flags]))
 
 
 def test_resolve_resume_and_truncate(tmp_path):

@@ -42,6 +42,7 @@ class ModelState:
     epoch: int | None = None
     hparams: dict = field(default_factory=dict)
     nonfinite: list[str] = field(default_factory=list)  # names of weight tensors holding NaN/Inf
+    image_size: int | None = None  # the input side it was validated at (hparams "image_size"), if saved
 
 
 def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -243,7 +244,26 @@ def _model_state(raw: dict, path: Path, prefer_ema: bool) -> ModelState:
         warnings.warn(f"{path}: {len(bad)} weight tensors hold NaN or Inf (first: {bad[0]}); "
                       "its detections will be meaningless", CheckpointWarning, stacklevel=3)
     return ModelState(state, num_classes, width, list(names), anchors, source,
-                      epoch if isinstance(epoch, int) else None, hparams, bad)
+                      epoch if isinstance(epoch, int) else None, hparams, bad, _image_size(hparams, path))
+
+
+def _image_size(hparams: dict, path: Path) -> int | None:
+    """hparams["image_size"] (a positive multiple of 32), None when absent (older checkpoints)."""
+    size = _number(hparams, "image_size", path, int)
+    if size is not None and (size <= 0 or size % 32):
+        raise CheckpointError(f"{path}: hyper-parameter image_size must be a positive multiple of 32, got {size}")
+    return size
+
+
+def saved_image_size(path: str | Path) -> int | None:
+    """The input size a checkpoint was validated at, read from its hyper-parameters without
+    loading its weights (memory-mapped); None for a file that does not say (or cannot be read)."""
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        hparams = raw.get("hyper_parameters") if isinstance(raw, dict) else None
+        return _image_size(hparams, Path(path)) if isinstance(hparams, dict) else None
+    except Exception:  # not a zip checkpoint, unreadable, a bad value: the caller's fallback
+        return None
 
 
 TRAINING_KEYS = ("epoch", "global_step", "state_dict", "optimizer_states")  # what Lightning resumes from

@@ -2,11 +2,20 @@
 
 Anchors are fractions of the image side, so one set serves every input size: on a grid of S
 cells an anchor of width ``w`` spans ``w * S`` cells.
+
+Each setting is written once, as a field of a config dataclass with a comment saying what it does:
+``ModuleConfig`` groups the LightningModule's (model, loss, target, optim, val); ``TrainConfig``
+(``yolo.trainer``) holds it beside the run's data, schedule and hardware settings. ``train.py``
+makes one flag per leaf field (``leaves``), named after it, its help the field's comment
+(``field_comments``); presets and flags set leaves by name (``override``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import re
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -35,8 +44,9 @@ def grid_sizes(image_size: int) -> tuple[int, int, int]:
 
 @dataclass
 class ModelConfig:
-    num_classes: int = 20  # C: channels per anchor are 5 + C
-    width: float = 1.0  # channel multiplier; 1.0 is the course model (about 61.6M parameters)
+    num_classes: int = 20  # C: channels per anchor are 5 + C (set from the dataset, not a flag)
+    width: float = 1.0  # channel multiplier in (0, 2], e.g. 0.5 or 0.25; 1.0 is the course model
+    #                     (61.6M parameters), 2 is 4x its channels (~246M), wider does not fit a GPU
 
 
 @dataclass
@@ -46,16 +56,17 @@ class LossConfig:
     lambda_box: float = 10.0  # MSE of (sig(tx), sig(ty), tw, th) to (x, y, log w/a, log h/a)
     lambda_class: float = 1.0  # cross-entropy of the class logits, cells with target 1
     max_log_wh: float = 10.0  # clamp of the raw width/height logit before exp(): e^10 ~ 22026
-    obj_loss: str = "bce"  # "bce": BCE-with-logits to the detached IoU; "mse": the course's MSE of
-    #                        sigmoid(obj) to it, whose gradient vanishes once sigmoid(obj) is small
-    #                        (README "Objectness loss" has the measurements behind the default)
+    obj_loss: Literal["bce", "mse"] = "bce"  # objectness term against the IoU target: "bce"
+    #                        (BCE-with-logits) or "mse" (the course's exact term, whose gradient
+    #                        vanishes once sigmoid(obj) is small; README "Objectness loss")
 
 
 @dataclass
 class PostprocessConfig:
     conf_threshold: float = 0.05  # score = sigmoid(obj) * max softmax(class); keep score > this
     iou_threshold: float = 0.45  # class-aware NMS IoU threshold
-    max_detections: int = 300  # per image, after NMS, highest scores first
+    max_detections: int = 300  # per image, after NMS, highest scores first (Ultralytics' 300; VOC's
+    #                           devkit has no cap, COCO counts 100)
     class_agnostic: bool = False  # True: one NMS over all classes
     pre_nms_top_k: int | None = None  # per image, keep only this many best candidates before NMS
 
@@ -63,7 +74,127 @@ class PostprocessConfig:
 @dataclass
 class TargetConfig:
     ignore_iou: float = 0.5  # shape IoU above which a non-assigned free anchor slot is ignored (-1)
-    anchors: tuple = field(default_factory=lambda: ANCHORS)  # (3 scales, 3 anchors, (w, h)) fractions
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # the optimiser
+    lr: float = 1e-3  # peak learning rate of the one-cycle schedule (or the constant LR), in (0, 10]
+    weight_decay: float = 5e-4  # on convolution weights only (none on BatchNorm and biases)
+    momentum: float = 0.9  # SGD's (Nesterov) momentum, in [0, 1)
+    one_cycle: bool = True  # cosine one-cycle schedule over all steps; off: constant LR
+    pct_start: float = 0.3  # fraction of the steps the one-cycle warm-up takes, in (0, 1)
+    ema: bool = True  # validate and save an exponential moving average of the weights
+    ema_decay: float = 0.9999  # EMA decay, in (0, 1)
+    ema_tau: float = 2000.0  # EMA warm-up in steps: decay_t = decay * (1 - exp(-t / tau))
+    max_nonfinite: int = 50  # stop the run after this many non-finite steps in a row
+
+
+@dataclass
+class ValConfig:
+    map_every: int = 1  # validation mAP@0.5 every k epochs (0: never; the last epoch always)
+    acc_threshold: float = 0.05  # objectness threshold of the cell accuracies, in [0, 1]
+    # The detections validation mAP is computed from: a low candidate floor (as yolo.evaluate's
+    # cached predictions and Ultralytics' validation, 0.001), the default 300 per image (VOC's
+    # devkit counts every detection), the 1000 best entering NMS.
+    nms: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(
+        conf_threshold=0.001, iou_threshold=0.45, pre_nms_top_k=1000))
+
+
+@dataclass
+class ModuleConfig:
+    """Every setting of the LightningModule (``yolo.lit.YoloLitModule``), one group per concern."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested configs addressed by their leaf names: a flag, a preset entry and a saved hyper-parameter
+# all name a setting by its field name (``lr``, ``ema_decay``), which is unique across the tree.
+def leaves(config) -> dict[str, Any]:
+    """Every leaf setting of a nested config dataclass by field name, e.g. ``{"width": 1.0, ...}``.
+
+    Raises ValueError when two leaves share a name (they could not be told apart)."""
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        found = leaves(value) if is_dataclass(value) else {f.name: value}
+        clash = out.keys() & found.keys()
+        if clash:
+            raise ValueError(f"{type(config).__name__}: setting name(s) {sorted(clash)} used twice")
+        out.update(found)
+    return out
+
+
+def override(config, **values):
+    """A copy of the nested ``config`` with the leaves named in ``values`` replaced.
+
+    Raises TypeError for a name that is no leaf of ``config``."""
+    unknown = set(values) - leaves(config).keys()
+    if unknown:
+        raise TypeError(f"{type(config).__name__} has no setting {sorted(unknown)}")
+    changes = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            inner = {k: v for k, v in values.items() if k in leaves(value)}
+            if inner:
+                changes[f.name] = override(value, **inner)
+        elif f.name in values:
+            changes[f.name] = values[f.name]
+    return replace(config, **changes)
+
+
+def literal_choices(config, name: str) -> tuple:
+    """The values allowed for the ``Literal[...]`` leaf ``name`` of the nested ``config``."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            found = literal_choices(value, name)
+            if found:
+                return found
+        elif f.name == name:
+            kind = get_type_hints(type(config))[name]
+            return get_args(kind) if get_origin(kind) is Literal else ()
+    return ()
+
+
+def from_dict(cls, data: dict):
+    """The nested dataclass ``cls`` from ``dataclasses.asdict`` output (missing keys: defaults)."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - known.keys()
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {sorted(unknown)}")
+    types = get_type_hints(cls)
+    return cls(**{k: from_dict(types[k], v) if is_dataclass(types[k]) and isinstance(v, dict) else v
+                  for k, v in data.items()})
+
+
+def field_comments(cls) -> dict[str, str]:
+    """The ``# comment`` of each field of dataclass ``cls`` (continuation lines joined), read from
+    its source: the one place a setting is described. Missing source gives {}."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    names = {f.name for f in fields(cls)}
+    out: dict[str, str] = {}
+    current = None
+    for line in lines:
+        head = re.match(r"\s+(\w+)\s*:", line)
+        if head and head.group(1) in names:
+            current = head.group(1)
+            _, _, comment = line.partition("  # ")
+            out[current] = comment.strip()
+        elif current and re.match(r"\s+#\s\s", line) and out.get(current):
+            out[current] += " " + line.strip().lstrip("#").strip()  # a continuation: "#", 2+ spaces
+        else:
+            current = None
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ import math
 import os
 from pathlib import Path
 
+from types import SimpleNamespace
+
 from yolo.checkpoint import MAX_WIDTH
+from yolo.config import leaves, literal_choices
 
 MAX_SIZE = 2048  # pixels: the stride-32 grid and the anchors are made for 320..608; 2048 is 24x 416's pixels
 MAX_LR = 10.0  # any larger peak learning rate diverges at once
@@ -57,6 +60,14 @@ def _limit(config, field: str, low: float) -> None:
     if not ok or value < low or (isinstance(value, float) and value > 1):
         raise ConfigError(f"{flag(field)} must be a batch count >= {max(low, 1):g} or a fraction in "
                           f"({low:g}, 1], got {value!r}")
+
+
+def _choice(config, field: str, root) -> None:
+    """A ``Literal[...]`` setting: one of its values."""
+    allowed = literal_choices(root, field)
+    value = getattr(config, field)
+    if value not in allowed:
+        raise ConfigError(f"{flag(field)} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def check_name(name) -> None:
@@ -153,8 +164,10 @@ def check_resume(resume, width: float) -> None:
                           f"but --width is {width:g}; pass --width {state.width:g}")
 
 
-def check_config(config) -> None:
-    """Check every field of a ``TrainConfig``; raises ``ConfigError`` naming the first bad flag."""
+def check_config(train_config) -> None:
+    """Check every setting of a ``TrainConfig`` (its nested ``module`` included, each by its leaf
+    name as ``leaves`` gives it); raises ``ConfigError`` naming the first bad flag."""
+    config = SimpleNamespace(**leaves(train_config))
     _integer(config, "epochs", 1)
     _integer(config, "batch_size", 1)
     for field in ("min_size", "max_size", "val_size"):
@@ -167,6 +180,20 @@ def check_config(config) -> None:
     _real(config, "lr", 0.0, MAX_LR, low_open=True)
     _real(config, "weight_decay", 0.0, 1.0)
     _real(config, "ema_decay", 0.0, 1.0, low_open=True, high_open=True)
+    _real(config, "ema_tau", 0.0, math.inf, low_open=True, high_open=True)
+    _real(config, "momentum", 0.0, 1.0, high_open=True)
+    _real(config, "pct_start", 0.0, 1.0, low_open=True, high_open=True)
+    _integer(config, "max_nonfinite", 1)
+    for field in ("lambda_noobj", "lambda_obj", "lambda_box", "lambda_class"):
+        _real(config, field, 0.0, math.inf, high_open=True)
+    _real(config, "max_log_wh", 0.0, 100.0, low_open=True)
+    for field in ("ignore_iou", "acc_threshold", "conf_threshold", "iou_threshold"):
+        _real(config, field, 0.0, 1.0)
+    _integer(config, "max_detections", 1)
+    if config.pre_nms_top_k is not None:
+        _integer(config, "pre_nms_top_k", 1)
+    for field in ("optimizer", "obj_loss", "format"):
+        _choice(config, field, train_config)
     _real(config, "grad_clip", 0.0, math.inf, high_open=True)
     _integer(config, "map_every", 0)
     _integer(config, "workers", 0, 256)
@@ -179,8 +206,6 @@ def check_config(config) -> None:
         raise ConfigError(f"--limit-train-batches must be > 0, got {config.limit_train_batches!r}")
     if config.precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {config.precision!r}")
-    if config.format not in ("auto", "voc", "kaggle"):
-        raise ConfigError(f"--format must be auto, voc or kaggle, got {config.format!r}")
     check_name(config.name)
     log_dir = Path(str(config.log_dir)).expanduser()
     if log_dir.exists() and not log_dir.is_dir():
@@ -194,8 +219,6 @@ def check_config(config) -> None:
         raise ConfigError("--data is required: a VOCdevkit folder (or its parent) or the Kaggle layout; "
                           "--preset demo trains on the synthetic demo dataset")
     check_resume(config.resume, config.width)
-    if getattr(config, "freeze_backbone", None) is not None:  # --init / --freeze-backbone (weights branch)
-        _integer(config, "freeze_backbone", 0)
-    init = getattr(config, "init", None)
-    if init and not Path(str(init)).expanduser().is_file():
-        raise ConfigError(f"--init {init}: no such file")
+    _integer(config, "freeze_backbone", 0)
+    if config.init and not Path(str(config.init)).expanduser().is_file():
+        raise ConfigError(f"--init {config.init}: no such file")

@@ -36,6 +36,7 @@ from yolo.postprocess import nms_indices, top_k_per_image
 from yolo.targets import decode_outputs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_IMAGE_SIZE = 416  # input side for a checkpoint that does not say which it was validated at
 PRE_NMS_TOP_K = 1000  # the Detector's default: candidates per image entering NMS, best first
 
 
@@ -435,7 +436,7 @@ class Detector:
         cls,
         path: str | Path,
         device: str | torch.device = "cpu",
-        image_size: int = 416,
+        image_size: int | None = None,
         num_classes: int | None = None,
         width: float | None = None,
         prefer_ema: bool = True,
@@ -444,6 +445,8 @@ class Detector:
     ) -> Detector:
         """Load safely (``torch.load(weights_only=True)``); EMA weights when present.
 
+        ``image_size``: None runs the model at the size saved in the checkpoint (its validation
+        size), else at ``DEFAULT_IMAGE_SIZE`` (older checkpoints).
         ``num_classes``/``width``, when given, are what the caller expects: a checkpoint for
         another class count or width raises ``CheckpointError`` saying both.
         ``operating_points``: a JSON file written by ``yolo.evaluate.save_operating_points``;
@@ -457,7 +460,8 @@ class Detector:
             from yolo.evaluate.operating import read_operating_points
 
             class_conf = read_operating_points(operating_points, state.class_names).class_thresholds
-        detector = cls(model, state.class_names, image_size, device, state.anchors, config, class_conf)
+        size = image_size or state.image_size or DEFAULT_IMAGE_SIZE  # the size it was validated at
+        detector = cls(model, state.class_names, size, device, state.anchors, config, class_conf)
         detector.checkpoint = str(path)
         return detector
 

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from yolo.boxes import normalize, xyxy_to_cxcywh
 from yolo.config import (
-    ACCURACIES, ANCHORS, LEARNING_RATE, LOSS_TOTAL, MAP50, MAP50_VOC07,
-    SKIPPED_STEPS, VOC_CLASSES, LossConfig, PostprocessConfig, metric_key,
+    ACCURACIES, ANCHORS, LEARNING_RATE, LOSS_TOTAL, MAP50, MAP50_VOC07, SKIPPED_STEPS, VOC_CLASSES,
+    ModuleConfig, from_dict, grid_sizes, leaves, metric_key, override,
 )
 from yolo.loss import YoloLoss
 from yolo.metrics import CellAccuracy, VOCMeanAP
@@ -71,51 +71,48 @@ def one_cycle(step: int, total: int, pct_start: float = 0.3, div: float = 25.0,
 
 
 class YoloLitModule(pl.LightningModule):
-    """YOLOv3 training and evaluation. Every constructor argument is saved as a hyper-parameter."""
+    """YOLOv3 training and evaluation, configured by one ``ModuleConfig`` (``yolo.config``).
+
+    Args:
+        config: the settings; None for the defaults.
+        class_names: one name per class (default: the first ``num_classes`` VOC names).
+        image_size: the square input side (pixels, a multiple of 32) the model is validated at;
+            saved so a checkpoint says which size to run it at.
+        anchors: (3 scales, 3 anchors, (w, h)) fractions of the image side.
+        **settings: leaf settings by name (``width=0.25, lr=3e-3``) overriding ``config``'s.
+
+    The hyper-parameters saved in the checkpoint are plain values (``weights_only`` loads them):
+    every leaf of the config by name (``num_classes``, ``width``, ``lr``, ...), ``class_names``,
+    ``anchors`` and ``image_size``.
+    """
 
     def __init__(
         self,
-        num_classes: int = 20,
+        config: ModuleConfig | dict | None = None,
         class_names: Sequence[str] | None = None,
-        width: float = 1.0,
-        optimizer: str = "adamw",  # "adamw", "adam" or "sgd"
-        lr: float = 1e-3,  # peak learning rate of the one-cycle schedule (or the constant LR)
-        weight_decay: float = 5e-4,
-        momentum: float = 0.9,  # SGD only
-        one_cycle: bool = True,  # cosine one-cycle schedule over all steps, else constant LR
-        pct_start: float = 0.3,
-        ema: bool = True,  # validate and export an exponential moving average of the weights
-        ema_decay: float = 0.9999,
-        ema_tau: float = 2000.0,
-        acc_threshold: float = 0.05,  # objectness threshold of the cell accuracies
-        map_every: int = 1,  # evaluate mAP@0.5 every k epochs (0: never)
-        map_conf: float = 0.005,  # detection threshold when evaluating mAP
-        nms_iou: float = 0.45,
-        ignore_iou: float = 0.5,
-        lambda_noobj: float = 10.0,
-        lambda_obj: float = 1.0,
-        lambda_box: float = 10.0,
-        lambda_class: float = 1.0,
-        obj_loss: str = "bce",  # "bce" or "mse" (the course's term; see yolo.loss and the README)
-        max_nonfinite: int = 50,  # stop the run after this many non-finite steps in a row
+        image_size: int = 416,
         anchors: Sequence = ANCHORS,
+        **settings,
     ) -> None:
         super().__init__()
+        if isinstance(config, dict):  # dataclasses.asdict(config)
+            config = from_dict(ModuleConfig, config)
+        config = override(config or ModuleConfig(), **settings)
+        grid_sizes(image_size)  # validates: a positive multiple of 32
+        num_classes = config.model.num_classes
         class_names = list(class_names or VOC_CLASSES[:num_classes])
         anchors = [[list(a) for a in scale] for scale in anchors]
-        self.save_hyperparameters({**locals_without_self(locals()), "class_names": class_names,
-                                   "anchors": anchors})
-        self.model = YOLOv3(num_classes, width)
-        self.ema = ModelEMA(self.model, ema_decay, ema_tau) if ema else None
-        self.loss_fn = YoloLoss(
-            LossConfig(lambda_noobj, lambda_obj, lambda_box, lambda_class, obj_loss=obj_loss),
-            anchors=anchors,
-        )
-        self.train_acc = CellAccuracy(threshold=acc_threshold)
-        self.val_acc = CellAccuracy(threshold=acc_threshold)
+        self.config = config
+        self.save_hyperparameters({**leaves(config), "class_names": class_names, "anchors": anchors,
+                                   "image_size": int(image_size)})
+        self.model = YOLOv3(num_classes, config.model.width)
+        optim = config.optim
+        self.ema = ModelEMA(self.model, optim.ema_decay, optim.ema_tau) if optim.ema else None
+        self.loss_fn = YoloLoss(config.loss, anchors=anchors)
+        self.train_acc = CellAccuracy(threshold=config.val.acc_threshold)
+        self.val_acc = CellAccuracy(threshold=config.val.acc_threshold)
         self.val_map = VOCMeanAP(num_classes=num_classes)
-        self.nms = PostprocessConfig(conf_threshold=map_conf, iou_threshold=nms_iou,
-                                     max_detections=100, pre_nms_top_k=1000)
+        self.nms = config.val.nms
         self.nonfinite_total = 0
         self.nonfinite_streak = 0
         self._loss_finite = True
@@ -133,7 +130,7 @@ class YoloLitModule(pl.LightningModule):
         size = batch["images"].shape[-1]
         boxes = normalize(xyxy_to_cxcywh(batch["boxes"].float()), size, size)
         return encode(boxes, batch["labels"], batch["batch_idx"], batch["images"].shape[0], size,
-                      self.hparams.anchors, self.hparams.ignore_iou)
+                      self.hparams.anchors, self.config.target.ignore_iou)
 
     def _shared_step(self, batch: dict, stage: str) -> Tensor:
         images = batch["images"].float() / 255.0
@@ -190,7 +187,7 @@ class YoloLitModule(pl.LightningModule):
         self.nonfinite_streak += 1
         if self._loss_finite:  # the loss was fine but the gradients were not
             self.nonfinite_total += 1
-        if self.nonfinite_streak >= self.hparams.max_nonfinite:
+        if self.nonfinite_streak >= self.config.optim.max_nonfinite:
             self.print(f"stopping: {self.nonfinite_streak} non-finite steps in a row; lower the "
                        "learning rate or check the data (python -m yolo.data check PATH)")
             self.trainer.should_stop = True
@@ -209,7 +206,7 @@ class YoloLitModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ epoch ends
     def _map_due(self) -> bool:
-        k = self.hparams.map_every
+        k = self.config.val.map_every
         if self.trainer is not None and self.trainer.testing:
             return True  # a test run always reports mAP
         if not k or self.trainer is None or self.trainer.sanity_checking:
@@ -244,7 +241,7 @@ class YoloLitModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
-        hp = self.hparams
+        hp = self.config.optim
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
@@ -269,10 +266,6 @@ class YoloLitModule(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if batch_idx % 10 == 0:
             self.log(metric_key("train", LEARNING_RATE), self.optimizers().param_groups[0]["lr"])
-
-
-def locals_without_self(values: dict) -> dict:
-    return {k: v for k, v in values.items() if k not in ("self", "__class__")}
 
 
 def ground_truth(batch: dict) -> list[dict[str, Tensor]]:

@@ -20,7 +20,6 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from yolo.config import ModelConfig
 
 # fmt: off
 COURSE_CONFIG: tuple = (
@@ -123,7 +122,6 @@ class YOLOv3(nn.Module):
 
     def __init__(self, num_classes: int = 20, width: float = 1.0) -> None:
         super().__init__()
-        self.config = ModelConfig(num_classes=num_classes, width=width)
         self.num_classes = num_classes
         self.width = width
         self.layers = nn.ModuleDict()

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -22,7 +23,7 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from yolo.config import (
-    ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, metric_key,
+    ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
 )
 from yolo.checkpoint import read_training_checkpoint
 from yolo.config_checks import ConfigError, check_config
@@ -35,53 +36,57 @@ VERSION_ENV = "YOLO_RUN_VERSION"
 
 @dataclass
 class TrainConfig:
+    """Every setting of a training run; ``train.py``'s flags are generated from these fields (a
+    flag per leaf, named after it, its help the field's comment). The LightningModule's settings
+    are the nested ``module`` (``yolo.config.ModuleConfig``)."""
+
     # data
-    data: list[str] = field(default_factory=list)  # dataset root(s): VOCdevkit parent, VOCdevkit, or Kaggle layout
-    format: str = "auto"  # "auto", "voc" or "kaggle"
+    data: list[str] = field(default_factory=list)  # dataset root(s): a folder holding VOCdevkit/
+    #                (or VOCdevkit itself), or the Kaggle layout (images/, labels/, train.csv, test.csv)
+    format: Literal["auto", "voc", "kaggle"] = "auto"  # dataset layout
     train_sets: list[str] = field(default_factory=lambda: ["2007/trainval", "2012/trainval"])  # year/split
-    val_sets: list[str] = field(default_factory=lambda: ["2007/test"])
-    use_difficult: bool = False  # train on objects marked difficult (evaluation always flags them)
+    #                pairs to train on; Kaggle: train
+    val_sets: list[str] = field(default_factory=lambda: ["2007/test"])  # year/split pairs to validate on
+    use_difficult: bool = False  # also train on objects marked difficult (evaluation always flags them)
     cache_ram: bool = False  # keep decoded, resized images in RAM
-    # schedule
-    epochs: int = 40
-    batch_size: int = 16
-    min_size: int = 320  # multi-resolution: one size per batch from min..max in steps of 32
-    max_size: int = 608
-    val_size: int = 416
-    mosaic: float = 0.75  # probability that a training sample is a mosaic of four images
-    # model and optimisation
-    width: float = 1.0  # channel multiplier (1.0 = the course model, 61.6M parameters)
-    optimizer: str = "adamw"
-    lr: float = 1e-3  # peak of the one-cycle schedule
-    lr_find: bool = False  # pick the peak learning rate with Lightning's LR finder first
-    one_cycle: bool = True
-    weight_decay: float = 5e-4
-    obj_loss: str = "bce"  # objectness term: "bce" or the course's "mse" (README: "Objectness loss")
-    ema: bool = True
-    ema_decay: float = 0.9999
-    grad_clip: float = 10.0  # gradient norm clip (0: off)
-    map_every: int = 1  # validation mAP@0.5 every k epochs
-    precision: str = "auto"  # "auto": 16-mixed on CUDA, bf16-mixed on CPU; or any Lightning value
-    # hardware and scale-out
-    accelerator: str = "auto"
-    devices: str = "auto"  # number of devices, a list like "0,1", or "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # "ddp" for several GPUs or nodes
-    sync_bn: bool = False  # SyncBatchNorm across processes
     workers: int = 4  # data-loading processes per device
+    # schedule
+    epochs: int = 40  # epochs
+    batch_size: int = 16  # images per batch per device, >= 1
+    min_size: int = 320  # smallest multi-scale size, a multiple of 32 up to 2048: one size per batch
+    #                      from min..max in steps of 32
+    max_size: int = 608  # largest multi-scale size; min = max turns multi-scale off
+    val_size: int = 416  # validation size; saved in the checkpoint as the size to run the model at
+    mosaic: float = 0.75  # probability that a training sample is a mosaic of four images, in [0, 1]
+    lr_find: bool = False  # run Lightning's LR finder first and use its suggestion as the peak LR
+    grad_clip: float = 10.0  # gradient-norm clip, 0 for none
+    precision: str = "auto"  # auto (16-mixed on CUDA, bf16-mixed on CPU), 32-true, 16-mixed, bf16-mixed
+    # model, loss, optimisation, validation: the LightningModule's settings
+    module: ModuleConfig = field(default_factory=ModuleConfig)
+    # hardware and scale-out
+    accelerator: str = "auto"  # auto, gpu or cpu
+    devices: str = "auto"  # device count (at most the machine's GPUs, or its CPU cores on the CPU),
+    #                        a GPU list like 0,1, -1 (all) or auto
+    num_nodes: int = 1  # machines for multi-node DDP
+    strategy: str = "auto"  # auto, ddp, ddp_spawn, ... ("ddp" for several GPUs or nodes)
+    sync_bn: bool = False  # SyncBatchNorm across processes
     # run bookkeeping
-    name: str = "yolov3"  # runs land in <log_dir>/<name>/version_<n>/
-    log_dir: str = "logs"
-    resume: str | None = None  # "auto" or a checkpoint path
-    init: str | None = None  # a new run starting from this file's weights: a checkpoint, a course
-    #                          checkpoint.pth.tar or a Darknet .weights file (backbone-only too)
-    freeze_backbone: int = 0  # epochs with Darknet-53 frozen (weights and BatchNorm statistics)
-    seed: int = 0
-    checkpoint_every: int = 500  # also write last.ckpt every N training steps
-    limit_train_batches: float | int | None = None  # for smoke tests: fraction or count per epoch
-    limit_val_batches: float | int | None = None
+    name: str = "yolov3"  # run name, a plain folder name: <log_dir>/<name>/version_<n>/ (demo preset: demo)
+    log_dir: str = "logs"  # where runs land
+    resume: str | None = None  # auto (newest last.ckpt of this run name) or a checkpoint path; a
+    #                            checkpoint from outside --log-dir/--name continues in a new version
+    #                            folder, never in another run's
+    init: str | None = None  # start a new run from this file's weights: a checkpoint, the course's
+    #                          checkpoint.pth.tar or a Darknet .weights file (darknet53.conv.74:
+    #                          backbone only); classes matched by name (COCO -> VOC), the rest fresh
+    freeze_backbone: int = 0  # with --init: keep Darknet-53 frozen (weights and BatchNorm
+    #                           statistics) for the first N epochs
+    seed: int = 0  # random seed of weights, data order and augmentation
+    checkpoint_every: int = 500  # also save last.ckpt every N training steps
+    limit_train_batches: float | int | None = None  # batches per epoch (count or fraction), for smoke tests
+    limit_val_batches: float | int | None = None  # validation batches (count or fraction)
     trace_sizes: bool = False  # record each rank's batch sizes (a DDP check)
-    preset: str | None = None
+    preset: str | None = None  # the recipe the settings started from (PRESETS)
 
 
 PRESETS: dict[str, dict] = {
@@ -248,14 +253,11 @@ def build_datamodule(config: TrainConfig):
 
 
 def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
+    """The LightningModule of ``config.module`` for the dataset's classes, validated at
+    ``config.val_size`` (saved in its checkpoints)."""
     from yolo.lit import YoloLitModule
 
-    return YoloLitModule(
-        num_classes=num_classes, class_names=class_names, width=config.width,
-        optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
-        one_cycle=config.one_cycle, ema=config.ema, ema_decay=config.ema_decay,
-        map_every=config.map_every, obj_loss=config.obj_loss,
-    )
+    return YoloLitModule(config.module, class_names, image_size=config.val_size, num_classes=num_classes)
 
 
 def init_weights(module, path: str, class_names: list[str]) -> None:
@@ -315,10 +317,10 @@ def checkpoint_callbacks(directory: Path, config: TrainConfig) -> list[Callback]
         ModelCheckpoint(dirpath=folder, filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, monitor=None,
                         save_top_k=1, every_n_epochs=1, enable_version_counter=False),
     ]
-    if config.map_every > 0:
+    if config.module.val.map_every > 0:
         callbacks.append(ModelCheckpoint(
             dirpath=folder, filename="best-{epoch:03d}", monitor=metric_key("val", MAP50), mode="max",
-            save_top_k=1, every_n_epochs=config.map_every, enable_version_counter=False))
+            save_top_k=1, every_n_epochs=config.module.val.map_every, enable_version_counter=False))
     return callbacks
 
 
@@ -336,10 +338,11 @@ def find_lr(trainer: pl.Trainer, module, datamodule, config: TrainConfig) -> Non
                                     num_training=100, early_stop_threshold=None, update_attr=False)
     suggestion = finder.suggestion() if finder is not None else None
     if suggestion and 1e-5 <= suggestion <= 0.1:
-        module.hparams.lr = config.lr = float(suggestion)
+        lr = float(suggestion)
+        config.module.optim.lr = module.config.optim.lr = module.hparams.lr = lr
         print(f"LR finder suggests {suggestion:.2e}; using it as the peak LR", file=sys.stderr)
     else:
-        print(f"LR finder gave no usable suggestion ({suggestion}); keeping --lr {config.lr:g}",
+        print(f"LR finder gave no usable suggestion ({suggestion}); keeping --lr {config.module.optim.lr:g}",
               file=sys.stderr)
 
 
