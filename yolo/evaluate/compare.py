@@ -65,14 +65,6 @@ def _weighted_ap(scores: Tensor, labels: Tensor, tp: Tensor, image: Tensor, posi
     return out
 
 
-def _per_image(m, images: int, conf: float) -> tuple[Tensor, Tensor]:
-    """True and false positives per image among the detections above ``conf``. Greedy matching
-    by score gives the kept detections the flags they have when everything is matched."""
-    above = m.scores > conf
-    return (torch.bincount(m.image[m.tp & above], minlength=images),
-            torch.bincount(m.image[m.fp & above], minlength=images))
-
-
 def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict], class_names: Sequence[str],
             image_ids: Sequence[str] | None = None, conf: float = 0.25, draws: int = 200,
             seed: int = 0) -> Comparison:
@@ -108,7 +100,7 @@ def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict],
     })
     per_class["significant"] = (per_class["low"] > 0) | (per_class["high"] < 0)
     per_class = per_class.sort_values("dAP", kind="stable", na_position="last").reset_index(drop=True)
-    (tp_a, fp_a), (tp_b, fp_b) = (_per_image(m, images, conf) for m in matches)
+    (tp_a, fp_a), (tp_b, fp_b) = (m.per_image(images, conf) for m in matches)
     worse = (tp_a - tp_b) + (fp_b - fp_a)
     table = pd.DataFrame({
         "image": list(image_ids) if image_ids is not None else list(range(images)), "position": list(range(images)),
