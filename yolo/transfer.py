@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
     print(f"{args.source}: {report.summary()}")
-    out = save_weights(model.eval(), args.out, names)
-    saved = torch.load(out, map_location="cpu", weights_only=True)
-    saved["hyper_parameters"]["anchors"] = state.anchors  # Darknet's exact anchors for its files
-    torch.save(saved, out)
+    out = save_weights(model.eval(), args.out, names, anchors=state.anchors)  # Darknet's exact anchors for its files
     print(f"wrote {out}")
     return 0
 
