@@ -509,6 +509,28 @@ def test_box_statistics_by_hand():
     assert stats["aspect"].tolist() == pytest.approx([2.5, 0.5])
 
 
+def test_f1_from_counts_by_hand():
+    from yolo.evaluate.operating import f1_score
+
+    assert float(f1_score(3, 1, 6)) == pytest.approx(0.6)  # precision 3/4, recall 3/6: 2 PR / (P + R) = 0.6
+    assert float(f1_score(0, 0, 5)) == 0.0 and float(f1_score(0, 2, 0)) == 0.0 and float(f1_score(0, 0, 0)) == 0.0
+    assert f1_score(torch.tensor([3.0, 0.0]), torch.tensor([1.0, 0.0]), 6).tolist() == pytest.approx([0.6, 0.0])
+
+
+def test_per_image_counts_equal_matching_only_the_kept_detections():
+    """Counting the TP/FP above a threshold after matching everything equals matching only the
+    detections above it (the rule written plainly), image by image."""
+    from yolo.metrics import match_detections
+
+    dets, truths = random_split(5, 20)
+    for conf in (0.0, 0.3, 0.7):
+        tp, fp = match_detections(dets, truths, 4).per_image(20, conf)
+        for i, (d, t) in enumerate(zip(dets, truths)):
+            kept = d["scores"] > conf
+            m = match_detections([{k: v[kept] for k, v in d.items()}], [t], 4)
+            assert (int(tp[i]), int(fp[i])) == (int(m.tp.sum()), int(m.fp.sum()))
+
+
 # --------------------------------------------------------------------------- one threshold rule
 def test_a_detection_scored_exactly_at_the_threshold_is_dropped_by_every_view():
     """The Detector (``select``) keeps a detection when its score is ABOVE the threshold; every
