@@ -158,15 +158,17 @@ def _tensor_problem(raw: dict, key: str, rows: int, cols: int | None, kind: str)
     return None if ok else f"{key} is {value.dtype}, expected {kind}"
 
 
-def _offsets_problem(raw: dict, key: str, images: int) -> str | None:
-    """What is wrong with a CSR offsets tensor (int, N + 1 entries from 0, never decreasing), or None."""
-    problem = _tensor_problem(raw, key, images + 1, None, "int")
+def _csr_problem(raw: dict, offsets_key: str, images: int, rows: tuple) -> str | None:
+    """What is wrong with a CSR table, or None: ``offsets_key`` (int, N + 1 entries from 0, never
+    decreasing) and the tensors ``rows`` ((key, columns, kind), ...) with as many rows as it ends at."""
+    problem = _tensor_problem(raw, offsets_key, images + 1, None, "int")
     if problem:
         return problem
-    offsets = raw[key]
+    offsets = raw[offsets_key]
     if int(offsets[0]) != 0 or bool((offsets.diff() < 0).any()):
-        return f"{key} must start at 0 and never decrease"
-    return None
+        return f"{offsets_key} must start at 0 and never decrease"
+    end = int(offsets[-1])
+    return next((p for key, cols, kind in rows if (p := _tensor_problem(raw, key, end, cols, kind))), None)
 
 
 def _problem(raw: dict) -> str | None:
@@ -185,30 +187,17 @@ def _problem(raw: dict) -> str | None:
     if not isinstance(raw.get("meta", {}), dict):
         return "meta must be a dict"
     n = len(raw["image_ids"])
-    problem = _tensor_problem(raw, "sizes", n, 2, "int") or _offsets_problem(raw, "offsets", n)
+    problem = _tensor_problem(raw, "sizes", n, 2, "int") or _csr_problem(
+        raw, "offsets", n, (("boxes", 4, "float"), ("scores", None, "float"), ("labels", None, "int")))
     if problem:
         return problem
-    k = int(raw["offsets"][-1])
-    for key, cols, kind in (("boxes", 4, "float"), ("scores", None, "float"), ("labels", None, "int")):
-        problem = _tensor_problem(raw, key, k, cols, kind)
-        if problem:
-            return problem
-    if k and not bool(((raw["labels"] >= 0) & (raw["labels"] < len(raw["class_names"]))).all()):
+    if not bool(((raw["labels"] >= 0) & (raw["labels"] < len(raw["class_names"]))).all()):
         return f"labels outside 0..{len(raw['class_names']) - 1} ({len(raw['class_names'])} class names)"
     present = [key for key in _GROUND_TRUTH if raw.get(key) is not None]
-    if not present:
-        return None
-    if len(present) < len(_GROUND_TRUTH):
+    if present and len(present) < len(_GROUND_TRUTH):
         return f"ground truth has {', '.join(present)} but not {', '.join(k for k in _GROUND_TRUTH if k not in present)}"
-    problem = _offsets_problem(raw, "gt_offsets", n)
-    if problem:
-        return problem
-    g = int(raw["gt_offsets"][-1])
-    for key, cols, kind in (("gt_boxes", 4, "float"), ("gt_labels", None, "int"), ("gt_difficult", None, "bool")):
-        problem = _tensor_problem(raw, key, g, cols, kind)
-        if problem:
-            return problem
-    return None
+    return _csr_problem(raw, "gt_offsets", n, (("gt_boxes", 4, "float"), ("gt_labels", None, "int"),
+                                                ("gt_difficult", None, "bool"))) if present else None
 
 
 @dataclass
