@@ -279,6 +279,22 @@ def test_convert_coco_weights_to_a_voc_detector(tmp_path):
         main([str(backbone), "--out", str(tmp_path / "x.pt"), "--width", "0.25"])
 
 
+def test_save_weights_writes_the_given_anchors_and_transfer_writes_once(tmp_path, monkeypatch):
+    from yolo.checkpoint import save_weights
+    from yolo.transfer import main
+
+    anchors = [[[0.5, 0.25], [0.125, 0.75], [1.0, 2.0]]] * 3
+    state = read_checkpoint(save_weights(YOLOv3(2, 0.125), tmp_path / "w.pt", ["a", "b"], anchors=anchors))
+    assert state.anchors == anchors
+    path = write_weights(randomised(YOLOv3(80, 0.125)), tmp_path / "yolov3.weights")
+    writes = []
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (writes.append(str(f)), real_save(obj, f, *a, **k)))
+    assert main([str(path), "--classes", "voc", "--out", str(tmp_path / "voc.pt"), "--width", "0.125"]) == 0
+    assert writes == [str(tmp_path / "voc.pt")]  # one write, anchors included
+    assert read_checkpoint(tmp_path / "voc.pt").anchors[0][2] == [373 / 416, 326 / 416]
+
+
 @pytest.mark.slow
 def test_a_full_size_file_is_exactly_the_official_size_and_loads(tmp_path):
     """Width 1.0, 80 classes, written and read for real (248 MB on disk)."""

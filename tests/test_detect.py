@@ -324,6 +324,86 @@ def test_split_predictions_are_cached_and_reapplied_without_the_model(tmp_path):
     assert len(written) == len(loaded) == 5
 
 
+def tiny_prediction_set() -> PredictionSet:
+    """Two images, three candidates (two in the first image), one ground-truth box each."""
+    return PredictionSet(
+        image_ids=["a", "b"], sizes=torch.tensor([[100, 200], [50, 60]]), offsets=torch.tensor([0, 2, 3]),
+        boxes=torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 30, 30]]), scores=torch.tensor([0.9, 0.2, 0.5]),
+        labels=torch.tensor([0, 1, 1]), class_names=["cat", "dog"], conf_floor=0.001,
+        gt_boxes=torch.tensor([[0.0, 0, 10, 10], [1, 1, 30, 30]]), gt_labels=torch.tensor([0, 1]),
+        gt_difficult=torch.tensor([False, False]), gt_offsets=torch.tensor([0, 1, 2]))
+
+
+def _malformed(raw: dict, change: str) -> dict | object:
+    raw = dict(raw)
+    if change == "missing key":
+        del raw["scores"]
+    elif change == "unknown key":
+        raw["extra"] = 1
+    elif change == "boxes a list":
+        raw["boxes"] = raw["boxes"].tolist()
+    elif change == "boxes of 3 columns":
+        raw["boxes"] = raw["boxes"][:, :3]
+    elif change == "float labels":
+        raw["labels"] = raw["labels"].float()
+    elif change == "label outside the classes":
+        raw["labels"] = torch.tensor([0, 1, 7])
+    elif change == "offsets past the rows":
+        raw["offsets"] = torch.tensor([0, 2, 5])
+    elif change == "image ids not strings":
+        raw["image_ids"] = [1, 2]
+    elif change == "class names a string":
+        raw["class_names"] = "cat,dog"
+    elif change == "conf_floor a tensor":
+        raw["conf_floor"] = torch.tensor(0.001)
+    elif change == "half the ground truth":
+        del raw["gt_offsets"]
+    elif change == "gt rows differ":
+        raw["gt_labels"] = torch.tensor([0])
+    elif change == "not a dict":
+        return [raw]
+    return raw
+
+
+@pytest.mark.parametrize("change", ["missing key", "unknown key", "boxes a list", "boxes of 3 columns", "float labels",
+                                    "label outside the classes", "offsets past the rows", "image ids not strings",
+                                    "class names a string", "conf_floor a tensor", "half the ground truth",
+                                    "gt rows differ", "not a dict"])
+def test_a_malformed_predictions_file_is_one_value_error_naming_the_file(tmp_path, change):
+    good = tiny_prediction_set().save(tmp_path / "good.pt")
+    assert PredictionSet.load(good).detections(conf=0.1)[0]["scores"].tolist() == pytest.approx([0.9, 0.2])
+    path = tmp_path / "bad.pt"
+    torch.save(_malformed(torch.load(good, weights_only=True), change), path)
+    with pytest.raises(ValueError, match="bad.pt"):
+        PredictionSet.load(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"image_id,score\n1,0.5\n", b"\x89PNG\r\n\x1a\n0000"])
+def test_a_file_that_is_not_a_torch_file_is_a_value_error(tmp_path, content):
+    path = tmp_path / "other.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="other.pt"):
+        PredictionSet.load(path)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_a_predictions_file_with_code_is_refused_without_running_it(tmp_path):
+    marker, path = tmp_path / "ran.txt", tmp_path / "evil.pt"
+    torch.save({"version": 2, **tiny_prediction_set().__dict__, "meta": {"x": _RunsCode(marker)}}, path)
+    with pytest.raises(ValueError, match="evil.pt"):
+        PredictionSet.load(path)
+    assert not marker.exists()  # loaded with weights_only=True: the code never ran
+    torch.load(path, weights_only=False)  # the payload is real: a plain load runs it
+    assert marker.read_text() == "ran"
+
+
 def test_split_predictions_match_single_image_predictions():
     model = YOLOv3(3, 0.125).eval()
     detector = Detector(model, ["a", "b", "c"], image_size=SIZE)

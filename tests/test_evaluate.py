@@ -428,19 +428,22 @@ def test_ab_aps_equal_voc_evaluate_on_the_split_and_on_a_resampled_split():
     from yolo.evaluate.compare import _weighted_ap
     from yolo.metrics import match_detections, voc_evaluate
 
-    dets, truths = random_split(7, 30)
     names = ["a", "b", "c", "d"]
-    per_class = compare(dets, dets, truths, names, draws=3).per_class.set_index("class")
-    plain = voc_evaluate(dets, truths, 4).per_class_ap
-    assert per_class.loc[names, "AP A"].tolist() == pytest.approx(plain.tolist(), abs=1e-6, nan_ok=True)  # float32 weights
+    dets, truths = random_split(7, 30)
+    for d, t in (random_split(seed, 30) for seed in (7, 8, 9)):  # voc_evaluate's APs exactly (same float64 arithmetic)
+        per_class = compare(d, d, t, names, draws=3).per_class.set_index("class")
+        plain = voc_evaluate(d, t, 4).per_class_ap
+        torch.testing.assert_close(torch.tensor(per_class.loc[names, "AP A"].tolist(), dtype=torch.float64), plain,
+                                   rtol=0, atol=0, equal_nan=True)
     drawn = torch.randint(0, 30, (30,), generator=torch.Generator().manual_seed(3))
     m = match_detections(dets, truths, 4)
     keep = ~m.ignored
-    positives = torch.stack([torch.bincount(t["labels"][~t["difficult"]], minlength=4) for t in truths]).float()
-    weights = torch.bincount(drawn, minlength=30).float()[None]
-    ours = _weighted_ap(m.scores[keep].float(), m.labels[keep], m.tp[keep], m.image[keep], positives, weights, 4)[0]
+    positives = torch.stack([torch.bincount(t["labels"][~t["difficult"]], minlength=4) for t in truths]).double()
+    weights = torch.bincount(drawn, minlength=30).double()[None]
+    ours = _weighted_ap(m.scores[keep], m.labels[keep], m.tp[keep], m.image[keep], positives, weights, 4)[0]
     resampled = voc_evaluate([dets[i] for i in drawn], [truths[i] for i in drawn], 4).per_class_ap
-    assert ours.tolist() == pytest.approx(resampled.tolist(), abs=1e-6, nan_ok=True)  # float32 weights
+    # a repeated image is one weight here and repeated rows there: the same sums in another order
+    assert ours.tolist() == pytest.approx(resampled.tolist(), abs=1e-12, nan_ok=True)
 
 
 # ------------------------------------------------------------------------------------ exports
@@ -504,6 +507,28 @@ def test_box_statistics_by_hand():
     assert stats["width"].tolist() == [50, 20] and stats["height"].tolist() == [20, 40]
     assert stats["relative_size"].tolist() == pytest.approx([math.sqrt(1000 / 20000), math.sqrt(800 / 1600)])
     assert stats["aspect"].tolist() == pytest.approx([2.5, 0.5])
+
+
+def test_f1_from_counts_by_hand():
+    from yolo.evaluate.operating import f1_score
+
+    assert float(f1_score(3, 1, 6)) == pytest.approx(0.6)  # precision 3/4, recall 3/6: 2 PR / (P + R) = 0.6
+    assert float(f1_score(0, 0, 5)) == 0.0 and float(f1_score(0, 2, 0)) == 0.0 and float(f1_score(0, 0, 0)) == 0.0
+    assert f1_score(torch.tensor([3.0, 0.0]), torch.tensor([1.0, 0.0]), 6).tolist() == pytest.approx([0.6, 0.0])
+
+
+def test_per_image_counts_equal_matching_only_the_kept_detections():
+    """Counting the TP/FP above a threshold after matching everything equals matching only the
+    detections above it (the rule written plainly), image by image."""
+    from yolo.metrics import match_detections
+
+    dets, truths = random_split(5, 20)
+    for conf in (0.0, 0.3, 0.7):
+        tp, fp = match_detections(dets, truths, 4).per_image(20, conf)
+        for i, (d, t) in enumerate(zip(dets, truths)):
+            kept = d["scores"] > conf
+            m = match_detections([{k: v[kept] for k, v in d.items()}], [t], 4)
+            assert (int(tp[i]), int(fp[i])) == (int(m.tp.sum()), int(m.fp.sum()))
 
 
 # --------------------------------------------------------------------------- one threshold rule

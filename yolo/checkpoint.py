@@ -308,15 +308,17 @@ def build_model(state: ModelState) -> YOLOv3:
     return load_into(YOLOv3(state.num_classes, state.width), state).eval()
 
 
-def save_weights(model: YOLOv3, path: str | Path, class_names: list[str] | None = None) -> Path:
-    """Export the network's weights and the plain values needed to rebuild it."""
+def save_weights(model: YOLOv3, path: str | Path, class_names: list[str] | None = None,
+                 anchors: list | None = None) -> Path:
+    """Export the network's weights and the plain values needed to rebuild it. ``anchors``: 3
+    scales x 3 anchors x (w, h) fractions of the image (default: ``yolo.config.ANCHORS``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     hparams = {
         "num_classes": model.num_classes,
         "width": model.width,
         "class_names": list(class_names or VOC_CLASSES[: model.num_classes]),
-        "anchors": [list(map(list, s)) for s in ANCHORS],
+        "anchors": torch.as_tensor(ANCHORS if anchors is None else anchors, dtype=torch.float64).tolist(),
     }
     torch.save({"model": model.state_dict(), "hyper_parameters": hparams}, path)
     return path

@@ -244,8 +244,10 @@ def _yolo_specs(num_classes: int, width: float) -> tuple[ConvSpec, ...]:
         return tuple(conv_specs(YOLOv3(num_classes, width)))
 
 
-def _is_prediction(spec: ConvSpec) -> bool:
-    return spec.bn is None and spec.conv.endswith("predict.pred")
+def is_prediction_conv(name: str) -> bool:
+    """True for the module name of a prediction convolution (``...predict.pred``): the layers whose
+    rows are per anchor and per class."""
+    return name.endswith("predict.pred")
 
 
 def _head_order(num_classes: int, to_project: bool) -> Tensor:
@@ -258,7 +260,7 @@ def _head_order(num_classes: int, to_project: bool) -> Tensor:
 
 def _permute_heads(state: dict[str, Tensor], specs: list[ConvSpec], to_project: bool) -> dict[str, Tensor]:
     state = dict(state)
-    for spec in filter(_is_prediction, specs):
+    for spec in (s for s in specs if is_prediction_conv(s.conv)):
         order = _head_order(spec.shape[0] // 3 - 5, to_project)
         for key in (f"{spec.conv}.weight", f"{spec.conv}.bias"):
             if key in state:

@@ -122,6 +122,14 @@ class Matches:
     def fp(self) -> Tensor:
         return ~self.tp & ~self.ignored
 
+    def per_image(self, images: int, conf: float) -> tuple[Tensor, Tensor]:
+        """(true positives, false positives) per image (Tensor[images] int64 each) among the
+        detections with score > ``conf`` (the Detector's rule). Matching is greedy by score, so the
+        kept detections have the flags they have when everything is matched."""
+        above = self.scores > conf
+        return (torch.bincount(self.image[self.tp & above], minlength=images),
+                torch.bincount(self.image[self.fp & above], minlength=images))
+
 
 def _flatten(items: Sequence[dict], kind: str) -> dict[str, Tensor]:
     """Concatenate per-image dicts into flat tensors plus the image index of every row."""

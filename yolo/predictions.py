@@ -134,7 +134,70 @@ class PredictionSet:
                 "re-run predict_samples to rebuild it"
             )
         raw.pop("version")
+        problem = _problem(raw)
+        if problem:
+            raise ValueError(f"{path} is not a valid predictions file: {problem}; re-run predict_samples to rebuild it")
         return cls(**raw)
+
+
+_REQUIRED = ("image_ids", "sizes", "offsets", "boxes", "scores", "labels", "class_names", "conf_floor")
+_GROUND_TRUTH = ("gt_boxes", "gt_labels", "gt_difficult", "gt_offsets")
+
+
+def _tensor_problem(raw: dict, key: str, rows: int, cols: int | None, kind: str) -> str | None:
+    """What is wrong with ``raw[key]`` as a Tensor[rows] or Tensor[rows, cols] of ``kind``
+    ("float", "int" or "bool"), or None."""
+    value = raw[key]
+    if not isinstance(value, Tensor):
+        return f"{key} is a {type(value).__name__}, expected a tensor"
+    shape = (rows,) if cols is None else (rows, cols)
+    if tuple(value.shape) != shape:
+        return f"{key} has shape {tuple(value.shape)}, expected {shape}"
+    ok = {"float": value.is_floating_point(), "bool": value.dtype == torch.bool,
+          "int": not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool}[kind]
+    return None if ok else f"{key} is {value.dtype}, expected {kind}"
+
+
+def _csr_problem(raw: dict, offsets_key: str, images: int, rows: tuple) -> str | None:
+    """What is wrong with a CSR table, or None: ``offsets_key`` (int, N + 1 entries from 0, never
+    decreasing) and the tensors ``rows`` ((key, columns, kind), ...) with as many rows as it ends at."""
+    problem = _tensor_problem(raw, offsets_key, images + 1, None, "int")
+    if problem:
+        return problem
+    offsets = raw[offsets_key]
+    if int(offsets[0]) != 0 or bool((offsets.diff() < 0).any()):
+        return f"{offsets_key} must start at 0 and never decrease"
+    end = int(offsets[-1])
+    return next((p for key, cols, kind in rows if (p := _tensor_problem(raw, key, end, cols, kind))), None)
+
+
+def _problem(raw: dict) -> str | None:
+    """What is wrong with the fields of a predictions file (without "version"), or None. Checks
+    names, types, shapes and the CSR offsets, so a malformed file fails here, not in a later view."""
+    missing = [k for k in _REQUIRED if k not in raw]
+    unknown = sorted(map(str, set(raw) - set(_REQUIRED) - set(_GROUND_TRUTH) - {"meta"}))
+    if missing or unknown:
+        return "; ".join(part for part in (missing and f"missing {', '.join(missing)}",
+                                           unknown and f"unknown {', '.join(unknown)}") if part)
+    for key in ("image_ids", "class_names"):
+        if not isinstance(raw[key], list) or not all(isinstance(v, str) for v in raw[key]):
+            return f"{key} must be a list of strings"
+    if isinstance(raw["conf_floor"], bool) or not isinstance(raw["conf_floor"], (int, float)):
+        return f"conf_floor is a {type(raw['conf_floor']).__name__}, expected a number"
+    if not isinstance(raw.get("meta", {}), dict):
+        return "meta must be a dict"
+    n = len(raw["image_ids"])
+    problem = _tensor_problem(raw, "sizes", n, 2, "int") or _csr_problem(
+        raw, "offsets", n, (("boxes", 4, "float"), ("scores", None, "float"), ("labels", None, "int")))
+    if problem:
+        return problem
+    if not bool(((raw["labels"] >= 0) & (raw["labels"] < len(raw["class_names"]))).all()):
+        return f"labels outside 0..{len(raw['class_names']) - 1} ({len(raw['class_names'])} class names)"
+    present = [key for key in _GROUND_TRUTH if raw.get(key) is not None]
+    if present and len(present) < len(_GROUND_TRUTH):
+        return f"ground truth has {', '.join(present)} but not {', '.join(k for k in _GROUND_TRUTH if k not in present)}"
+    return _csr_problem(raw, "gt_offsets", n, (("gt_boxes", 4, "float"), ("gt_labels", None, "int"),
+                                                ("gt_difficult", None, "bool"))) if present else None
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from yolo.checkpoint import CheckpointError, ModelState, read_checkpoint
-from yolo.darknet import is_darknet_file, match_classes, read_weights
+from yolo.darknet import is_darknet_file, is_prediction_conv, match_classes, read_weights
 from yolo.model import COURSE_NAMES, YOLOv3
 
 # Darknet-53: the layers before the first head (stem .. stage5), the 52 convolutions of darknet53.conv.74.
@@ -52,10 +52,6 @@ def read_initial(path: str | Path, width: float | None = None) -> ModelState:
     return read_checkpoint(path)
 
 
-def _is_prediction(key: str) -> bool:
-    return key.rpartition(".")[0].endswith("predict.pred")
-
-
 def _remap_head(source: Tensor, target: Tensor, matches: list[int | None]) -> Tensor:
     """Prediction conv rows (3 * (5 + C_file), ...) -> (3 * (5 + C_model), ...): per anchor the
     five objectness/box rows, then each model class's row from its matched file class."""
@@ -82,7 +78,7 @@ def transfer(state: ModelState, model: YOLOv3, class_names: Sequence[str]) -> Tr
     for key, value in state.state_dict.items():
         if key not in target:
             raise CheckpointError(f"the file has {key!r}, which this model does not")
-        if _is_prediction(key):
+        if is_prediction_conv(key.rpartition(".")[0]):
             new[key] = _remap_head(value, target[key], matches)
         elif value.shape != target[key].shape:
             raise CheckpointError(f"{key} is {tuple(value.shape)} in the file and "
@@ -141,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
     print(f"{args.source}: {report.summary()}")
-    out = save_weights(model.eval(), args.out, names)
-    saved = torch.load(out, map_location="cpu", weights_only=True)
-    saved["hyper_parameters"]["anchors"] = state.anchors  # Darknet's exact anchors for its files
-    torch.save(saved, out)
+    out = save_weights(model.eval(), args.out, names, anchors=state.anchors)  # Darknet's exact anchors for its files
     print(f"wrote {out}")
     return 0
 

@@ -36,7 +36,9 @@ class Comparison:
 def _weighted_ap(scores: Tensor, labels: Tensor, tp: Tensor, image: Tensor, positives: Tensor,
                  weights: Tensor, num_classes: int) -> Tensor:
     """VOC all-point AP per class under image weights. positives (Tensor[N, C]) per image;
-    weights (Tensor[R, N]) -> Tensor[R, C] (nan where a draw has no positives of the class)."""
+    weights (Tensor[R, N]) -> Tensor[R, C] (nan where a draw has no positives of the class).
+    With float64 scores and weights and every weight 1, the arithmetic is ``voc_evaluate``'s, so
+    the APs equal it exactly."""
     r = weights.shape[0]
     out = torch.full((r, num_classes), float("nan"), dtype=torch.float64)
     npos = weights.double() @ positives.double()  # (R, C)
@@ -60,17 +62,9 @@ def _weighted_ap(scores: Tensor, labels: Tensor, tp: Tensor, image: Tensor, posi
         w_tp = w[:, at]
         precision = torch.where(total > 0, torch.cumsum(w_tp, 1) / total.clamp(min=1e-12), 0.0)
         envelope = torch.flip(torch.cummax(torch.flip(precision, (1,)), 1).values, (1,))
-        area = (envelope * w_tp).sum(1).double()
+        area = torch.cumsum(envelope * w_tp, 1)[:, -1]  # summed in order, as voc_evaluate sums
         out[:, c] = torch.where(npos[:, c] > 0, area / npos[:, c].clamp(min=1e-12), float("nan"))
     return out
-
-
-def _per_image(m, images: int, conf: float) -> tuple[Tensor, Tensor]:
-    """True and false positives per image among the detections above ``conf``. Greedy matching
-    by score gives the kept detections the flags they have when everything is matched."""
-    above = m.scores > conf
-    return (torch.bincount(m.image[m.tp & above], minlength=images),
-            torch.bincount(m.image[m.fp & above], minlength=images))
 
 
 def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict], class_names: Sequence[str],
@@ -81,20 +75,21 @@ def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict],
         raise ValueError(f"A has {len(a)} images, B {len(b)}, the ground truth {len(ground_truths)}: "
                          "compare predictions of the same split")
     n, images = len(class_names), len(ground_truths)
-    positives = torch.zeros(images, n, dtype=torch.float32)
+    positives = torch.zeros(images, n, dtype=torch.float64)
     for i, g in enumerate(ground_truths):
         difficult = g.get("difficult")
         labels = g["labels"] if difficult is None else g["labels"][~difficult.bool()]
-        positives[i] = torch.bincount(labels.long(), minlength=n).float()
+        positives[i] = torch.bincount(labels.long(), minlength=n).double()
     gen = torch.Generator().manual_seed(seed)
-    weights = torch.ones(draws + 1, images)
+    weights = torch.ones(draws + 1, images, dtype=torch.float64)  # voc_evaluate's dtype
     draw = torch.randint(0, images, (draws, images), generator=gen)
-    weights[1:] = torch.zeros(draws, images).scatter_add_(1, draw, torch.ones(draws, images))
+    weights[1:] = torch.zeros(draws, images, dtype=torch.float64).scatter_add_(
+        1, draw, torch.ones(draws, images, dtype=torch.float64))
     aps, matches = [], []
     for dets in (a, b):
         m = match_detections(dets, ground_truths, n)
         keep = ~m.ignored
-        aps.append(_weighted_ap(m.scores[keep].float(), m.labels[keep], m.tp[keep], m.image[keep],
+        aps.append(_weighted_ap(m.scores[keep], m.labels[keep], m.tp[keep], m.image[keep],
                                 positives, weights, n))
         matches.append(m)
     diff = aps[1] - aps[0]  # (R + 1, C); row 0 is the full split
@@ -108,7 +103,7 @@ def compare(a: Sequence[dict], b: Sequence[dict], ground_truths: Sequence[dict],
     })
     per_class["significant"] = (per_class["low"] > 0) | (per_class["high"] < 0)
     per_class = per_class.sort_values("dAP", kind="stable", na_position="last").reset_index(drop=True)
-    (tp_a, fp_a), (tp_b, fp_b) = (_per_image(m, images, conf) for m in matches)
+    (tp_a, fp_a), (tp_b, fp_b) = (m.per_image(images, conf) for m in matches)
     worse = (tp_a - tp_b) + (fp_b - fp_a)
     table = pd.DataFrame({
         "image": list(image_ids) if image_ids is not None else list(range(images)), "position": list(range(images)),

@@ -43,6 +43,15 @@ class OperatingPoints:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def f1_score(tp: Tensor | float, fp: Tensor | float, positives: Tensor | float) -> Tensor:
+    """F1 from counts: 2 TP / (TP + FP + positives), the harmonic mean of precision and recall;
+    0 where nothing was kept and nothing was to be found. Numbers or Tensors of one shape in,
+    Tensor float64 of that shape out."""
+    tp, fp, positives = (torch.as_tensor(x, dtype=torch.float64) for x in (tp, fp, positives))
+    total = tp + fp + positives
+    return torch.where(total > 0, 2 * tp / total.clamp(min=1e-12), 0.0)
+
+
 def _matched(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int):
     from yolo.metrics import match_detections
 
@@ -62,7 +71,7 @@ def _best(scores: Tensor, tp: Tensor, positives: int, target_precision: float | 
     cut = torch.ones(len(s), dtype=torch.bool)
     cut[:-1] = s[1:] < s[:-1]  # only cuts between different scores can be made with a threshold
     precision, recall = ctp / kept, ctp / positives
-    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    f1 = f1_score(ctp, kept - ctp, positives)
     if target_precision is None:
         goal = torch.where(cut, f1, -1.0)
     else:
@@ -106,7 +115,7 @@ def scores_at(detections: Sequence[dict], ground_truths: Sequence[dict], num_cla
     t, f, p = int(tps.sum()), int(fps.sum()), int(n_pos.sum())
     precision = t / (t + f) if t + f else float("nan")
     recall = t / p if p else float("nan")
-    f1 = 2 * t / (2 * t + f + (p - t)) if (2 * t + f + p - t) else 0.0
+    f1 = float(f1_score(t, f, p))
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tps, "fp": fps, "positives": n_pos}
 
 
@@ -126,7 +135,7 @@ def curves(detections: Sequence[dict], ground_truths: Sequence[dict], class_name
             [("all", tps.sum(1), fps.sum(1), float(n_pos.sum()))]:
         precision = torch.where(t + f > 0, t / (t + f).clamp(min=1), float("nan"))
         recall = t / p if p else torch.full_like(t, float("nan"))
-        f1 = torch.where(2 * t + f + (p - t) > 0, 2 * t / (2 * t + f + (p - t)).clamp(min=1), 0.0)
+        f1 = f1_score(t, f, p)
         rows.append(pd.DataFrame({"class": name, "confidence": list(confs), "precision": precision.tolist(),
                                   "recall": recall.tolist(), "F1": f1.tolist()}))
     return pd.concat(rows, ignore_index=True)

@@ -9,25 +9,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from yolo.evaluate.operating import f1_score
 from yolo.metrics import VOCResult, confusion_matrix, match_detections, precision_recall_at, voc_evaluate
-
-
-def f1_score(precision: float, recall: float) -> float:
-    """Harmonic mean; 0 when both are 0 or either is undefined."""
-    if precision != precision or recall != recall or precision + recall <= 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
 
 
 def per_image_errors(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
                      conf: float, image_ids: Sequence[str]) -> pd.DataFrame:
     """One row per image at confidence > ``conf`` (the Detector's rule): objects, found, missed, false detections and
     errors (missed + false), worst first. One matching pass over all images."""
-    kept = [{k: v[d["scores"] > conf] for k, v in d.items()} for d in detections]
-    m = match_detections(kept, ground_truths, num_classes)
     n = len(ground_truths)
-    found = torch.bincount(m.image[m.tp], minlength=n)
-    false = torch.bincount(m.image[m.fp], minlength=n)
+    found, false = match_detections(detections, ground_truths, num_classes).per_image(n, conf)
     objects = torch.tensor([int((~g["difficult"].bool()).sum()) if g.get("difficult") is not None
                             else int(g["labels"].numel()) for g in ground_truths], dtype=torch.int64)
     table = pd.DataFrame({"image": list(image_ids), "position": range(n), "objects": objects.tolist(),
@@ -73,7 +64,7 @@ def threshold_sweep(detections: Sequence[dict], ground_truths: Sequence[dict], n
     for conf in confs:
         at = precision_recall_at(detections, ground_truths, num_classes, conf)
         rows.append({"NMS IoU": iou, "confidence": conf, "mAP@0.5": map50, "precision": at.precision,
-                     "recall": at.recall, "F1": f1_score(at.precision, at.recall)})
+                     "recall": at.recall, "F1": float(f1_score(at.tp.sum(), at.fp.sum(), at.n_positives.sum()))})
     return pd.DataFrame(rows)
 
 
