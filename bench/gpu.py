@@ -65,9 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train_config(args: argparse.Namespace, precision: str):
     """The TrainConfig of the measured runs (what ``train.py`` would be given)."""
+    from yolo.config import override
     from yolo.trainer import TrainConfig
 
-    return TrainConfig(
+    return override(
+        TrainConfig(),
         data=[str(args.data)], train_sets=[args.train_split], val_sets=[args.eval_split],
         width=args.width, min_size=args.size, max_size=args.size, val_size=args.size,
         batch_size=args.batch, mosaic=args.mosaic, workers=args.workers, precision=precision,
