@@ -42,6 +42,7 @@ import pandas as pd
 import streamlit as st
 
 from yolo import viz
+from yolo.config import DEFAULT_IMAGE_SIZE
 from yolo.data.datamodule import build_index
 from yolo.data.demo import demo_path, ensure_demo, is_demo_complete
 from yolo.data.layout import DataLayoutError, available_splits, default_splits, detect_format, load_classes
@@ -51,7 +52,6 @@ ENV_DATA, ENV_DEMO, ENV_LOGS, ENV_CKPT = "YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", 
 MAX_UPLOAD_MB = 20  # also server.maxUploadSize in dashboard/.streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger uploads are refused with a message (decoding them costs seconds)
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"]
-DEFAULT_IMAGE_SIZE = 416
 NO_CHECKPOINT, OTHER_CHECKPOINT = "(none)", "Another file…"
 STAGE_SPLITS = {"train": ("train", "trainval"), "val": ("val", "test"), "test": ("test", "val")}
 DISPLAY_SIDE = 1024  # long side of a dataset sample or upload as shown and given to the model (input <= 608)

@@ -268,3 +268,19 @@ def test_nms_graph_keeps_what_postprocess_keeps_next_to_a_huge_box(tmp_path, cla
             torch.testing.assert_close(g["boxes"], w["boxes"], rtol=0, atol=1e-3)
             torch.testing.assert_close(g["scores"], w["scores"], rtol=0, atol=1e-5)
     assert float(graph[0]["boxes"].max()) == 416  # clipped to the image
+
+
+def test_the_graph_takes_the_size_the_checkpoint_was_validated_at(checkpoint, tmp_path):
+    """No --image-size: the checkpoint's saved ``image_size`` (here 256, not the 416 default) is the
+    graph's input side and is written into its metadata; a checkpoint that does not say gets 416."""
+    path, _ = checkpoint
+    raw = torch.load(path, weights_only=True)
+    raw["hyper_parameters"]["image_size"] = 256
+    sized = tmp_path / "sized.pt"
+    torch.save(raw, sized)
+    for file, expected in ((sized, 256), (path, 416)):
+        onnx = tmp_path / f"{file.stem}.onnx"
+        assert main([str(file), "--onnx", str(onnx)]) == 0
+        session = onnx_session(onnx)
+        assert json.loads(session.get_modelmeta().custom_metadata_map["image_size"]) == expected
+        assert session.get_inputs()[0].shape[2:] == [expected, expected]

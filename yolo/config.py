@@ -26,6 +26,9 @@ VOC_CLASSES: tuple[str, ...] = (
 # Output strides, in the order the model returns its three scales (coarse to fine).
 STRIDES: tuple[int, int, int] = (32, 16, 8)
 
+# Input side for a checkpoint that does not say which size it was validated at (older files).
+DEFAULT_IMAGE_SIZE = 416
+
 # The nine standard YOLOv3 anchors as (width, height) fractions of the image, three per scale,
 # largest for stride 32. ANCHORS[s][a] belongs to scale s (STRIDES[s]) and anchor slot a.
 ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (

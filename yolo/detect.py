@@ -29,14 +29,13 @@ from PIL import Image, ImageOps
 from torch import Tensor, nn
 
 from yolo.checkpoint import load_into, read_checkpoint
-from yolo.config import ANCHORS, VOC_CLASSES, PostprocessConfig, grid_sizes
+from yolo.config import ANCHORS, DEFAULT_IMAGE_SIZE, VOC_CLASSES, PostprocessConfig, grid_sizes
 from yolo.data.transforms import FILL, Letterbox, boxes_from_letterbox, letterbox
 from yolo.model import YOLOv3
 from yolo.postprocess import nms_indices, top_k_per_image
 from yolo.targets import decode_outputs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-DEFAULT_IMAGE_SIZE = 416  # input side for a checkpoint that does not say which it was validated at
 PRE_NMS_TOP_K = 1000  # the Detector's default: candidates per image entering NMS, best first
 
 

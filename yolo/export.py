@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from yolo.checkpoint import CheckpointError, build_model, read_checkpoint
-from yolo.config import STRIDES, PostprocessConfig
+from yolo.config import DEFAULT_IMAGE_SIZE, STRIDES, PostprocessConfig
 from yolo.postprocess import grouped_nms
 from yolo.targets import decode_cells, unravel_cells
 
@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, help="where to write the .onnx file")
     p.add_argument("--nms", action="store_true", help="decode, score and class-aware NMS inside the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
-    p.add_argument("--image-size", type=int, default=416, help="input side S, a multiple of 32 (default 416)")
+    p.add_argument("--image-size", type=int, default=None, help="input side S, a multiple of 32 (default: the size "
+                   "the checkpoint was validated at, else 416)")
     p.add_argument("--conf", type=float, default=d.conf_threshold, help=f"with --nms: score threshold (default {d.conf_threshold})")
     p.add_argument("--iou", type=float, default=d.iou_threshold, help=f"with --nms: NMS IoU (default {d.iou_threshold})")
     p.add_argument("--max-det", type=int, default=d.max_detections, help=f"with --nms: per image (default {d.max_detections})")
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.image_size <= 0 or args.image_size % 32:
+    if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
         raise SystemExit(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if args.opset < 11:
         raise SystemExit("--opset must be 11 or more (NonMaxSuppression)")
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model(state)
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
+    args.image_size = args.image_size or state.image_size or DEFAULT_IMAGE_SIZE
     config = PostprocessConfig(conf_threshold=args.conf, iou_threshold=args.iou, max_detections=args.max_det)
     metadata = {"class_names": state.class_names, "anchors": state.anchors, "image_size": args.image_size,
                 "outputs": list(NMS_OUTPUTS if args.nms else RAW_OUTPUTS)}

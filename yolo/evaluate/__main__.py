@@ -44,7 +44,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="split spec, e.g. 2007/test or val; give it twice to fit thresholds on one and test on the other")
     p.add_argument("--compare", type=Path, help="a second checkpoint (B) evaluated on the same images")
     p.add_argument("--out", type=Path, help="output folder (default: evaluate/ beside the checkpoint)")
-    p.add_argument("--image-size", type=int, default=416, help="input size, a multiple of 32")
+    p.add_argument("--image-size", type=int, default=None, help="input size, a multiple of 32 (default: the size "
+                   "the checkpoint was validated at, else 416)")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     p.add_argument("--conf-floor", type=float, default=0.001, help="lowest confidence kept in the cached predictions")
     p.add_argument("--conf", type=float, default=0.25, help="confidence for the per-image A/B regressions")
@@ -55,7 +56,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    if args.image_size <= 0 or args.image_size % 32:
+    if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
         p.error(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if args.operating_points is not None and not args.operating_points.is_file():
         p.error(f"no operating-points file at {args.operating_points}")
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         classes = load_classes(args.data)
         detector = Detector.from_checkpoint(args.checkpoint, args.device, args.image_size)
-        other = Detector.from_checkpoint(args.compare, args.device, args.image_size) if args.compare else None
+        other = (Detector.from_checkpoint(args.compare, args.device, args.image_size or detector.image_size)
+                 if args.compare else None)  # B at A's size: one input for both
         given = read_operating_points(args.operating_points, detector.class_names) if args.operating_points else None
         if tuple(detector.class_names) != tuple(classes):
             raise ValueError(f"the checkpoint knows {len(detector.class_names)} classes, the dataset has {len(classes)}")
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     names = list(detector.class_names)
-    summary: dict = {"checkpoint": str(args.checkpoint), "image_size": args.image_size, "nms_iou": args.iou, "splits": {}}
+    summary: dict = {"checkpoint": str(args.checkpoint), "image_size": detector.image_size, "nms_iou": args.iou, "splits": {}}
     results = {}
     for spec, preds in sets.items():
         folder = out / spec.replace("/", "-")
