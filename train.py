@@ -17,7 +17,7 @@ import typing
 
 from yolo.config import field_comments, override
 from yolo.config_checks import ConfigError, flag
-from yolo.trainer import PRESETS, TrainConfig, fit
+from yolo.trainer import PRESETS, RECIPES, TrainConfig, fit
 
 
 def _bool(text: str) -> bool:
@@ -45,7 +45,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
             "limit_train_batches", "limit_val_batches", "trace_sizes"),
 }
 GROUP_TEXT = {"validation": "mAP@0.5 during training, from the detections these keep (yolo.config.ValConfig)"}
-NOT_FLAGS = {"num_classes", "preset"}  # set from the dataset / by --preset
+NOT_FLAGS = {"num_classes", "preset", "recipe"}  # set from the dataset / by --preset, --recipe
 HIDDEN = {"trace_sizes"}  # test machinery, left out of --help
 
 
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a recipe: voc (the seed's, 40 epochs "
                    "at multi-scale 320-608, val 416) or demo (synthetic data, width 0.25, CPU minutes)")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help=f"{field_comments(TrainConfig)['recipe']} (default project)")
     config = TrainConfig()
     for title, names in GROUPS.items():
         group = p.add_argument_group(title, GROUP_TEXT.get(title))
@@ -111,7 +113,9 @@ def config_from_args(argv: list[str] | None = None, parser: argparse.ArgumentPar
     config = TrainConfig()
     if args.preset:
         config = override(config, **PRESETS[args.preset], preset=args.preset)
-    given = {k: v for k, v in vars(args).items() if v is not None and k != "preset"}
+    if args.recipe:
+        config = override(config, **RECIPES[args.recipe], recipe=args.recipe)
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("preset", "recipe")}
     return override(config, **given)
 
 

@@ -50,6 +50,9 @@ class ModelConfig:
     num_classes: int = 20  # C: channels per anchor are 5 + C (set from the dataset, not a flag)
     width: float = 1.0  # channel multiplier in (0, 2], e.g. 0.5 or 0.25; 1.0 is the course model
     #                     (61.6M parameters), 2 is 4x its channels (~246M), wider does not fit a GPU
+    obj_prior: float = 0.0  # objects per training image the objectness biases start calibrated to
+    #                         (sigmoid = objects / (3 S^2) per scale); 0: PyTorch's init, sigmoid ~0.5
+    #                         everywhere (the course)
 
 
 @dataclass
@@ -62,6 +65,12 @@ class LossConfig:
     obj_loss: Literal["bce", "mse"] = "bce"  # objectness term against the IoU target: "bce"
     #                        (BCE-with-logits) or "mse" (the course's exact term, whose gradient
     #                        vanishes once sigmoid(obj) is small; README "Objectness loss")
+    obj_balance: bool = False  # weight the objectness terms 0.4 / 1 / 4 on strides 32 / 16 / 8
+    #                            (YOLOv5's balance); off: equal, the course
+    lambda_iou: float = 0.0  # weight of a box-IoU loss (iou_loss) beside the MSE box term; 0: off
+    iou_loss: Literal["giou", "ciou"] = "giou"  # 1 - GIoU or 1 - CIoU (torchvision.ops) of the
+    #                                            decoded box with its target, cells with target 1
+    label_smoothing: float = 0.0  # of the class cross-entropy, in [0, 1); 0: the course
 
 
 @dataclass
@@ -77,6 +86,9 @@ class PostprocessConfig:
 @dataclass
 class TargetConfig:
     ignore_iou: float = 0.5  # shape IoU above which a non-assigned free anchor slot is ignored (-1)
+    anchor_ratio: float = 0.0  # more positives: after the course's rule, a box also owns every free
+    #                            or ignored slot of its cell whose anchor's sides are within this
+    #                            factor of the box's (YOLOv5 uses 4); 0: the course's rule alone
 
 
 @dataclass
@@ -85,8 +97,16 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate of the one-cycle schedule (or the constant LR), in (0, 10]
     weight_decay: float = 5e-4  # on convolution weights only (none on BatchNorm and biases)
     momentum: float = 0.9  # SGD's (Nesterov) momentum, in [0, 1)
-    one_cycle: bool = True  # cosine one-cycle schedule over all steps; off: constant LR
-    pct_start: float = 0.3  # fraction of the steps the one-cycle warm-up takes, in (0, 1)
+    decay_all: bool = False  # weight decay on every parameter, BatchNorm and biases too (the course)
+    one_cycle: bool = True  # one-cycle schedule over all steps (schedule's shape); off: constant LR
+    schedule: Literal["cosine", "course"] = "cosine"  # cosine: from lr/25 up (pct_start), down to
+    #                  lr/2.5e5; course: torch's OneCycleLR as the course calls it (linear, up over
+    #                  5 epochs from lr/100, down to lr/1e4, Adam's beta1 cycled 0.95-0.85)
+    pct_start: float = 0.3  # fraction of the steps the cosine one-cycle rises, in (0, 1)
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to the peak LR over these epochs, then the
+    #                             cosine fall (replaces the one-cycle's rise); 0: off
+    warmup_bias_lr: float = 0.0  # during warm-up the biases start at this LR and fall linearly to
+    #                              the schedule's; 0: as every other parameter
     ema: bool = True  # validate and save an exponential moving average of the weights
     ema_decay: float = 0.9999  # EMA decay, in (0, 1)
     ema_tau: float = 2000.0  # EMA warm-up in steps: decay_t = decay * (1 - exp(-t / tau))
@@ -206,6 +226,7 @@ def field_comments(cls) -> dict[str, str]:
 STAGES: tuple[str, ...] = ("train", "val", "test")
 LOSS_TOTAL = "loss"
 LOSS_TERMS: tuple[str, ...] = ("loss_box", "loss_obj", "loss_noobj", "loss_cls")
+LOSS_IOU = "loss_iou"  # logged only when LossConfig.lambda_iou > 0
 ACC_CLASS = "class_acc"
 ACC_OBJ = "obj_acc"
 ACC_NOOBJ = "noobj_acc"

@@ -187,12 +187,20 @@ def check_config(train_config) -> None:
     for field in ("lambda_noobj", "lambda_obj", "lambda_box", "lambda_class"):
         _real(config, field, 0.0, math.inf, high_open=True)
     _real(config, "max_log_wh", 0.0, 100.0, low_open=True)
+    # the recipe's options (README "Training recipe")
+    _real(config, "obj_prior", 0.0, 1000.0)
+    _real(config, "lambda_iou", 0.0, math.inf, high_open=True)
+    _real(config, "label_smoothing", 0.0, 1.0, high_open=True)
+    _real(config, "warmup_epochs", 0.0, float(config.epochs), high_open=True)
+    _real(config, "warmup_bias_lr", 0.0, MAX_LR)
+    if config.anchor_ratio != 0:
+        _real(config, "anchor_ratio", 1.0, 100.0, low_open=True)
     for field in ("ignore_iou", "acc_threshold", "conf_threshold", "iou_threshold"):
         _real(config, field, 0.0, 1.0)
     _integer(config, "max_detections", 1)
     if config.pre_nms_top_k is not None:
         _integer(config, "pre_nms_top_k", 1)
-    for field in ("optimizer", "obj_loss", "format"):
+    for field in ("optimizer", "obj_loss", "format", "iou_loss", "schedule", "recipe"):
         _choice(config, field, train_config)
     _real(config, "grad_clip", 0.0, math.inf, high_open=True)
     _integer(config, "map_every", 0)

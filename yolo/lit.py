@@ -22,7 +22,7 @@ from yolo.config import (
 )
 from yolo.loss import YoloLoss
 from yolo.metrics import CellAccuracy, VOCMeanAP
-from yolo.model import YOLOv3
+from yolo.model import YOLOv3, set_objectness_prior
 from yolo.postprocess import postprocess
 from yolo.targets import encode
 
@@ -70,6 +70,71 @@ def one_cycle(step: int, total: int, pct_start: float = 0.3, div: float = 25.0,
     return lo_end + (1 - lo_end) * (1 + math.cos(math.pi * t)) / 2
 
 
+def warmup_cosine(step: int, total: int, warm: int, final_div: float = 1e4 * 25.0) -> float:
+    """LR multiplier of a linear warm-up over ``warm`` steps, then a cosine fall to 1/final_div.
+
+    Step 0 trains at 1/warm of the peak (never at 0); clamped past ``total`` like ``one_cycle``.
+    """
+    warm, total = max(warm, 1), max(total, 1)
+    if step < warm:
+        return (step + 1) / warm
+    t = min((step - warm) / max(total - warm, 1), 1.0)
+    lo_end = 1.0 / final_div
+    return lo_end + (1 - lo_end) * (1 + math.cos(math.pi * t)) / 2
+
+
+def bias_warmup(factor, warm: int, start: float):
+    """A bias group's multiplier: from ``start`` (x the peak LR) at step 0 to ``factor(warm)``,
+    linearly, then ``factor`` itself (YOLOv5's higher bias LR during warm-up)."""
+    warm = max(warm, 1)
+
+    def lam(step: int) -> float:
+        if step >= warm:
+            return factor(step)
+        t = step / warm
+        return start + (factor(step) - start) * t
+    return lam
+
+
+class CourseOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
+    """torch's OneCycleLR as the course calls it, holding its last value past ``total_steps``
+    instead of raising (a resumed run may take a few steps more than estimated)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, epochs: int) -> None:
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+        super().__init__(optimizer, max_lr=max_lr, total_steps=max(total_steps, 2),
+                         pct_start=min(5 / max(epochs, 1), 0.5), div_factor=100,
+                         final_div_factor=100, three_phase=False, anneal_strategy="linear")
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        self.last_epoch = min(step, self.total_steps - 1)
+        try:
+            return super().get_lr()
+        finally:
+            self.last_epoch = step
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_all: bool,
+                     split_biases: bool) -> list[dict]:
+    """Optimiser groups: convolution weights (decayed); BatchNorm weights and biases (decayed
+    only with ``decay_all``); the biases in a group of their own with ``split_biases``."""
+    weights, norms, biases = [], [], []
+    for name, p in model.named_parameters():
+        if p.ndim > 1:
+            weights.append(p)
+        elif split_biases and name.endswith("bias"):
+            biases.append(p)
+        else:
+            norms.append(p)
+    rest = weight_decay if decay_all else 0.0
+    groups = [{"params": weights, "weight_decay": weight_decay},
+              {"params": norms, "weight_decay": rest}]
+    if split_biases:
+        groups.append({"params": biases, "weight_decay": rest})
+    return groups
+
+
 class YoloLitModule(pl.LightningModule):
     """YOLOv3 training and evaluation, configured by one ``ModuleConfig`` (``yolo.config``).
 
@@ -106,6 +171,8 @@ class YoloLitModule(pl.LightningModule):
         self.save_hyperparameters({**leaves(config), "class_names": class_names, "anchors": anchors,
                                    "image_size": int(image_size)})
         self.model = YOLOv3(num_classes, config.model.width)
+        if config.model.obj_prior > 0:
+            set_objectness_prior(self.model, config.model.obj_prior, image_size)
         optim = config.optim
         self.ema = ModelEMA(self.model, optim.ema_decay, optim.ema_tau) if optim.ema else None
         self.loss_fn = YoloLoss(config.loss, anchors=anchors)
@@ -129,8 +196,9 @@ class YoloLitModule(pl.LightningModule):
     def encode_batch(self, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
         size = batch["images"].shape[-1]
         boxes = normalize(xyxy_to_cxcywh(batch["boxes"].float()), size, size)
+        target = self.config.target
         return encode(boxes, batch["labels"], batch["batch_idx"], batch["images"].shape[0], size,
-                      self.hparams.anchors, self.config.target.ignore_iou)
+                      self.hparams.anchors, target.ignore_iou, target.anchor_ratio)
 
     def _shared_step(self, batch: dict, stage: str) -> Tensor:
         images = batch["images"].float() / 255.0
@@ -242,11 +310,8 @@ class YoloLitModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         hp = self.config.optim
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
-        groups = [{"params": decay, "weight_decay": hp.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        warm_bias = hp.warmup_bias_lr > 0 and hp.warmup_epochs > 0 and hp.one_cycle
+        groups = parameter_groups(self.model, hp.weight_decay, hp.decay_all, split_biases=warm_bias)
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
         elif hp.optimizer == "adam":
@@ -258,9 +323,22 @@ class YoloLitModule(pl.LightningModule):
         if not hp.one_cycle:
             return opt
         total = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: one_cycle(step, total, hp.pct_start)
-        )
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        if hp.schedule == "course":
+            schedule = CourseOneCycleLR(opt, total, epochs)
+        else:
+            if hp.warmup_epochs > 0:
+                warm = max(round(hp.warmup_epochs * total / epochs), 1)
+
+                def factor(step: int) -> float:
+                    return warmup_cosine(step, total, warm)
+            else:
+                def factor(step: int) -> float:
+                    return one_cycle(step, total, hp.pct_start)
+            lambdas = [factor] * len(groups)
+            if warm_bias:
+                lambdas[-1] = bias_warmup(factor, warm, hp.warmup_bias_lr / hp.lr)
+            schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
@@ -286,4 +364,4 @@ def ground_truth(batch: dict) -> list[dict[str, Tensor]]:
     ]
 
 
-__all__ = ["YoloLitModule", "ModelEMA", "one_cycle", "ground_truth"]
+__all__ = ["YoloLitModule", "ModelEMA", "one_cycle", "warmup_cosine", "ground_truth"]

@@ -8,9 +8,12 @@ Per scale, over the cells the targets mark (see ``yolo.targets``):
            small, so the 10x no-object term can pin owner cells near 0 for good
     box    MSE of (sigmoid(tx), sigmoid(ty), tw, th) against (x, y, log(w / anchor), log(h / anchor)),
            cells with target 1
-    cls    cross-entropy of the class logits, cells with target 1
+    cls    cross-entropy of the class logits, cells with target 1 (optionally label-smoothed)
+    iou    (the default recipe; not the course's) 1 - GIoU or CIoU of the decoded box with its target
+           box (torchvision.ops), cells with target 1, beside the MSE box term
 Each term is a mean over its cells (MSE also over the box's four numbers, as nn.MSELoss does),
-summed over the three scales. Ignored cells (-1) enter no term. A term with no cells is 0.
+summed over the three scales (the objectness terms optionally weighted per scale,
+``LossConfig.obj_balance``). Ignored cells (-1) enter no term. A term with no cells is 0.
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import complete_box_iou_loss, generalized_box_iou_loss
 
 from yolo.boxes import cxcywh_to_xyxy, elementwise_iou
-from yolo.config import ANCHORS, LOSS_TERMS, LOSS_TOTAL, LossConfig
+from yolo.config import ANCHORS, LOSS_IOU, LOSS_TERMS, LOSS_TOTAL, LossConfig
+
+# Per-scale weights of the objectness terms with LossConfig.obj_balance, strides 32, 16, 8
+# (YOLOv5's 4.0 / 1.0 / 0.4 for P3 / P4 / P5, i.e. the finest grid weighted most).
+OBJ_BALANCE: tuple[float, float, float] = (0.4, 1.0, 4.0)
+IOU_LOSSES = {"giou": generalized_box_iou_loss, "ciou": complete_box_iou_loss}
 
 
 def _masked_mean(values: Tensor, like: Tensor) -> Tensor:
@@ -40,7 +49,8 @@ def _objectness(logits: Tensor, iou: Tensor, kind: str) -> Tensor:
 
 
 def scale_terms(
-    output: Tensor, target: Tensor, anchors: Tensor, max_log_wh: float, obj_loss: str = "bce"
+    output: Tensor, target: Tensor, anchors: Tensor, max_log_wh: float, obj_loss: str = "bce",
+    label_smoothing: float = 0.0, iou_loss: str | None = None,
 ) -> dict[str, Tensor]:
     """Unweighted loss terms of one scale.
 
@@ -50,9 +60,12 @@ def scale_terms(
         anchors (Tensor[3, 2]): this scale's anchors as fractions of the image.
         max_log_wh: clamp of tw, th before exp() in the IoU of the objectness term.
         obj_loss: "mse" (the course: MSE of sigmoid(obj) to the IoU) or "bce" (BCE-with-logits to it).
+        label_smoothing: of the class cross-entropy, in [0, 1) (0: the course).
+        iou_loss: None, "giou" or "ciou": also return "loss_iou", the mean box-IoU loss of the
+            owner cells (decoded boxes in cell units, gradients through sigmoid(tx, ty) and exp(tw, th)).
 
     Returns:
-        {"loss_box", "loss_obj", "loss_noobj", "loss_cls"}: scalar float32 tensors.
+        {"loss_box", "loss_obj", "loss_noobj", "loss_cls"} (+ "loss_iou"): scalar float32 tensors.
     """
     output, target = output.float(), target.float()
     size = output.shape[2]
@@ -73,7 +86,7 @@ def scale_terms(
     box_pred = torch.cat((pred_xy, pred[:, 3:5]), dim=1)
     box_true = torch.cat((true[:, 1:3], torch.log(1e-16 + true[:, 3:5] / anchor_cells)), dim=1)
 
-    return {
+    terms = {
         "loss_box": _masked_mean(F.mse_loss(box_pred, box_true, reduction="none"), output),
         "loss_obj": _masked_mean(_objectness(pred[:, 0], iou, obj_loss), output),
         "loss_noobj": _masked_mean(
@@ -83,16 +96,25 @@ def scale_terms(
             output,
         ),
         "loss_cls": _masked_mean(
-            F.cross_entropy(pred[:, 5:], true[:, 5].long(), reduction="none"), output
+            F.cross_entropy(pred[:, 5:], true[:, 5].long(), reduction="none",
+                            label_smoothing=label_smoothing),
+            output,
         ),
     }
+    if iou_loss is not None:
+        boxes = cxcywh_to_xyxy(torch.cat((pred_xy, pred_wh_cells), 1))
+        terms[LOSS_IOU] = _masked_mean(
+            IOU_LOSSES[iou_loss](boxes, cxcywh_to_xyxy(true[:, 1:5]), reduction="none"), output
+        )
+    return terms
 
 
 class YoloLoss(nn.Module):
     """``loss(outputs, targets)`` -> {"loss": weighted total, "loss_box", "loss_obj", ...}.
 
-    The named terms are unweighted sums over scales; "loss" is
-    lambda_box * box + lambda_obj * obj + lambda_noobj * noobj + lambda_class * cls.
+    The named terms are sums over scales (objectness terms weighted per scale with ``obj_balance``);
+    "loss" is lambda_box * box + lambda_obj * obj + lambda_noobj * noobj + lambda_class * cls
+    (+ lambda_iou * iou when lambda_iou > 0).
     Inputs are never modified; everything runs in float32 with autocast disabled.
     """
 
@@ -102,18 +124,27 @@ class YoloLoss(nn.Module):
         self.register_buffer("anchors", torch.as_tensor(anchors, dtype=torch.float32), persistent=False)
 
     def forward(self, outputs: Sequence[Tensor], targets: Sequence[Tensor]) -> dict[str, Tensor]:
+        c = self.config
+        iou_loss = c.iou_loss if c.lambda_iou > 0 else None
         device_type = outputs[0].device.type
         with torch.autocast(device_type=device_type, enabled=False):
             per_scale = [
-                scale_terms(o, t, self.anchors[s], self.config.max_log_wh, self.config.obj_loss)
+                scale_terms(o, t, self.anchors[s], c.max_log_wh, c.obj_loss, c.label_smoothing,
+                            iou_loss)
                 for s, (o, t) in enumerate(zip(outputs, targets))
             ]
-        terms = {name: sum(scale[name] for scale in per_scale) for name in LOSS_TERMS}
-        c = self.config
+        if c.obj_balance:
+            for weight, scale in zip(OBJ_BALANCE, per_scale):
+                scale["loss_obj"] = weight * scale["loss_obj"]
+                scale["loss_noobj"] = weight * scale["loss_noobj"]
+        names = (*LOSS_TERMS, LOSS_IOU) if iou_loss else LOSS_TERMS
+        terms = {name: sum(scale[name] for scale in per_scale) for name in names}
         terms[LOSS_TOTAL] = (
             c.lambda_box * terms["loss_box"]
             + c.lambda_obj * terms["loss_obj"]
             + c.lambda_noobj * terms["loss_noobj"]
             + c.lambda_class * terms["loss_cls"]
         )
+        if iou_loss:
+            terms[LOSS_TOTAL] = terms[LOSS_TOTAL] + c.lambda_iou * terms[LOSS_IOU]
         return terms

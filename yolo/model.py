@@ -15,10 +15,13 @@ the objectness logit, 1:3 the centre logits (tx, ty), 3:5 the size logits (tw, t
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
+
+from yolo.config import grid_sizes
 
 
 # fmt: off
@@ -87,9 +90,9 @@ class ScalePrediction(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.conv = ConvBlock(channels, 2 * channels, 3)
-        # PyTorch's default init, objectness near 0.5 at start: the course's MSE objectness term
-        # has almost no gradient once sigmoid(obj) is small, so a low-prior init (as in YOLOv5)
-        # would starve it.
+        # PyTorch's default init (objectness near 0.5 at start), as the course; ``set_objectness_prior``
+        # starts it calibrated instead (the default recipe; the course's MSE objectness term would
+        # starve from a low prior, its gradient vanishing once sigmoid(obj) is small).
         self.pred = nn.Conv2d(2 * channels, 3 * (5 + num_classes), 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -195,6 +198,36 @@ class YOLOv3(nn.Module):
         if name not in layers:
             raise KeyError(f"unknown layer {name!r}; choose one of: {', '.join(layers)}")
         return layers[name]
+
+
+@torch.no_grad()
+def set_objectness_prior(model: YOLOv3, objects_per_image: float, image_size: int) -> list[float]:
+    """Start every objectness logit at the share of slots that own a box (a bias prior).
+
+    Under the assignment rule every object owns one slot on each scale, so on a grid of S cells
+    with 3 anchors the prior is ``p = objects_per_image / (3 * S * S)`` and the bias of each
+    anchor's objectness output becomes ``log(p / (1 - p))``: sigmoid(obj) starts at p instead of
+    0.5, so the first steps are not spent unlearning "object everywhere". (A class-bias prior of
+    1/C would change nothing: the classes go through a softmax, which ignores a shared offset.)
+
+    Args:
+        model: the YOLOv3 whose three prediction convolutions are changed in place.
+        objects_per_image: expected objects per training image (> 0).
+        image_size: the training input side (a multiple of 32), which sets S per scale.
+
+    Returns:
+        The three biases set, coarse to fine (strides 32, 16, 8).
+    """
+    if objects_per_image <= 0:
+        raise ValueError(f"objects_per_image must be > 0, got {objects_per_image}")
+    heads = [m for m in model.modules() if isinstance(m, ScalePrediction)]
+    biases = []
+    for head, size in zip(heads, grid_sizes(image_size)):
+        p = min(objects_per_image / (3 * size * size), 0.5)
+        value = math.log(p / (1 - p))
+        head.pred.bias.view(3, 5 + head.num_classes)[:, 0] = value
+        biases.append(value)
+    return biases
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -14,6 +14,8 @@ three anchors are ranked by shape IoU with the box; the best-ranked anchor whose
 whose shape IoU exceeds ``ignore_iou`` is marked -1. Boxes that share a cell are settled in
 their input order (earlier boxes first), exactly as the course's per-box loop does; this is done
 in rounds, one round per depth of sharing, each round vectorised over all boxes of the batch.
+An option (``anchor_ratio``, the default recipe's "more positives") then gives a box further free
+or ignored slots of anchors close to its shape; the course's owners are left as they are.
 """
 
 from __future__ import annotations
@@ -48,18 +50,12 @@ def _rank_in_group(keys: Tensor) -> Tensor:
     return rank
 
 
-def _encode_scale(
-    target: Tensor,
-    boxes: Tensor,
-    labels: Tensor,
-    batch_idx: Tensor,
-    anchors: Tensor,
-    ignore_iou: float,
-) -> None:
-    """Fill one scale's target (Tensor[B, 3, S, S, 6], zeros) in place from normalised cxcywh boxes."""
-    size = target.shape[2]
-    ious = wh_iou(boxes[:, 2:].float(), anchors)  # (N, 3)
-    ranked = torch.argsort(ious, dim=1, descending=True, stable=True)  # (N, 3) anchor ids, best first
+def _cell_values(boxes: Tensor, labels: Tensor, size: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Each box's cell on a grid of ``size`` and the 6 target values it writes there.
+
+    Returns:
+        gi, gj (Tensor[N]) column and row; values (Tensor[N, 6]) [1, x, y, w, h, class] in ``dtype``.
+    """
     # The course computes S * x in float64 (Python floats) and stores float32: the same here, so a
     # centre on a grid line (x = 15/26 at S = 26) lands in the course's cell, bit for bit.
     scaled = boxes.double() * size  # (N, 4) float64: S*x, S*y, S*w, S*h
@@ -75,7 +71,23 @@ def _encode_scale(
             labels.to(scaled.dtype),
         ),
         dim=1,
-    ).to(target.dtype)  # (N, 6), rounded to float32 once, as the course's torch.tensor(...) does
+    ).to(dtype)  # (N, 6), rounded to float32 once, as the course's torch.tensor(...) does
+    return gi, gj, values
+
+
+def _encode_scale(
+    target: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    batch_idx: Tensor,
+    anchors: Tensor,
+    ignore_iou: float,
+) -> None:
+    """Fill one scale's target (Tensor[B, 3, S, S, 6], zeros) in place from normalised cxcywh boxes."""
+    size = target.shape[2]
+    ious = wh_iou(boxes[:, 2:].float(), anchors)  # (N, 3)
+    ranked = torch.argsort(ious, dim=1, descending=True, stable=True)  # (N, 3) anchor ids, best first
+    gi, gj, values = _cell_values(boxes, labels, size, target.dtype)
     rank = _rank_in_group((batch_idx * size + gj) * size + gi)
     rounds = int(rank.max()) + 1 if rank.numel() else 0
     for r in range(rounds):  # one pass per depth of cell sharing, usually a single pass
@@ -95,6 +107,28 @@ def _encode_scale(
         target[b[take], chosen[take], j[take], i[take]] = values[sel[take]]
 
 
+def _add_shape_positives(
+    target: Tensor, boxes: Tensor, labels: Tensor, batch_idx: Tensor, anchors: Tensor, ratio: float
+) -> None:
+    """More positives per object, after the course's rule (whose owners it never changes).
+
+    Every anchor of this scale whose width and height are both within a factor ``ratio`` of the
+    box's (``max(w / a_w, a_w / w, h / a_h, a_h / h) < ratio``, YOLOv5's shape test) also owns the
+    box in the box's cell when that slot is not owned yet (free or ignored); a slot several boxes
+    want goes to the earliest box. Fills ``target`` (Tensor[B, 3, S, S, 6]) in place.
+    """
+    size = target.shape[2]
+    gi, gj, values = _cell_values(boxes, labels, size, target.dtype)
+    r = boxes[:, None, 2:].float() / anchors[None]  # (N, 3, 2)
+    worst = torch.maximum(r, 1 / r).amax(dim=2)  # (N, 3)
+    n, a = torch.nonzero(worst < ratio, as_tuple=True)  # ordered by box, then anchor
+    b, j, i = batch_idx[n], gj[n], gi[n]
+    open_ = target[b, a, j, i, 0] != 1
+    n, a, b, j, i = n[open_], a[open_], b[open_], j[open_], i[open_]
+    first = _rank_in_group(((b * 3 + a) * size + j) * size + i) == 0
+    target[b[first], a[first], j[first], i[first]] = values[n[first]]
+
+
 def encode(
     boxes: Tensor,
     labels: Tensor,
@@ -103,6 +137,7 @@ def encode(
     image_size: int,
     anchors: Sequence = ANCHORS,
     ignore_iou: float = 0.5,
+    anchor_ratio: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Ground truth of a whole batch -> the three per-scale target tensors.
 
@@ -115,6 +150,8 @@ def encode(
         image_size: input side in pixels, a multiple of 32 (grids are image_size / stride).
         anchors: (3 scales, 3 anchors, (w, h)) fractions of the image, largest scale first.
         ignore_iou: shape IoU above which a free, non-assigned anchor slot is marked -1.
+        anchor_ratio: 0 for the course's rule alone; > 1 also gives each box every other anchor
+            of a scale whose sides are within this factor of the box's (``_add_shape_positives``).
 
     Returns:
         (Tensor[B, 3, S, S, 6] for S = image_size/32, /16, /8), on ``boxes.device``, float32.
@@ -129,6 +166,8 @@ def encode(
         target = torch.zeros(batch_size, 3, size, size, TARGET_CHANNELS, device=device)
         if boxes.numel():
             _encode_scale(target, boxes, labels, batch_idx, anchor_t[s], ignore_iou)
+            if anchor_ratio > 0:
+                _add_shape_positives(target, boxes, labels, batch_idx, anchor_t[s], anchor_ratio)
         targets.append(target)
     return tuple(targets)  # type: ignore[return-value]
 

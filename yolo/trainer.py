@@ -86,7 +86,10 @@ class TrainConfig:
     limit_train_batches: float | int | None = None  # batches per epoch (count or fraction), for smoke tests
     limit_val_batches: float | int | None = None  # validation batches (count or fraction)
     trace_sizes: bool = False  # record each rank's batch sizes (a DDP check)
-    preset: str | None = None  # the recipe the settings started from (PRESETS)
+    preset: str | None = None  # the settings the run started from (PRESETS)
+    recipe: Literal["project", "course"] = "project"  # training recipe, applied after the preset:
+    #         project (the defaults below) or course (the course's exact loss, assignment, init and
+    #         schedule, README "Training recipe"); flags given still override it
 
 
 PRESETS: dict[str, dict] = {
@@ -99,6 +102,23 @@ PRESETS: dict[str, dict] = {
         train_sets=["train"], val_sets=["val"], epochs=10, batch_size=16, min_size=128,
         max_size=128, val_size=128, mosaic=0.5, width=0.25, lr=3e-3, ema=True, ema_decay=0.998,
         workers=1, cache_ram=True, name="demo", checkpoint_every=100, precision="32-true",
+    ),
+}
+
+
+# Training recipes: the settings of the loss, assignment, initialisation and schedule. "project" is
+# the defaults (each departure from the course a flag, README "Training recipe"); "course" is the
+# course's own: MSE objectness, one anchor per box and scale, PyTorch's init, Adam with L2 weight
+# decay 1e-4 on every parameter, torch's OneCycleLR (max LR 1e-3, 5 epochs up from 1/100, linear,
+# down to 1/1e4), no EMA, no gradient clipping. Applied after the preset, before explicit flags.
+RECIPES: dict[str, dict] = {
+    "project": {},
+    "course": dict(
+        obj_prior=0.0, obj_loss="mse", obj_balance=False, lambda_noobj=10.0, lambda_obj=1.0,
+        lambda_box=10.0, lambda_class=1.0, lambda_iou=0.0, label_smoothing=0.0, ignore_iou=0.5,
+        anchor_ratio=0.0, optimizer="adam", lr=1e-3, weight_decay=1e-4, decay_all=True,
+        one_cycle=True, schedule="course", warmup_epochs=0.0, warmup_bias_lr=0.0, ema=False,
+        grad_clip=0.0,
     ),
 }
 
