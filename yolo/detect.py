@@ -404,20 +404,6 @@ class Detector:
         return Prediction(rgb, x, record, tuple(outputs), candidates, tuple(self.class_names),
                           replace(self.config), self.class_conf, timings)
 
-    def predict_batch(
-        self,
-        images: Sequence[Any],
-        bgr: bool = False,
-        conf_floor: float = 0.0,
-        max_per_image: int | None = None,
-    ) -> Candidates:
-        """One forward pass over several images -> their flat candidates (original pixels).
-
-        Apply ``select`` to the result, or use ``yolo.predictions.predict_samples`` for a split.
-        """
-        prepared = [self.prepare(image, bgr=bgr) for image in images]
-        return self.run_prepared([p[1] for p in prepared], [p[2] for p in prepared], conf_floor, max_per_image)
-
     def run_prepared(
         self,
         inputs: Sequence[Tensor],

@@ -211,17 +211,6 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(turn(image)) if turn else image
 
 
-def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    """Resize (H, W, C) so that max(H, W) == long_side, keeping the aspect ratio (area filter
-    when shrinking, bilinear when enlarging)."""
-    h, w = image.shape[:2]
-    r = long_side / max(h, w)
-    if r == 1:
-        return image
-    size = (max(1, round(w * r)), max(1, round(h * r)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
-
-
 def load_image(image: Any, bgr: bool = False) -> np.ndarray:
     """Any common image form -> np.ndarray[H, W, 3] uint8 RGB.
 
