@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from bench.common import print_table, write_results
 
 VOC_MINI = Path(os.environ.get("VOC_MINI") or REPO.parent / "shared" / "data" / "voc-mini")

@@ -23,8 +23,6 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 HOME = REPO / "dashboard" / "Home.py"
 PAGES = {"Dataset": "pages/1_Dataset.py", "Detect": "pages/4_Detect.py", "GradCAM": "pages/5_GradCAM.py"}
 ENV = ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR")

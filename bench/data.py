@@ -37,9 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import cv2
 import numpy as np
 import torch
@@ -49,8 +46,8 @@ from bench import ultralytics_data
 from bench.common import print_table, write_results
 from yolo.config import VOC_CLASSES
 from yolo.data.collate import collate
-from yolo.data.datamodule import build_index
 from yolo.data.datasets import DetectionDataset, EvalDataset, ImageCache
+from yolo.data.layout import build_index
 from yolo.data.mosaic import TrainDataset
 from yolo.data.multiscale import MultiScaleBatchSampler
 from yolo.data.transforms import AugConfig

@@ -33,7 +33,8 @@ import torch
 
 from bench.common import RESULTS, print_table, time_call, write_results
 from yolo.cam import SWEEP_LAYERS, detection_target, explain, make_cam, sweep
-from yolo.detect import Detector, load_image
+from yolo.detect import Detector
+from yolo.imageio import load_image
 from yolo.model import YOLOv3
 
 SIZE, CLASSES, WIDTH = 416, 20, 1.0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,15 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.common import print_table, write_results  # noqa: E402
-from yolo.config import VOC_CLASSES  # noqa: E402
-from yolo.evaluate import compare, error_breakdown  # noqa: E402
-from yolo.evaluate.export import coco_ground_truth, coco_results  # noqa: E402
-from yolo.metrics import precision_recall_at, voc_evaluate  # noqa: E402
-from yolo.predictions import PredictionSet  # noqa: E402
+from bench.common import print_table, write_results
+from yolo.config import VOC_CLASSES
+from yolo.evaluate import compare, error_breakdown
+from yolo.evaluate.export import coco_ground_truth, coco_results
+from yolo.metrics import precision_recall_at, voc_evaluate
+from yolo.predictions import PredictionSet
 
 
 def synthetic_cache(images: int, seed: int = 0) -> PredictionSet:

@@ -26,9 +26,9 @@ import torch
 from bench.common import RESULTS, print_table, write_results
 from bench.detect import bench_image, interleaved
 from yolo.config import ANCHORS, PostprocessConfig
-from yolo.data.transforms import letterbox
-from yolo.detect import load_image
 from yolo.export import export_onnx, onnx_session, run_onnx
+from yolo.imageio import load_image
+from yolo.letterbox import letterbox
 from yolo.model import YOLOv3
 from yolo.postprocess import postprocess
 

@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 NO_CUDA = "bench/gpu.py: no CUDA device on this machine; nothing measured (run it on a GPU machine)."
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 

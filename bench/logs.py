@@ -28,9 +28,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.common import print_table, write_results  # noqa: E402
+from bench.common import print_table, write_results
 
 STEP_TERMS = ("loss_box", "loss_cls", "loss_noobj", "loss_obj", "loss")
 EPOCH_ONLY = ("train/class_acc", "train/images_per_s", "train/noobj_acc", "train/obj_acc",

@@ -19,16 +19,13 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from yolo.config import MAP50  # noqa: E402
-from yolo.metrics import VOCMeanAP, voc_evaluate  # noqa: E402
+from yolo.config import MAP50
+from yolo.metrics import VOCMeanAP, voc_evaluate
 
 
 def make_inputs(n_images: int, n_dets: int, num_classes: int, seed: int = 0) -> tuple[list, list]:

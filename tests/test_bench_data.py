@@ -16,7 +16,7 @@ import torch
 from bench.data import to_nchw
 from bench.ultralytics_data import yolo_folder
 from yolo.config import VOC_CLASSES
-from yolo.data.datamodule import build_index
+from yolo.data.layout import build_index
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ import os, sys
 import numpy as np
 from bench.ultralytics_data import available, yolo_dataset, yolo_folder
 from yolo.config import VOC_CLASSES
-from yolo.data.datamodule import build_index
+from yolo.data.layout import build_index
 from pathlib import Path
 
 voc_mini, work = Path(sys.argv[1]), Path(sys.argv[2])

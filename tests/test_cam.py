@@ -23,8 +23,8 @@ from yolo.cam import (
     to_original,
 )
 from yolo.config import PostprocessConfig
-from yolo.data.transforms import letterbox_params
 from yolo.detect import Detector
+from yolo.letterbox import letterbox_params
 from yolo.loss import YoloLoss
 from yolo.model import YOLOv3
 from yolo.targets import encode

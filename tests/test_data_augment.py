@@ -22,7 +22,8 @@ from yolo.data.augment import (
     shift_hsv,
     warp,
 )
-from yolo.data.transforms import FILL, AugConfig, boxes_to_letterbox, letterbox
+from yolo.data.transforms import AugConfig
+from yolo.letterbox import FILL, boxes_to_letterbox, letterbox
 
 
 def _scene(h: int = 96, w: int = 128) -> tuple[np.ndarray, np.ndarray]:

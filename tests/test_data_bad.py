@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader
 from yolo.data.__main__ import main as cli
 from yolo.data.check import check_dataset
 from yolo.data.collate import collate
-from yolo.data.datamodule import build_index
 from yolo.data.datasets import DetectionDataset, EvalDataset
 from yolo.data.index import sanitize_boxes
+from yolo.data.layout import build_index
 from yolo.data.mosaic import TrainDataset
 from yolo.data.multiscale import MultiScaleBatchSampler
 from yolo.data.voc import format_voc_xml

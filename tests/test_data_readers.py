@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from yolo.config import VOC_CLASSES
-from yolo.data.datamodule import build_index
 from yolo.data.index import DetectionIndex, cache_file, load_or_build
 from yolo.data.layout import (
     DataLayoutError,
     available_splits,
+    build_index,
     default_splits,
     detect_format,
     resolve_sources,

@@ -15,8 +15,9 @@ from torch import nn
 
 from yolo.checkpoint import CheckpointError, read_checkpoint, save_weights
 from yolo.config import PostprocessConfig
-from yolo.data.transforms import boxes_from_letterbox, boxes_to_letterbox, letterbox
-from yolo.detect import Detector, load_image, select, unravel_slot
+from yolo.detect import Detector, select, unravel_slot
+from yolo.imageio import load_image
+from yolo.letterbox import boxes_from_letterbox, boxes_to_letterbox, letterbox
 from yolo.predictions import PredictionSet, predict_folder, predict_samples
 from yolo.model import YOLOv3
 from yolo.postprocess import postprocess

@@ -150,7 +150,7 @@ def noisy_oracle(truths, num_classes, seed=0):
 
 def voc_mini_val(voc_mini, tmp_path_factory):
     from yolo.config import VOC_CLASSES
-    from yolo.data.datamodule import build_index
+    from yolo.data.layout import build_index
 
     index = build_index([voc_mini], ["val"], VOC_CLASSES, cache_dir=tmp_path_factory.mktemp("idx"), progress=False)
     truths = []

@@ -25,7 +25,7 @@ CONFIG = PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45, max_detectio
 @pytest.fixture(scope="module")
 def val_batch(voc_mini, tmp_path_factory) -> dict:
     from yolo.data.collate import collate
-    from yolo.data.datamodule import build_index
+    from yolo.data.layout import build_index
     from yolo.data.datasets import DetectionDataset, EvalDataset
 
     index = build_index([voc_mini], ["2012/val"], VOC_CLASSES, tmp_path_factory.mktemp("cache"), progress=False)

@@ -63,15 +63,3 @@ def wh_iou(wh1: Tensor, wh2: Tensor) -> Tensor:
     )
     union = wh1[:, None].prod(-1) + wh2[None, :].prod(-1) - inter
     return inter / union.clamp(min=1e-12)
-
-
-def clip_xyxy(boxes: Tensor, width: float, height: float) -> Tensor:
-    """Clip xyxy boxes (Tensor[..., 4]) to the image rectangle [0, width] x [0, height]."""
-    x = boxes[..., 0::2].clamp(0, width)
-    y = boxes[..., 1::2].clamp(0, height)
-    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
-
-
-def box_area(boxes: Tensor) -> Tensor:
-    """Area of xyxy boxes (Tensor[..., 4]); inverted boxes have area 0."""
-    return (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)

@@ -16,7 +16,6 @@ turns it back into the four), which is where GradCAM looks for it.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -25,111 +24,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch import Tensor, nn
 
 from yolo.checkpoint import load_into, read_checkpoint
 from yolo.config import ANCHORS, DEFAULT_IMAGE_SIZE, VOC_CLASSES, PostprocessConfig, grid_sizes
-from yolo.data.transforms import FILL, Letterbox, boxes_from_letterbox, letterbox
+from yolo.imageio import load_image
+from yolo.letterbox import Letterbox, boxes_from_letterbox, letterbox
 from yolo.model import YOLOv3
 from yolo.postprocess import nms_indices, top_k_per_image
 from yolo.targets import decode_outputs
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PRE_NMS_TOP_K = 1000  # the Detector's default: candidates per image entering NMS, best first
 
 
 # --------------------------------------------------------------------------------------------
-# Images in, RGB uint8 out
-
-
-def load_image(image: Any, bgr: bool = False) -> np.ndarray:
-    """Any common image form -> np.ndarray[H, W, 3] uint8 RGB.
-
-    Accepts a path (str/Path), bytes or a binary file object (e.g. a Streamlit upload), a PIL
-    image (EXIF orientation applied, any mode), a numpy array (H, W), (H, W, 1|3|4) or (1|3|4, H, W)
-    as uint8, uint16, bool or float (floats with max <= 1 are read as [0, 1], else as [0, 255]),
-    or a torch tensor in the same layouts. ``bgr=True`` says a 3/4-channel array is BGR(A), as
-    OpenCV gives it. Transparent pixels are composited over gray 114.
-    """
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"image not found: {path}")
-        try:
-            with Image.open(path) as pil:
-                return _from_pil(pil)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise ValueError(f"cannot read image {path}: {err}") from err
-    if isinstance(image, (bytes, bytearray)):
-        image = io.BytesIO(image)
-    if hasattr(image, "read"):
-        try:
-            with Image.open(image) as pil:
-                return _from_pil(pil)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise ValueError(f"cannot read the uploaded image: {err}") from err
-    if isinstance(image, Image.Image):
-        return _from_pil(image)
-    if isinstance(image, Tensor):
-        image = image.detach().cpu().numpy()
-    if isinstance(image, np.ndarray):
-        return _from_array(image, bgr)
-    raise TypeError(
-        f"unsupported image type {type(image).__name__}: pass a path, bytes, a PIL image, "
-        "a numpy array or a torch tensor"
-    )
-
-
-def _from_pil(pil: Image.Image) -> np.ndarray:
-    """PIL image (any mode, EXIF orientation honoured) -> RGB uint8 array."""
-    pil = ImageOps.exif_transpose(pil) or pil
-    has_alpha = pil.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in pil.info
-    if has_alpha:
-        return _from_array(np.asarray(pil.convert("RGBA")), bgr=False)
-    if pil.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        return _from_array(np.asarray(pil), bgr=False)
-    return np.ascontiguousarray(np.asarray(pil.convert("RGB")))
-
-
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Any numeric array -> uint8, reading floats as [0, 1] when their max is at most 1."""
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
-    if array.dtype == np.uint16:
-        return (array >> 8).astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating):
-        values = np.nan_to_num(array.astype(np.float32))
-        if values.size and values.max() <= 1.0:
-            values = values * 255.0
-        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    if np.issubdtype(array.dtype, np.integer):
-        big = array.size and array.max() > 255
-        return np.clip(array >> 8 if big else array, 0, 255).astype(np.uint8)
-    raise TypeError(f"unsupported image dtype {array.dtype}")
-
-
-def _from_array(array: np.ndarray, bgr: bool) -> np.ndarray:
-    """(H, W), (H, W, C) or (C, H, W) array -> RGB uint8 (H, W, 3)."""
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
-        array = array.transpose(1, 2, 0)  # channels first -> last
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        gray = _to_uint8(array)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
-    pixels = _to_uint8(array)
-    if bgr:
-        pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]]
-    if pixels.shape[-1] == 4:
-        alpha = pixels[..., 3:].astype(np.float32) / 255.0
-        blended = pixels[..., :3].astype(np.float32) * alpha + FILL * (1.0 - alpha)
-        pixels = np.rint(blended).astype(np.uint8)
-    return np.ascontiguousarray(pixels)
+# Model input (images are read by ``yolo.imageio.load_image``)
 
 
 def to_input(letterboxed: np.ndarray) -> Tensor:
@@ -168,7 +77,7 @@ def decode_candidates(
 
     Args:
         outputs: 3 raw tensors (B, 3, S, S, 5 + C).
-        letterboxes: B letterbox records (from ``yolo.data.transforms.letterbox``), one per image.
+        letterboxes: B letterbox records (from ``yolo.letterbox.letterbox``), one per image.
         conf_floor: keep candidates whose score exceeds it (0 keeps all 3 * sum(S^2) per image).
         max_per_image: keep at most this many per image, highest scores first (None: all).
     """
@@ -494,20 +403,6 @@ class Detector:
         timings = Timings((mid - start) * 1e3, (after - mid) * 1e3, (end - after) * 1e3)
         return Prediction(rgb, x, record, tuple(outputs), candidates, tuple(self.class_names),
                           replace(self.config), self.class_conf, timings)
-
-    def predict_batch(
-        self,
-        images: Sequence[Any],
-        bgr: bool = False,
-        conf_floor: float = 0.0,
-        max_per_image: int | None = None,
-    ) -> Candidates:
-        """One forward pass over several images -> their flat candidates (original pixels).
-
-        Apply ``select`` to the result, or use ``yolo.predictions.predict_samples`` for a split.
-        """
-        prepared = [self.prepare(image, bgr=bgr) for image in images]
-        return self.run_prepared([p[1] for p in prepared], [p[2] for p in prepared], conf_floor, max_per_image)
 
     def run_prepared(
         self,

@@ -1,8 +1,7 @@
 """Lightning run logs -> tidy pandas frames for the dashboard's Training page.
 
-A run lives in ``logs/<name>/version_<n>/`` and holds some of: ``metrics.csv`` (CSVLogger),
-``events.out.tfevents.*`` (TensorBoardLogger), ``hparams.yaml``, ``config.yaml`` (the resolved run
-config) and ``checkpoints/{last,best-*}.ckpt``.
+A run folder's layout and the discovery of runs are ``yolo.runs``; this module reads a run's
+``metrics.csv`` (CSVLogger) first and its ``events.out.tfevents.*`` (TensorBoardLogger) after.
 
 The tidy metrics frame (``read_metrics``/``read_runs``) has one row per logged value:
 
@@ -30,15 +29,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 from pandas.api.types import union_categoricals
 
 from yolo.config import (
@@ -53,141 +49,17 @@ from yolo.config import (
     SKIPPED_STEPS,
     metric_key,
 )
+from yolo.runs import EVENTS_PATTERN, METRICS_FILE, PathLike, RunInfo, run_label
+from yolo.runs import find_runs, run_info  # noqa: F401  (re-exported until dashboard/ imports them from yolo.runs)
 
 COLUMNS: tuple[str, ...] = ("run", "step", "epoch", "metric", "kind", "value", "source")
 GROUPS: tuple[str, ...] = ("loss", "accuracy", "map", "lr", "speed", "other")
-METRICS_FILE = "metrics.csv"
-CONFIG_FILE = "config.yaml"
-EVENTS_PATTERN = "events.out.tfevents.*"
 _SUFFIXES = {"_step": "step", "_epoch": "epoch"}
 _KNOWN_KEYS = frozenset(
     (LOSS_TOTAL, *LOSS_TERMS, *ACCURACIES, MAP50, MAP50_VOC07, LEARNING_RATE, IMAGES_PER_SECOND,
      SKIPPED_STEPS)
 )
 _HP_METRIC = "hp_metric"
-
-PathLike = Union[str, os.PathLike]
-
-
-# ----------------------------------------------------------------------------------- runs
-@dataclass
-class RunInfo:
-    """What ``find_runs`` found in one run directory."""
-
-    name: str  # experiment name: the folder(s) between the logs root and the version folder
-    version: str  # version folder name, e.g. "version_3"
-    path: Path
-    has_metrics_csv: bool
-    has_events: bool
-    has_checkpoints: bool  # any *.ckpt under checkpoints/
-    last_checkpoint: Path | None  # checkpoints/last.ckpt
-    best_checkpoint: Path | None  # newest checkpoints/best-*.ckpt
-    best_checkpoints: tuple[Path, ...]  # every best-*.ckpt, newest first
-    modified: float  # latest mtime (seconds since the epoch) of the run's files
-    config: dict | None  # config.yaml, parsed with yaml.safe_load; None when absent or unreadable
-    warnings: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def label(self) -> str:
-        """The run's id in metric frames: ``"<name>/<version>"``."""
-        return f"{self.name}/{self.version}" if self.name else self.version
-
-    @property
-    def version_number(self) -> int | None:
-        """``3`` for ``"version_3"``; None for a custom version name."""
-        match = re.fullmatch(r"version_(\d+)", self.version)
-        return int(match.group(1)) if match else None
-
-
-def _looks_like_run(path: Path) -> bool:
-    names = {p.name for p in _safe_iterdir(path)}
-    if names & {METRICS_FILE, CONFIG_FILE, "hparams.yaml", "checkpoints"}:
-        return True
-    return any("tfevents" in n for n in names)
-
-
-def _safe_iterdir(path: Path) -> list[Path]:
-    try:
-        return list(path.iterdir())
-    except OSError:
-        return []
-
-
-def _read_config(path: Path) -> tuple[dict | None, list[str]]:
-    if not path.is_file():
-        return None, []
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, yaml.YAMLError) as err:
-        return None, [f"{path}: unreadable YAML ({type(err).__name__}: {err})"]
-    if data is None:
-        return None, [f"{path}: empty"]
-    if not isinstance(data, dict):
-        return None, [f"{path}: expected a mapping, got {type(data).__name__}"]
-    return data, []
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def run_info(run_dir: PathLike, root: PathLike | None = None) -> RunInfo:
-    """Describe one run directory (which files it has, checkpoints, config). Never raises."""
-    path = Path(run_dir)
-    name = path.parent.name
-    if root is not None:
-        try:
-            name = path.parent.relative_to(Path(root)).as_posix()
-        except ValueError:
-            pass
-        name = "" if name == "." else name
-    files = _safe_iterdir(path)
-    ckpt_dir = path / "checkpoints"
-    ckpts = sorted(ckpt_dir.glob("*.ckpt"), key=_mtime, reverse=True) if ckpt_dir.is_dir() else []
-    best = tuple(p for p in ckpts if p.name.startswith("best"))
-    last = ckpt_dir / "last.ckpt"
-    config, warns = _read_config(path / CONFIG_FILE)
-    return RunInfo(
-        name=name,
-        version=path.name,
-        path=path,
-        has_metrics_csv=(path / METRICS_FILE).is_file(),
-        has_events=any("tfevents" in p.name for p in files),
-        has_checkpoints=bool(ckpts),
-        last_checkpoint=last if last.is_file() else None,
-        best_checkpoint=best[0] if best else None,
-        best_checkpoints=best,
-        modified=max([_mtime(p) for p in files + ckpts] or [_mtime(path)]),
-        config=config,
-        warnings=tuple(warns),
-    )
-
-
-def _natural_key(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-def find_runs(root: PathLike = "logs", max_depth: int = 3) -> list[RunInfo]:
-    """Every run directory under ``root`` (``<root>/<name>/<version>/``, or shallower), sorted by
-    name then version number. A directory is a run if it holds metrics.csv, an events file,
-    hparams.yaml, config.yaml or checkpoints/. A missing root gives []. Never raises."""
-    root = Path(root)
-    found: list[Path] = []
-    frontier = [(root, 0)]
-    while frontier:
-        path, depth = frontier.pop()
-        if depth > 0 and _looks_like_run(path):
-            found.append(path)
-            continue
-        if depth < max_depth:
-            frontier += [(p, depth + 1) for p in _safe_iterdir(path)
-                         if p.is_dir() and not p.name.startswith(".")]
-    runs = [run_info(p, root) for p in found]
-    return sorted(runs, key=lambda r: (_natural_key(r.name), _natural_key(r.version)))
-
 
 # ----------------------------------------------------------------------------------- names
 def split_metric(name: str) -> tuple[str, str]:
@@ -583,12 +455,6 @@ def _read_events(run_dir: Path, run: str, warns: list[str]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------- public
-def run_label(run_dir: PathLike) -> str:
-    """``"logs/demo/version_0" -> "demo/version_0"`` (the run id used in metric frames)."""
-    path = Path(run_dir)
-    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
-
-
 def read_metrics(run_dir: PathLike | RunInfo, warnings: list[str] | None = None,
                  use_events: bool = True) -> pd.DataFrame:
     """One run's logged scalars as a tidy frame (module docstring has the columns).

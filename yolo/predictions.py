@@ -23,17 +23,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from yolo.config import PostprocessConfig
-from yolo.data.transforms import Letterbox, boxes_from_letterbox
-from yolo.detect import (
-    IMAGE_EXTENSIONS,
-    PRE_NMS_TOP_K,
-    Candidates,
-    Detector,
-    class_ids,
-    load_image,
-    select,
-    to_input,
-)
+from yolo.detect import PRE_NMS_TOP_K, Candidates, Detector, class_ids, select, to_input
+from yolo.imageio import IMAGE_EXTENSIONS, load_image
+from yolo.letterbox import Letterbox, boxes_from_letterbox
 
 PREDICTIONS_VERSION = 2  # 2: sizes are (height, width)
 

@@ -1,5 +1,10 @@
-"""Run folders: ``logs/<name>/version_<n>/`` with metrics.csv, TensorBoard events, config.yaml,
-checkpoints/last.ckpt and the best by validation mAP. Pure file-system helpers, no Lightning."""
+"""Run folders, known in one place: ``logs/<name>/version_<n>/`` holding ``metrics.csv``
+(CSVLogger), ``events.out.tfevents.*`` (TensorBoardLogger), ``hparams.yaml``, ``config.yaml`` (the
+resolved run config) and ``checkpoints/`` with ``last.ckpt`` and ``best-*.ckpt`` (the best by
+validation mAP). The layout's names, version numbering and claiming, resuming, and discovery of
+the runs under a logs root (``find_runs`` / ``run_info``). Pure file-system helpers, no Lightning;
+reading the metrics into frames is ``yolo.logs``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,22 @@ import csv
 import io
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
 import yaml
 
 VERSION_RE = re.compile(r"^version_(\d+)$")
+METRICS_FILE = "metrics.csv"
+CONFIG_FILE = "config.yaml"
+HPARAMS_FILE = "hparams.yaml"
+EVENTS_PATTERN = "events.out.tfevents.*"
+CHECKPOINTS_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_PREFIX = "best"  # best-<epoch>.ckpt
+
+PathLike = Union[str, os.PathLike]
 
 
 def versions(root: str | Path, name: str) -> list[int]:
@@ -46,7 +62,7 @@ def resolve_resume(root: str | Path, name: str, resume: str | None) -> tuple[Pat
         return None, next_version(root, name)
     if resume == "auto":
         for version in reversed(versions(root, name)):
-            last = run_dir(root, name, version) / "checkpoints" / "last.ckpt"
+            last = run_dir(root, name, version) / CHECKPOINTS_DIR / LAST_CHECKPOINT
             if last.is_file():
                 return last, version
         return None, next_version(root, name)
@@ -62,11 +78,11 @@ def own_version(checkpoint: str | Path, root: str | Path, name: str) -> int | No
     """n when ``checkpoint`` is a file of ``<root>/<name>/version_<n>/checkpoints/`` (compared as
     resolved paths, so links and ``..`` cannot fake it), else None."""
     folder = Path(checkpoint).expanduser().resolve().parent
-    match = VERSION_RE.match(folder.parent.name) if folder.name == "checkpoints" else None
+    match = VERSION_RE.match(folder.parent.name) if folder.name == CHECKPOINTS_DIR else None
     if match is None:
         return None
     version = int(match.group(1))
-    mine = (run_dir(root, name, version) / "checkpoints").expanduser()
+    mine = (run_dir(root, name, version) / CHECKPOINTS_DIR).expanduser()
     return version if mine.is_dir() and mine.resolve() == folder else None
 
 
@@ -89,7 +105,7 @@ def write_config(directory: str | Path, config: dict) -> Path:
     """The run's full resolved configuration as ``config.yaml`` (plain YAML)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.yaml"
+    path = directory / CONFIG_FILE
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     os.replace(tmp, path)
@@ -128,3 +144,123 @@ def _as_int(value: str) -> int:
         return int(float(value))
     except ValueError:
         return -1
+
+
+# ------------------------------------------------------------------------------ discovery
+@dataclass
+class RunInfo:
+    """What ``find_runs`` found in one run directory."""
+
+    name: str  # experiment name: the folder(s) between the logs root and the version folder
+    version: str  # version folder name, e.g. "version_3"
+    path: Path
+    has_metrics_csv: bool
+    has_events: bool
+    has_checkpoints: bool  # any *.ckpt under checkpoints/
+    last_checkpoint: Path | None  # checkpoints/last.ckpt
+    best_checkpoint: Path | None  # newest checkpoints/best-*.ckpt
+    best_checkpoints: tuple[Path, ...]  # every best-*.ckpt, newest first
+    modified: float  # latest mtime (seconds since the epoch) of the run's files
+    config: dict | None  # config.yaml, parsed with yaml.safe_load; None when absent or unreadable
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        """The run's id in metric frames: ``"<name>/<version>"``."""
+        return f"{self.name}/{self.version}" if self.name else self.version
+
+
+def _looks_like_run(path: Path) -> bool:
+    names = {p.name for p in _safe_iterdir(path)}
+    if names & {METRICS_FILE, CONFIG_FILE, HPARAMS_FILE, CHECKPOINTS_DIR}:
+        return True
+    return any("tfevents" in n for n in names)
+
+
+def _safe_iterdir(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except OSError:
+        return []
+
+
+def _read_config(path: Path) -> tuple[dict | None, list[str]]:
+    if not path.is_file():
+        return None, []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, yaml.YAMLError) as err:
+        return None, [f"{path}: unreadable YAML ({type(err).__name__}: {err})"]
+    if data is None:
+        return None, [f"{path}: empty"]
+    if not isinstance(data, dict):
+        return None, [f"{path}: expected a mapping, got {type(data).__name__}"]
+    return data, []
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def run_info(run_dir: PathLike, root: PathLike | None = None) -> RunInfo:
+    """Describe one run directory (which files it has, checkpoints, config). Never raises."""
+    path = Path(run_dir)
+    name = path.parent.name
+    if root is not None:
+        try:
+            name = path.parent.relative_to(Path(root)).as_posix()
+        except ValueError:
+            pass
+        name = "" if name == "." else name
+    files = _safe_iterdir(path)
+    ckpt_dir = path / CHECKPOINTS_DIR
+    ckpts = sorted(ckpt_dir.glob("*.ckpt"), key=_mtime, reverse=True) if ckpt_dir.is_dir() else []
+    best = tuple(p for p in ckpts if p.name.startswith(BEST_PREFIX))
+    last = ckpt_dir / LAST_CHECKPOINT
+    config, warns = _read_config(path / CONFIG_FILE)
+    return RunInfo(
+        name=name,
+        version=path.name,
+        path=path,
+        has_metrics_csv=(path / METRICS_FILE).is_file(),
+        has_events=any("tfevents" in p.name for p in files),
+        has_checkpoints=bool(ckpts),
+        last_checkpoint=last if last.is_file() else None,
+        best_checkpoint=best[0] if best else None,
+        best_checkpoints=best,
+        modified=max([_mtime(p) for p in files + ckpts] or [_mtime(path)]),
+        config=config,
+        warnings=tuple(warns),
+    )
+
+
+def _natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def find_runs(root: PathLike = "logs", max_depth: int = 3) -> list[RunInfo]:
+    """Every run directory under ``root`` (``<root>/<name>/<version>/``, or shallower), sorted by
+    name then version number. A directory is a run if it holds metrics.csv, an events file,
+    hparams.yaml, config.yaml or checkpoints/. A missing root gives []. Never raises."""
+    root = Path(root)
+    found: list[Path] = []
+    frontier = [(root, 0)]
+    while frontier:
+        path, depth = frontier.pop()
+        if depth > 0 and _looks_like_run(path):
+            found.append(path)
+            continue
+        if depth < max_depth:
+            frontier += [(p, depth + 1) for p in _safe_iterdir(path)
+                         if p.is_dir() and not p.name.startswith(".")]
+    runs = [run_info(p, root) for p in found]
+    return sorted(runs, key=lambda r: (_natural_key(r.name), _natural_key(r.version)))
+
+
+def run_label(run_dir: PathLike) -> str:
+    """``"logs/demo/version_0" -> "demo/version_0"`` (the run id used in metric frames)."""
+    path = Path(run_dir)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name

@@ -32,7 +32,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from yolo.data.transforms import FILL, AugConfig, box_candidates, letterbox_params
+from yolo.data.transforms import AugConfig, box_candidates
+from yolo.letterbox import FILL, letterbox_params
 
 
 # ------------------------------------------------------------------------------- geometry

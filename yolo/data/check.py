@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo.data.datamodule import build_index
 from yolo.data.index import DetectionIndex
-from yolo.data.layout import available_splits, detect_format, load_classes
+from yolo.data.layout import available_splits, build_index, detect_format, load_classes
 from yolo.data.problems import KINDS, Problem, count_problems
 
 SIZE_BUCKETS = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, float("inf")))

@@ -22,14 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from yolo.data.collate import collate
 from yolo.data.datasets import DetectionDataset, EvalDataset, ImageCache
-from yolo.data.index import DetectionIndex, load_or_build
-from yolo.data.layout import (
-    DataLayoutError,
-    default_splits,
-    detect_format,
-    load_classes,
-    resolve_sources,
-)
+from yolo.data.layout import DataLayoutError, build_index, default_splits, detect_format, load_classes
 from yolo.data.mosaic import TrainDataset
 from yolo.data.multiscale import MultiScaleBatchSampler, multiscale_sizes
 from yolo.data.problems import summarize
@@ -53,25 +46,6 @@ def available_memory() -> int | None:
 def worker_init(_: int) -> None:
     """DataLoader worker set-up: one OpenCV thread per worker (workers are the parallelism)."""
     cv2.setNumThreads(0)
-
-
-def build_index(roots: Sequence[str | Path], specs: Sequence[str], classes: Sequence[str],
-                cache_dir: str | Path | None = None, progress: bool = True) -> DetectionIndex:
-    """The labelled index of split specs (e.g. ``("2007/trainval", "2012/trainval")``) found
-    across ``roots``; raises ``DataLayoutError`` when a spec matches in no root."""
-    sources = []
-    for spec in specs:
-        found, errors = [], []
-        for root in roots:
-            try:
-                found += resolve_sources(root, [spec])
-            except DataLayoutError as e:
-                errors.append(str(e))
-        if not found:
-            raise DataLayoutError(f"split {spec!r} not found in {list(map(str, roots))}:\n" + "\n".join(errors))
-        sources += found
-    cache = Path(cache_dir) if cache_dir else None
-    return DetectionIndex.from_sources([load_or_build(s, cache, progress) for s in sources], classes)
 
 
 class VOCDataModule(pl.LightningDataModule):

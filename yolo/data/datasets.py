@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from yolo.data.imageio import ImageError, decode_image, reduction_for
 from yolo.data.index import DetectionIndex
-from yolo.data.transforms import boxes_to_letterbox, letterbox
+from yolo.imageio import ImageError, decode_image, reduction_for
+from yolo.letterbox import boxes_to_letterbox, letterbox
 
 log = logging.getLogger(__name__)
 MAX_SUBSTITUTES = 16  # consecutive undecodable images tolerated before giving up

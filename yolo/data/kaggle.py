@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo.data.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
+from yolo.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
 from yolo.data.index import (
     Entry,
     SourceIndex,

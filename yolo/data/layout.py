@@ -1,4 +1,5 @@
-"""Find what is in a dataset folder: its format, its sources (year/split or CSV) and its classes.
+"""Find what is in a dataset folder: its format, its sources (year/split or CSV) and its classes;
+``build_index`` turns split specs into the labelled ``DetectionIndex`` (no Lightning needed).
 
 Two layouts are recognised (``detect_format``):
 
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yolo.config import VOC_CLASSES
+from yolo.data.index import DetectionIndex, load_or_build
 from yolo.data.kaggle import KaggleSource
 from yolo.data.voc import VOCSource
 
@@ -118,6 +120,25 @@ def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | 
             _check_list_inside(source.split_file, source.directory)
         sources += found
     return sources
+
+
+def build_index(roots: Sequence[str | Path], specs: Sequence[str], classes: Sequence[str],
+                cache_dir: str | Path | None = None, progress: bool = True) -> DetectionIndex:
+    """The labelled index of split specs (e.g. ``("2007/trainval", "2012/trainval")``) found
+    across ``roots``; raises ``DataLayoutError`` when a spec matches in no root."""
+    sources = []
+    for spec in specs:
+        found, errors = [], []
+        for root in roots:
+            try:
+                found += resolve_sources(root, [spec])
+            except DataLayoutError as e:
+                errors.append(str(e))
+        if not found:
+            raise DataLayoutError(f"split {spec!r} not found in {list(map(str, roots))}:\n" + "\n".join(errors))
+        sources += found
+    cache = Path(cache_dir) if cache_dir else None
+    return DetectionIndex.from_sources([load_or_build(s, cache, progress) for s in sources], classes)
 
 
 def default_splits(root: str | Path) -> dict[str, tuple[str, ...]]:

@@ -35,14 +35,8 @@ from torch.utils.data import Dataset
 from yolo.data.augment import placement_matrix
 from yolo.data.datasets import DetectionDataset
 from yolo.data.multiscale import mix_seed
-from yolo.data.transforms import (
-    FILL,
-    AugConfig,
-    box_candidates,
-    letterbox_params,
-    place_image,
-    train_transforms,
-)
+from yolo.data.transforms import AugConfig, box_candidates, place_image, train_transforms
+from yolo.letterbox import FILL, letterbox_params
 
 
 def mosaic_layout(shapes: np.ndarray, size: int, centre: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

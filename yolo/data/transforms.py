@@ -1,8 +1,7 @@
-"""Image/box transforms shared by training, evaluation, the Detector and the dashboard.
+"""Training and evaluation transforms (the data pipeline, the dashboard and the tests use them).
 
-* ``letterbox`` / ``letterbox_params`` / ``boxes_to_letterbox`` / ``boxes_from_letterbox``:
-  the evaluation and inference resize: scale the longer side to ``size``, pad to a square with
-  gray 114, centred. Box mappings are pure and work on numpy arrays and torch tensors alike.
+The letterbox itself (resize + pad, and its box mappings) is core: ``yolo.letterbox``.
+
 * ``train_transforms(size)``: the training augmentation applied to a ``size`` x ``size``
   canvas (a letterboxed image or a mosaic), see ``yolo.data.augment``: one affine warp (zoom =
   scale jitter and crop, translation, rotation, shear, horizontal flip), colour jitter (HSV,
@@ -22,7 +21,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-FILL = 114  # gray of letterbox/mosaic padding and affine borders
+from yolo.letterbox import FILL
 
 
 @dataclass
@@ -44,96 +43,6 @@ class AugConfig:
     min_visibility: float = 0.25  # drop a box keeping less than this share of its area
     min_side: float = 2.0  # drop a box thinner than this, pixels
     max_aspect: float = 20.0  # drop a box more elongated than this (long side / short side)
-
-
-# ------------------------------------------------------------------------------ letterbox
-@dataclass(frozen=True)
-class Letterbox:
-    """How an image of ``orig_size`` (h, w) maps into a ``size`` x ``size`` letterbox.
-
-    A point (x, y) of the original image lands at (x * scale + pad_x, y * scale + pad_y).
-    The resized image is ``new_size`` (h, w) = round(orig * scale); it is at most half a pixel
-    off the exact ``orig * scale``, so mapped boxes are exact to that much.
-    """
-
-    size: int
-    orig_size: tuple[int, int]
-    scale: float
-    pad_x: int
-    pad_y: int
-
-    @property
-    def new_size(self) -> tuple[int, int]:
-        h, w = self.orig_size
-        return max(1, round(h * self.scale)), max(1, round(w * self.scale))
-
-    def as_dict(self) -> dict:
-        return {"size": self.size, "orig_size": self.orig_size, "scale": self.scale,
-                "pad_x": self.pad_x, "pad_y": self.pad_y}
-
-
-def letterbox_params(orig_size: tuple[int, int], size: int) -> Letterbox:
-    """Letterbox of an image of ``orig_size`` (h, w) into ``size`` x ``size``, centred."""
-    h, w = int(orig_size[0]), int(orig_size[1])
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    return Letterbox(int(size), (h, w), scale, (size - nw) // 2, (size - nh) // 2)
-
-
-def letterbox(image: np.ndarray, size: int, orig_size: tuple[int, int] | None = None,
-              fill: int = FILL) -> tuple[np.ndarray, Letterbox]:
-    """Resize the longer side to ``size`` and pad to ``size`` x ``size`` (gray ``fill``), centred.
-
-    Args:
-        image (ndarray[H, W, C] uint8): the image, possibly a reduced decode of the original.
-        size: output side, pixels.
-        orig_size: (h, w) of the original image the parameters refer to (default: image's own).
-
-    Returns:
-        the letterboxed image (ndarray[size, size, C]) and its ``Letterbox`` parameters; map boxes
-        with ``boxes_to_letterbox`` and back with ``boxes_from_letterbox``.
-    """
-    lb = letterbox_params(orig_size or image.shape[:2], size)
-    nh, nw = lb.new_size
-    shrink = nw < image.shape[1]
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    out = np.full((size, size) + image.shape[2:], fill, dtype=image.dtype)
-    out[lb.pad_y:lb.pad_y + nh, lb.pad_x:lb.pad_x + nw] = resized.reshape(nh, nw, *image.shape[2:])
-    return out, lb
-
-
-def _clip(x, lo: float, hi: float):
-    return x.clamp(lo, hi) if hasattr(x, "clamp") else np.clip(x, lo, hi)
-
-
-def _copy(x):
-    return x.clone() if hasattr(x, "clone") else np.array(x, dtype=np.float32, copy=True)
-
-
-def boxes_to_letterbox(boxes, lb: Letterbox):
-    """Original-image pixel xyxy (ndarray or Tensor [..., 4]) -> letterboxed pixel xyxy."""
-    out = _copy(boxes)
-    out[..., 0::2] = boxes[..., 0::2] * lb.scale + lb.pad_x
-    out[..., 1::2] = boxes[..., 1::2] * lb.scale + lb.pad_y
-    return out
-
-
-def boxes_from_letterbox(boxes, lb: Letterbox | dict, clip: bool = True):
-    """Letterboxed pixel xyxy (ndarray or Tensor [..., 4]) -> original-image pixel xyxy.
-
-    ``lb`` is a ``Letterbox`` or its ``as_dict()`` (what eval batches carry in ``meta``).
-    With ``clip`` the result is clipped to the original image.
-    """
-    if isinstance(lb, dict):
-        lb = Letterbox(lb["size"], tuple(lb["orig_size"]), lb["scale"], lb["pad_x"], lb["pad_y"])
-    out = _copy(boxes)
-    out[..., 0::2] = (boxes[..., 0::2] - lb.pad_x) / lb.scale
-    out[..., 1::2] = (boxes[..., 1::2] - lb.pad_y) / lb.scale
-    if clip:
-        h, w = lb.orig_size
-        out[..., 0::2] = _clip(out[..., 0::2], 0, w)
-        out[..., 1::2] = _clip(out[..., 1::2], 0, h)
-    return out
 
 
 # --------------------------------------------------------------------------- placement warp
@@ -189,7 +98,8 @@ def train_transforms(size: int, cfg: AugConfig | None = None, letterbox: bool = 
 
 
 def eval_transforms(size: int) -> A.Compose:
-    """The evaluation letterbox as an Albumentations pipeline (same geometry as ``letterbox``).
+    """The evaluation letterbox as an Albumentations pipeline (same geometry as ``yolo.letterbox.letterbox``,
+    built from Albumentations' own transforms; the tests hold the two to each other).
 
     Call as ``t(image=img, bboxes=boxes_xyxy, box_ids=np.arange(N))``.
     """

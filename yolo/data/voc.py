@@ -15,7 +15,7 @@ import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
-from yolo.data.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
+from yolo.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
 from yolo.data.index import (
     Entry,
     SourceIndex,

@@ -71,7 +71,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def split_predictions(detector, root: Path, spec: str, classes, out: Path, args, tag: str):
     """The cached ``PredictionSet`` of one split (computed once, with a progress bar)."""
-    from yolo.data.datamodule import build_index
+    from yolo.data.layout import build_index
     from yolo.data.datasets import DetectionDataset
     from yolo.predictions import PredictionSet, predict_samples
 
