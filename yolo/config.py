@@ -113,15 +113,20 @@ class OptimConfig:
     max_nonfinite: int = 50  # stop the run after this many non-finite steps in a row
 
 
+# The detections every mAP of this project is computed from (validation during training,
+# ``python -m yolo.evaluate``, the Evaluate page): a low candidate floor (Ultralytics' validation
+# uses the same 0.001), the 1000 best candidates entering NMS, at most 300 kept per image (VOC's
+# devkit counts every detection; Ultralytics keeps 300).
+EVAL_NMS = PostprocessConfig(conf_threshold=0.001, iou_threshold=0.45, max_detections=300,
+                             pre_nms_top_k=1000)
+
+
 @dataclass
 class ValConfig:
     map_every: int = 1  # validation mAP@0.5 every k epochs (0: never; the last epoch always)
     acc_threshold: float = 0.05  # objectness threshold of the cell accuracies, in [0, 1]
-    # The detections validation mAP is computed from: a low candidate floor (as yolo.evaluate's
-    # cached predictions and Ultralytics' validation, 0.001), the default 300 per image (VOC's
-    # devkit counts every detection), the 1000 best entering NMS.
-    nms: PostprocessConfig = field(default_factory=lambda: PostprocessConfig(
-        conf_threshold=0.001, iou_threshold=0.45, pre_nms_top_k=1000))
+    # The detections validation mAP is computed from (EVAL_NMS, as every other evaluation).
+    nms: PostprocessConfig = field(default_factory=lambda: replace(EVAL_NMS))
 
 
 @dataclass

@@ -27,14 +27,14 @@ import torch
 from torch import Tensor, nn
 
 from yolo.checkpoint import load_into, read_checkpoint
-from yolo.config import ANCHORS, DEFAULT_IMAGE_SIZE, VOC_CLASSES, PostprocessConfig, grid_sizes
+from yolo.config import ANCHORS, DEFAULT_IMAGE_SIZE, EVAL_NMS, VOC_CLASSES, PostprocessConfig, grid_sizes
 from yolo.imageio import load_image
 from yolo.letterbox import Letterbox, boxes_from_letterbox, letterbox
 from yolo.model import YOLOv3
 from yolo.postprocess import nms_indices, top_k_per_image
 from yolo.targets import decode_outputs
 
-PRE_NMS_TOP_K = 1000  # the Detector's default: candidates per image entering NMS, best first
+PRE_NMS_TOP_K = EVAL_NMS.pre_nms_top_k  # the Detector's default: candidates per image entering NMS
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from yolo.config import PostprocessConfig
+from yolo.config import EVAL_NMS, PostprocessConfig
 from yolo.detect import PRE_NMS_TOP_K, Candidates, Detector, class_ids, select, to_input
 from yolo.imageio import IMAGE_EXTENSIONS, load_image
 from yolo.letterbox import Letterbox, boxes_from_letterbox
@@ -67,7 +67,7 @@ class PredictionSet:
         self,
         conf: float | Sequence[float] = 0.05,
         iou: float = 0.45,
-        max_detections: int = 100,
+        max_detections: int = EVAL_NMS.max_detections,
         classes: Iterable[int | str] | None = None,
         class_agnostic: bool = False,
         pre_nms_top_k: int | None = PRE_NMS_TOP_K,
@@ -259,7 +259,7 @@ def predict_samples(
     samples: Iterable[Any],
     out_path: str | Path | None = None,
     batch_size: int = 8,
-    conf_floor: float = 0.001,
+    conf_floor: float = EVAL_NMS.conf_threshold,
     max_candidates: int | None = 3000,
     total: int | None = None,
     progress: bool = True,

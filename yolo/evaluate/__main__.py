@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from yolo.config import EVAL_NMS
 from yolo.evaluate import (
     compare,
     error_breakdown,
@@ -47,7 +48,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=None, help="input size, a multiple of 32 (default: the size "
                    "the checkpoint was validated at, else 416)")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--conf-floor", type=float, default=0.001, help="lowest confidence kept in the cached predictions")
+    p.add_argument("--conf-floor", type=float, default=EVAL_NMS.conf_threshold,
+                   help=f"lowest confidence kept in the cached predictions (default {EVAL_NMS.conf_threshold})")
     p.add_argument("--conf", type=float, default=0.25, help="confidence for the per-image A/B regressions")
     p.add_argument("--target-precision", type=float, help="choose thresholds reaching this precision instead of max F1")
     p.add_argument("--operating-points", type=Path,
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for spec, preds in sets.items():
         folder = out / spec.replace("/", "-")
-        dets, truth = preds.detections(conf=preds.conf_floor, iou=args.iou, max_detections=100), preds.ground_truth()
+        dets, truth = preds.detections(conf=preds.conf_floor, iou=args.iou, max_detections=EVAL_NMS.max_detections), preds.ground_truth()
         results[spec] = (dets, truth)
         rules, per_class = metric_table(dets, truth, names)
         show(f"== {spec}: {len(preds)} images, mAP@0.5 by rule", rules[["rule", "mAP@0.5"]])
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                  "global_threshold": points.global_threshold, "class_thresholds": dict(zip(names, points.class_thresholds))}
         if other is not None:
             preds_b = split_predictions(other, args.data, spec, classes, out, args, f"B-{spec.replace('/', '-')}")
-            dets_b = preds_b.detections(conf=preds_b.conf_floor, iou=args.iou, max_detections=100)
+            dets_b = preds_b.detections(conf=preds_b.conf_floor, iou=args.iou, max_detections=EVAL_NMS.max_detections)
             ab = compare(dets, dets_b, truth, names, preds.image_ids, args.conf)
             show(f"-- {spec}: B ({args.compare.name}) - A per class, worst first (95% bootstrap interval)",
                  ab.per_class[["class", "AP A", "AP B", "dAP", "low", "high"]])
