@@ -30,12 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 1800  # AppTest and child waits give up on a hang only; no test here asserts speed
 DASHBOARD = REPO / "dashboard"
 PAGES = {
-    "Dataset": "pages/1_Dataset.py",
-    "Augmentations": "pages/2_Augmentations.py",
-    "Training": "pages/3_Training.py",
-    "Detect": "pages/4_Detect.py",
-    "GradCAM": "pages/5_GradCAM.py",
-    "Evaluate": "pages/6_Evaluate.py",
+    "Dataset": "views/dataset.py",
+    "Augmentations": "views/augmentations.py",
+    "Training": "views/training.py",
+    "Detect": "views/detect.py",
+    "GradCAM": "views/gradcam.py",
+    "Evaluate": "views/evaluate.py",
 }
 ENV = ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR")
 
@@ -205,7 +205,7 @@ def test_every_page_does_something_on_a_fresh_clone(fresh, page):
 @pytest.mark.parametrize("page", ["Home", *PAGES])
 def test_every_page_renders_on_voc_mini_with_a_tiny_checkpoint(voc, page):
     at = open_page(page)
-    assert at.selectbox(key="_w_checkpoint_choice").value == "tiny/version_0 · best-epoch=000.ckpt"
+    assert at.selectbox(key="checkpoint_choice").value == "tiny/version_0 · best-epoch=000.ckpt"
     if page == "Home":
         assert any("voc" in t and "20 classes" in t for t in texts(at, "success"))
         assert at.dataframe[0].value["run"].tolist() == ["broken/version_0", "tiny/version_0", "tiny/version_1"]
@@ -337,7 +337,7 @@ def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, mon
     write_config(other.parent.parent, {"val_size": 256, "width": 0.25, "preset": None})
     monkeypatch.setenv("YOLO_LOGS", str(logs))
     at = open_page("Evaluate")
-    checkpoint = Path(at.selectbox(key="_w_checkpoint_choice").value.split(" · ")[0])
+    checkpoint = Path(at.selectbox(key="checkpoint_choice").value.split(" · ")[0])
     at.number_input(key="ev_limit").set_value(8).run()
     at.button(key="ev_run").click().run()
     assert_clean(at)

@@ -41,7 +41,7 @@ def test_long_run_curves_are_thinned_tables_exact(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_DEMO", str(tmp_path / "demo"))
     monkeypatch.setenv("YOLO_CACHE_DIR", str(tmp_path / "cache"))
     at = AppTest.from_file(str(REPO / "dashboard" / "Home.py"), default_timeout=1800).run()  # a hang guard only
-    at.switch_page("pages/3_Training.py").run()
+    at.switch_page("views/training.py").run()
     at.radio(key="tr_kind").set_value("per step").run()
     assert not at.exception, [e.message for e in at.exception]
     figures = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
