@@ -95,13 +95,18 @@ def test_a_missing_partial_or_odd_progress_file_is_no_progress(tmp_path):
 
 
 def test_progress_file_of_a_tiny_fit_matches_the_trainer(tiny_demo, tmp_path, monkeypatch):
-    """``ProgressFile`` in a real fit (2 epochs of 2 steps): every record's step is the trainer's
-    global step at that moment; the last says finished, 4 of 4 steps, two measured epochs; the
-    files are replaced whole (no temporary file left)."""
+    """``ProgressFile`` in a real fit (5 epochs of 2 steps): every epoch-end record's step is the
+    trainer's global step; the last says finished, 10 of 10 steps, five measured epochs; the file
+    is replaced whole (no temporary file left). The same fit's metrics.csv has the learning rate
+    from ``LearningRateMonitor`` (logged every 10 steps, as before) under the scheduler's name."""
     import os
+
+    import pandas as pd
 
     import yolo.callbacks
     from train import main
+    from yolo.config import LEARNING_RATE, metric_key
+    from yolo.logs import group_metrics
 
     seen = []
     write = yolo.callbacks.write_progress
@@ -112,20 +117,24 @@ def test_progress_file_of_a_tiny_fit_matches_the_trainer(tiny_demo, tmp_path, mo
 
     monkeypatch.setattr(yolo.callbacks, "write_progress", recording)
     logs = tmp_path / "logs"
-    main(tiny_args(tiny_demo, logs, "--epochs", "2", "--name", "p"))
+    main(tiny_args(tiny_demo, logs, "--epochs", "5", "--name", "p"))
     run = logs / "p" / "version_0"
     last = progress.read_progress(run / progress.FILE_NAME)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last == seen[-1] and last["state"] == "finished" and last["pid"] == os.getpid()
-    assert last["step"] == last["total_steps"] == ckpt["global_step"] == 4
-    assert last["epochs"] == 2 and last["batches"] == 2 and len(last["epoch_seconds"]) == 2
+    assert last["step"] == last["total_steps"] == ckpt["global_step"] == 10
+    assert last["epochs"] == 5 and last["batches"] == 2 and len(last["epoch_seconds"]) == 5
     assert last["run_folder"] == str(run) and last["eta"] == 0.0
     ends = [r for r in seen if r["batch"] == 2 and r["state"] == "training"]
-    assert [r["step"] for r in ends] == [2, 4] and [r["epoch"] for r in ends] == [0, 1]
-    assert [len(r["epoch_seconds"]) for r in ends] == [1, 2] and ends[0]["eta"] is not None
+    assert [r["step"] for r in ends] == [2, 4, 6, 8, 10] and [r["epoch"] for r in ends] == [0, 1, 2, 3, 4]
+    assert [len(r["epoch_seconds"]) for r in ends] == [1, 2, 3, 4, 5] and ends[0]["eta"] is not None
     assert any(k.startswith("train/") for k in last["metrics"])
     assert sorted(p.name for p in run.iterdir() if "progress" in p.name) == [progress.FILE_NAME]
-    assert jobs.describe(last, 2) == (1.0, "epoch 2 of 2, 100% through it")
+    assert jobs.describe(last, 5) == (1.0, "epoch 5 of 5, 100% through it")
+    lr = f"{metric_key('train', LEARNING_RATE)}/pg1"  # weights; pg2: norms and biases, same schedule
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics.dropna(subset=[lr])["step"].tolist() == [9] and (metrics[lr].dropna() > 0).all()
+    assert group_metrics(metrics.columns.drop(["epoch", "step"]))["lr"] == [lr, lr[:-1] + "2"]
 
 
 def _voc_year(root: Path, year: str, splits: list[str]) -> None:

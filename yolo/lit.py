@@ -261,11 +261,9 @@ class YoloLitModule(pl.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: one_cycle(step, total, hp.pct_start)
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        if batch_idx % 10 == 0:
-            self.log(metric_key("train", LEARNING_RATE), self.optimizers().param_groups[0]["lr"])
+        # name: LearningRateMonitor logs train/lr/pg1 (weights) and train/lr/pg2 (norms, biases)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step",
+                                                   "name": metric_key("train", LEARNING_RATE)}}
 
 
 def ground_truth(batch: dict) -> list[dict[str, Tensor]]:

@@ -222,7 +222,7 @@ def metric_group(name: str) -> str:
         return "accuracy"
     if key in (MAP50, MAP50_VOC07) or key.startswith("map"):
         return "map"
-    if key == LEARNING_RATE or key.startswith("lr-") or key.startswith("lr_"):
+    if key == LEARNING_RATE or key.startswith((f"{LEARNING_RATE}/", "lr-", "lr_")):  # lr/pg1: LearningRateMonitor
         return "lr"
     if key == IMAGES_PER_SECOND or "per_s" in key or "throughput" in key:
         return "speed"

@@ -17,7 +17,7 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -401,7 +401,8 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
     ]
     callbacks = [*checkpoint_callbacks(directory, config), ImagesPerSecond(), EpochSummary(),
                  ResumeSampler(), TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 5),
-                 ProgressFile(directory)]  # <run folder>/progress.json, read by the dashboard's job panel
+                 ProgressFile(directory),  # <run folder>/progress.json, read by the dashboard's job panel
+                 LearningRateMonitor(logging_interval="step")]  # train/lr/pg<k>: the scheduler's name (lit.py)
     if config.trace_sizes:
         callbacks.append(SizeTrace(directory))
     strategy = config.strategy
