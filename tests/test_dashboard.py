@@ -219,6 +219,26 @@ def test_every_page_renders_on_voc_mini_with_a_tiny_checkpoint(voc, page):
         assert at.button(key="ev_run")
 
 
+def test_sidebar_and_picked_image_hold_across_page_switches(voc):
+    """The sidebar is drawn by Home.py on every page, so its choices hold without copies; the image
+    picked on Detect is the one GradCAM opens on."""
+    at = open_page("Detect")
+    at.selectbox(key="checkpoint_choice").set_value("Another file…").run()
+    at.text_input(key="checkpoint_path").input("/nowhere/model.ckpt").run()
+    at.number_input(key="_w_image_number").set_value(5).run()
+    for page in ("Dataset", "GradCAM"):
+        at.switch_page(PAGES[page]).run()
+        assert_clean(at)
+        assert at.selectbox(key="checkpoint_choice").value == "Another file…"
+        assert at.text_input(key="checkpoint_path").value == "/nowhere/model.ckpt"
+    at.selectbox(key="checkpoint_choice").set_value("tiny/version_0 · best-epoch=000.ckpt").run()
+    assert at.number_input(key="_w_image_number").value == 5
+    at.switch_page(PAGES["Detect"]).run()
+    assert at.number_input(key="_w_image_number").value == 5
+    at.selectbox(key="checkpoint_choice").set_value("Another file…").run()
+    assert at.text_input(key="checkpoint_path").value == "/nowhere/model.ckpt", "kept while hidden"
+
+
 def test_detect_sliders_and_class_filter_change_the_drawn_detections(voc):
     at = open_page("Detect")
     at.slider(key="det_conf").set_value(0.01).run()
