@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 from bench.common import print_table, write_results
 
 VOC_MINI = Path(os.environ.get("VOC_MINI") or REPO.parent / "shared" / "data" / "voc-mini")
-DETECT, EVALUATE = "pages/4_Detect.py", "pages/6_Evaluate.py"
+DETECT, EVALUATE = "views/detect.py", "views/evaluate.py"
 
 
 def timed_runs(at, change, repeats: int, warmup: int = 2) -> dict[str, float]:

@@ -24,7 +24,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = REPO / "dashboard" / "Home.py"
-PAGES = {"Dataset": "pages/1_Dataset.py", "Detect": "pages/4_Detect.py", "GradCAM": "pages/5_GradCAM.py"}
+PAGES = {"Dataset": "views/dataset.py", "Detect": "views/detect.py", "GradCAM": "views/gradcam.py"}
 ENV = ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR")
 
 MEMORY_PROBE = textwrap.dedent("""

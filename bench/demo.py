@@ -4,8 +4,9 @@ Runs the command in a child process (demo data written first, outside the timing
 its wall time, its CPU time (user + sys of the child and its data workers, from
 ``getrusage(RUSAGE_CHILDREN)``), the machine's load average before and after, the time of each
 epoch (from the ``epoch k/N |`` lines the trainer prints), the best and final val mAP@0.5, and how
-far the Home page's time-left estimate (``dashboard/jobs.time_left`` on the output so far) was
-from the time really left, at each epoch end. On a shared
+far the Home page's time-left estimate (the ``eta`` of the run's progress.json, written by
+``yolo.callbacks.ProgressFile`` with ``yolo.progress.time_left``) was from the time really left,
+at each epoch end. On a shared
 machine wall time depends on the other load, and with two torch threads so does CPU time (threads
 wait for each other when the cores are oversubscribed). Run it single-threaded
 (``OMP_NUM_THREADS=1``): CPU time is then all the work of the run, start-up and data worker
@@ -31,11 +32,17 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import print_table, write_results
+from yolo.progress import FILE_NAME, read_progress
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "dashboard"))
-import jobs  # noqa: E402  (the Home page's progress estimate, measured against the truth here)
 _EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) \|")
+
+
+def _eta(logs: Path) -> float | None:
+    """The time left that the run's progress.json gives now (what the Home page shows)."""
+    found = next(logs.glob(f"demo/version_*/{FILE_NAME}"), None)
+    record = read_progress(found) if found is not None else None
+    return record.get("eta") if record else None
 
 
 def run_demo(data: Path, logs: Path, extra: list[str]) -> dict[str, object]:
@@ -54,7 +61,7 @@ def run_demo(data: Path, logs: Path, extra: list[str]) -> dict[str, object]:
         text += line
         if _EPOCH_LINE.search(line):
             epoch_ends.append(time.perf_counter() - start)
-            estimates.append(jobs.time_left(text, 0))
+            estimates.append(_eta(logs))
     tail = text.splitlines()[-20:]
     code = proc.wait()
     wall = time.perf_counter() - start

@@ -112,7 +112,7 @@ def child_page(logs_root: str, demo: str) -> dict:
     at = AppTest.from_file(str(REPO / "dashboard" / "Home.py"), default_timeout=1800).run()
     before = _rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()
-    at.switch_page("pages/3_Training.py").run()
+    at.switch_page("views/training.py").run()
     first, first_cpu = time.perf_counter() - wall, time.process_time() - cpu
     if at.exception:
         raise RuntimeError("\n".join(e.message for e in at.exception))

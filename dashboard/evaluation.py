@@ -12,24 +12,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import common
+import frame
 import jobs
+import loaders
+import models
 import pandas as pd
 import streamlit as st
+from yolo.config import EVAL_NMS
 
-CONF_FLOOR = 0.01  # candidates kept in prediction files; the lowest confidence the sweeps can use
-MAX_CANDIDATES = 1000  # per image, before NMS
-MAX_DETECTIONS = 100  # per image, after NMS (as in the VOC/COCO evaluations)
+# Candidates kept in the page's prediction files, the lowest confidence its sweeps can use: 10x
+# EVAL_NMS's floor (0.001) so a sweep over a split stays interactive; mAP from the tail between
+# the two is left out here (python -m yolo.evaluate keeps it).
+CONF_FLOOR = 0.01
+MAX_CANDIDATES = EVAL_NMS.pre_nms_top_k  # per image, before NMS
+MAX_DETECTIONS = EVAL_NMS.max_detections  # per image, after NMS: the one evaluation setting (yolo.config)
 
 
-def predictions_file(ctx: common.Context, model: common.Model, spec: str, limit: int) -> Path:
+def predictions_file(ctx: frame.Context, model: models.Model, spec: str, limit: int) -> Path:
     """Where the cached predictions of (model, dataset split, first ``limit`` images) live."""
-    root = common.require_dataset(ctx)
-    tag = hashlib.sha1(f"{model.key}|{root}|{spec}|{limit}|{common._stamp(root, spec)}".encode()).hexdigest()[:16]
+    root = frame.require_dataset(ctx)
+    tag = hashlib.sha1(f"{model.key}|{root}|{spec}|{limit}|{loaders.stamp(root, spec)}".encode()).hexdigest()[:16]
     return ctx.logs_root / jobs.JOB_DIR / "predictions" / f"{spec.replace('/', '-')}-{tag}.pt"
 
 
@@ -47,12 +54,12 @@ def load_predictions(path: Path):
     return _predictions(str(path), path.stat().st_mtime_ns)
 
 
-def compute_predictions(ctx: common.Context, model: common.Model, spec: str, limit: int, path: Path) -> None:
+def compute_predictions(ctx: frame.Context, model: models.Model, spec: str, limit: int, path: Path) -> None:
     """Run the model once over the split (``yolo.predictions.predict_samples``) with a progress bar."""
     from yolo.data.datasets import DetectionDataset
     from yolo.predictions import predict_samples
 
-    dataset = DetectionDataset(common.load_index(ctx, spec))
+    dataset = DetectionDataset(loaders.load_index(ctx, spec))
     n = min(int(limit), len(dataset))
     bar = st.progress(0.0, text=f"Predicting {n} images of {spec}…")
 
@@ -185,16 +192,16 @@ def metric_rules(path: str, mtime_ns: int, iou: float):
     return metric_table(detections, preds.ground_truth(), list(preds.class_names))
 
 
-def other_model(ctx: common.Context, path: Path) -> common.Model | None:
-    """A second checkpoint (for Compare) as a ``common.Model``; None (and the sidebar's message)
+def other_model(ctx: frame.Context, path: Path) -> models.Model | None:
+    """A second checkpoint (for Compare) as a ``models.Model``; None (and the sidebar's message)
     for a file that cannot be used, so the other tabs still draw."""
-    return common.checkpoint_model(path, ctx.image_size, "Pick another checkpoint to compare with.", stop=False)
+    return models.checkpoint_model(path, ctx.image_size, "Pick another checkpoint to compare with.", stop=False)
 
 
-def dataset_position(ctx: common.Context, spec: str, image_ids, row: int) -> int:
+def dataset_position(ctx: frame.Context, spec: str, image_ids, row: int) -> int:
     """The split's index of the image at ``row`` of a prediction file (``image_ids``): the same
     number unless images were skipped while predicting, which shifts every later row."""
-    ids = common.load_index(ctx, spec).ids
+    ids = loaders.load_index(ctx, spec).ids
     wanted = str(image_ids[row])
     if row < len(ids) and str(ids[row]) == wanted:
         return row
@@ -202,18 +209,23 @@ def dataset_position(ctx: common.Context, spec: str, image_ids, row: int) -> int
     return hits[0] if hits else row
 
 
-def drawn_view(ctx: common.Context, spec: str, position: int, detections: dict | None = None,
+def drawn_view(ctx: frame.Context, spec: str, position: int, detections: dict | None = None,
                class_names=None):
-    """Image ``position`` of the split as a grid tile (``common.load_view``: long side at most
-    ``common.THUMB_SIDE``, never the full photo in memory), its ground truth dashed and
+    """Image ``position`` of the split as a grid tile (``loaders.load_view``: long side at most
+    ``loaders.THUMB_SIDE``, never the full photo in memory), its ground truth dashed and
     ``detections`` ({"boxes" (N, 4) xyxy pixels of the ORIGINAL image, "labels", "scores"})
     solid, mapped onto the tile."""
     from yolo import viz
 
-    sample = common.load_view(ctx, spec, position, common.THUMB_SIDE)
+    sample = loaders.load_view(ctx, spec, position, loaders.THUMB_SIDE)
     picture = viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"], class_names=ctx.classes)
     if detections is not None and len(detections["scores"]):
         boxes = viz.scale_boxes(detections["boxes"], sample["orig_size"], sample["image"].shape[:2])
         picture = viz.draw_detections(picture, boxes, detections["labels"], detections["scores"],
                                       class_names=class_names)
     return picture
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A number for st.metric; "n/a" when undefined (e.g. precision with no detection)."""
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"

@@ -5,21 +5,20 @@ child process in its own process group, with its output going to a log file. The
 lives on disk under ``<logs>/.dashboard/`` (``find_runs`` skips dot folders):
 
     train.json   {"pid", "command", "started", "epochs", "log"}   written when the job starts
-    train.log    the process's stdout and stderr (Lightning's progress bar, one line per epoch)
+    train.log    the process's stdout and stderr (shown as the job's output)
     train.rc     the exit code, once this server has seen the process end
 
-Progress is read from the log: the trainer prints ``epoch k/N | ...`` after each epoch and
-Lightning's bar prints ``Epoch e: p%|...| i/n [mm:ss<...`` inside one, with the time spent in
-that epoch so far. The time left is estimated from measured epoch times (``time_left``): once an
-epoch has ended, remaining epochs x the last whole epoch's time, less what the current epoch has
-run. Nothing here imports streamlit, so the functions are tested directly.
+Progress comes from the run's ``progress.json`` (``yolo.progress``), which the trainer's
+``ProgressFile`` callback writes atomically: the file under ``<logs>/*/version_*/`` whose ``pid``
+is the job's. It holds the steps done and planned, the epoch, and the time left estimated from
+measured epoch times (``yolo.progress.time_left``). Nothing here imports streamlit, so the
+functions are tested directly.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,16 +26,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from yolo.progress import FILE_NAME, fraction_done, read_progress
+
 REPO = Path(__file__).resolve().parents[1]
 JOB_DIR = ".dashboard"
 STATE_FILE, LOG_FILE, RC_FILE = "train.json", "train.log", "train.rc"
 DEMO_EPOCHS_FALLBACK = 10
 
-_EPOCH_DONE = re.compile(r"epoch (\d+)/(\d+) \|")
-_EPOCH_BAR = re.compile(r"Epoch (\d+):\s+(\d+)%")
-# Lightning's TQDM bar: "Epoch 3:  50%|#####     | 10/20 [00:33<00:30, ...": epoch, time in it
-_BAR_TIME = re.compile(r"Epoch (\d+):\s+\d+%\|[^|\r\n]*\|\s*\d+/\d+ \[(\d+(?::\d+){1,2})<")
-_RUN_FOLDER = re.compile(r"run folder: (.+)")
 # Our own children, so poll() can reap them (a finished child stays a zombie until waited for).
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
@@ -175,50 +171,38 @@ def _tail(path: Path, limit: int = 64_000) -> str:
         return ""
 
 
-def parse_progress(text: str, epochs: int) -> tuple[float, str]:
-    """(fraction done, a short message) from the training output seen so far."""
-    done = _EPOCH_DONE.findall(text)
-    bar = _EPOCH_BAR.findall(text.replace("\r", "\n"))
-    completed = int(done[-1][0]) if done else 0
-    total = int(done[-1][1]) if done else epochs
-    fraction, message = completed / max(total, 1), f"epoch {completed} of {total} done"
-    if bar:
-        epoch, percent = int(bar[-1][0]), int(bar[-1][1])
-        within = (epoch + percent / 100) / max(total, 1)
-        if within >= fraction:
-            fraction, message = within, f"epoch {epoch + 1} of {total}, {percent}% through it"
-    elif not done:
-        message = "starting: indexing the data and building the model"
-    return min(max(fraction, 0.0), 1.0), message
+def find_progress(logs_root: str | Path, pid: int, since: float = 0.0) -> dict | None:
+    """The progress record of process ``pid`` among the runs under ``logs_root`` (only files
+    changed since ``since``, a ``time.time()``), or None while it has written none. Never raises."""
+    for path in Path(logs_root).glob(f"*/version_*/{FILE_NAME}"):
+        try:
+            if path.stat().st_mtime < since:
+                continue
+        except OSError:
+            continue
+        record = read_progress(path)
+        if record is not None and record.get("pid") == pid:
+            return record
+    return None
 
 
-def _clock(text: str) -> int:
-    """``"01:19" -> 79``, ``"1:02:03" -> 3723`` (tqdm's elapsed time)."""
-    seconds = 0
-    for part in text.split(":"):
-        seconds = seconds * 60 + int(part)
-    return seconds
+def describe(record: dict | None, epochs: int) -> tuple[float, str]:
+    """(fraction done, a short message) from a progress record (None: not started yet); fields
+    of the wrong type are ignored, never raised on."""
+    if record is None:
+        return 0.0, "starting: indexing the data and building the model"
+    total = _count(record.get("epochs")) or epochs
+    epoch = min(_count(record.get("epoch")), max(total - 1, 0))
+    batch, batches = _count(record.get("batch")), _count(record.get("batches"))
+    message = f"epoch {epoch + 1} of {total}"
+    if batches:
+        message += f", {100 * min(batch, batches) // batches}% through it"
+    return fraction_done(record), message
 
 
-def time_left(text: str, epochs: int) -> float | None:
-    """Seconds left, estimated from the training output seen so far; None until an epoch ended.
-
-    The rule: the last finished epoch took T seconds (the bar's elapsed time at its last update,
-    validation included); the current epoch has run t seconds; with k epochs finished of N, the
-    estimate is (N - k) x T - t (never below 0). The first epoch's T holds the start-up costs of
-    the data workers and the first batches, so the first estimate is the most cautious.
-    """
-    done = _EPOCH_DONE.findall(text)
-    if not done:
-        return None
-    finished, total = int(done[-1][0]), int(done[-1][1]) or epochs
-    elapsed: dict[int, int] = {}
-    for epoch, clock in _BAR_TIME.findall(text.replace("\r", "\n")):
-        elapsed[int(epoch)] = max(elapsed.get(int(epoch), 0), _clock(clock))
-    last = elapsed.get(finished - 1)
-    if not last:
-        return None
-    return float(max((total - finished) * last - elapsed.get(finished, 0), 0))
+def _count(value) -> int:
+    """A non-negative int from a JSON value; 0 for anything else."""
+    return max(int(value), 0) if isinstance(value, (int, float)) and value == value and abs(value) < 1e15 else 0
 
 
 def _duration(seconds: float) -> str:
@@ -237,19 +221,21 @@ def status(logs_root: str | Path) -> JobStatus:
     folder = job_dir(logs_root)
     alive, code = _returncode(state["pid"], folder)
     text = _tail(Path(state.get("log") or folder / LOG_FILE))
-    fraction, message = parse_progress(text, int(state.get("epochs") or DEMO_EPOCHS_FALLBACK))
+    record = find_progress(logs_root, state["pid"], float(state.get("started") or 0) - 1)
+    fraction, message = describe(record, int(state.get("epochs") or DEMO_EPOCHS_FALLBACK))
     lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()]
     tail = "\n".join(lines[-15:])
-    found = _RUN_FOLDER.findall(text)
-    run_folder = found[-1].strip() if found else None
+    run_folder = record.get("run_folder") if record else None
+    finished = bool(record) and record.get("state") == "finished"
     common = {"pid": state["pid"], "started": state.get("started"), "log_tail": tail, "run_folder": run_folder}
     if alive:
-        left = time_left(text, int(state.get("epochs") or DEMO_EPOCHS_FALLBACK))
+        left = record.get("eta") if record else None
+        left = float(left) if isinstance(left, (int, float)) else None
         if left is not None:
             message += f"; {_duration(left)} left"
         return JobStatus("running", fraction, message, returncode=None, seconds_left=left, **common)
     stopped = (folder / "stopped").exists()
-    if code == 0 or (code is None and run_folder):
+    if code == 0 or (code is None and finished):
         return JobStatus("finished", 1.0, "training finished", returncode=code, **common)
     if stopped:
         return JobStatus("stopped", fraction, "stopped before the end", returncode=code, **common)

@@ -30,12 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 1800  # AppTest and child waits give up on a hang only; no test here asserts speed
 DASHBOARD = REPO / "dashboard"
 PAGES = {
-    "Dataset": "pages/1_Dataset.py",
-    "Augmentations": "pages/2_Augmentations.py",
-    "Training": "pages/3_Training.py",
-    "Detect": "pages/4_Detect.py",
-    "GradCAM": "pages/5_GradCAM.py",
-    "Evaluate": "pages/6_Evaluate.py",
+    "Dataset": "views/dataset.py",
+    "Augmentations": "views/augmentations.py",
+    "Training": "views/training.py",
+    "Detect": "views/detect.py",
+    "GradCAM": "views/gradcam.py",
+    "Evaluate": "views/evaluate.py",
 }
 ENV = ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR")
 
@@ -205,7 +205,7 @@ def test_every_page_does_something_on_a_fresh_clone(fresh, page):
 @pytest.mark.parametrize("page", ["Home", *PAGES])
 def test_every_page_renders_on_voc_mini_with_a_tiny_checkpoint(voc, page):
     at = open_page(page)
-    assert at.selectbox(key="_w_checkpoint_choice").value == "tiny/version_0 · best-epoch=000.ckpt"
+    assert at.selectbox(key="checkpoint_choice").value == "tiny/version_0 · best-epoch=000.ckpt"
     if page == "Home":
         assert any("voc" in t and "20 classes" in t for t in texts(at, "success"))
         assert at.dataframe[0].value["run"].tolist() == ["broken/version_0", "tiny/version_0", "tiny/version_1"]
@@ -217,6 +217,26 @@ def test_every_page_renders_on_voc_mini_with_a_tiny_checkpoint(voc, page):
         assert "GradCAM at head" in at.image[0].captions[0], "the default layer is a head's last 3x3 conv"
     elif page == "Evaluate":
         assert at.button(key="ev_run")
+
+
+def test_sidebar_and_picked_image_hold_across_page_switches(voc):
+    """The sidebar is drawn by Home.py on every page, so its choices hold without copies; the image
+    picked on Detect is the one GradCAM opens on."""
+    at = open_page("Detect")
+    at.selectbox(key="checkpoint_choice").set_value("Another file…").run()
+    at.text_input(key="checkpoint_path").input("/nowhere/model.ckpt").run()
+    at.number_input(key="_w_image_number").set_value(5).run()
+    for page in ("Dataset", "GradCAM"):
+        at.switch_page(PAGES[page]).run()
+        assert_clean(at)
+        assert at.selectbox(key="checkpoint_choice").value == "Another file…"
+        assert at.text_input(key="checkpoint_path").value == "/nowhere/model.ckpt"
+    at.selectbox(key="checkpoint_choice").set_value("tiny/version_0 · best-epoch=000.ckpt").run()
+    assert at.number_input(key="_w_image_number").value == 5
+    at.switch_page(PAGES["Detect"]).run()
+    assert at.number_input(key="_w_image_number").value == 5
+    at.selectbox(key="checkpoint_choice").set_value("Another file…").run()
+    assert at.text_input(key="checkpoint_path").value == "/nowhere/model.ckpt", "kept while hidden"
 
 
 def test_detect_sliders_and_class_filter_change_the_drawn_detections(voc):
@@ -337,7 +357,7 @@ def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, mon
     write_config(other.parent.parent, {"val_size": 256, "width": 0.25, "preset": None})
     monkeypatch.setenv("YOLO_LOGS", str(logs))
     at = open_page("Evaluate")
-    checkpoint = Path(at.selectbox(key="_w_checkpoint_choice").value.split(" · ")[0])
+    checkpoint = Path(at.selectbox(key="checkpoint_choice").value.split(" · ")[0])
     at.number_input(key="ev_limit").set_value(8).run()
     at.button(key="ev_run").click().run()
     assert_clean(at)
@@ -461,22 +481,33 @@ def jobs_module():
     return jobs
 
 
-FAKE_TRAINING = ("import time\n"
+# A training process as the dashboard sees it: progress.json records (yolo.progress) in its run
+# folder under the logs folder given as its argument, three epochs of two steps at once.
+FAKE_TRAINING = ("import os, sys, time\n"
+                 "from pathlib import Path\n"
+                 "from yolo.progress import FILE_NAME, write_progress\n"
+                 "run = Path(sys.argv[1]) / 'demo' / 'version_0'\n"
                  "for e in range(3):\n"
-                 "    print(f'Epoch {e}:  50%|#####     | 10/20', flush=True)\n"
-                 "    print(f'epoch {e + 1}/3 | train loss 1.0', flush=True)\n"
-                 "time.sleep(60)\n")
+                 "    write_progress(run / FILE_NAME, {'pid': os.getpid(), 'run_folder': 'logs/demo/version_0',\n"
+                 "                   'state': 'training', 'epoch': e, 'epochs': 3, 'batch': 2, 'batches': 2,\n"
+                 "                   'step': 2 * e + 2, 'total_steps': 6, 'eta': None})\n"
+                 "if len(sys.argv) > 2:\n"
+                 "    write_progress(run / FILE_NAME, {'pid': os.getpid(), 'run_folder': 'logs/demo/version_0',\n"
+                 "                   'state': 'finished', 'epoch': 3, 'epochs': 3, 'step': 6, 'total_steps': 6})\n"
+                 "else:\n"
+                 "    time.sleep(60)\n")
 
 
-def test_progress_is_parsed_from_the_training_output(jobs_module):
-    assert jobs_module.parse_progress("", 12)[0] == 0.0
-    fraction, message = jobs_module.parse_progress("epoch 3/12 | loss\r\nEpoch 3:  50%|###", 12)
+def test_progress_is_read_from_the_progress_file(jobs_module):
+    assert jobs_module.describe(None, 12)[0] == 0.0
+    fraction, message = jobs_module.describe({"epoch": 3, "epochs": 12, "batch": 5, "batches": 10, "step": 35,
+                                              "total_steps": 120}, 12)
     assert fraction == pytest.approx(3.5 / 12) and "epoch 4 of 12" in message
-    assert jobs_module.parse_progress("epoch 12/12 | done", 12)[0] == 1.0
+    assert jobs_module.describe({"epoch": 11, "epochs": 12, "step": 120, "total_steps": 120}, 12)[0] == 1.0
 
 
 def test_job_lifecycle_finished_failed_stopped(jobs_module, tmp_path):
-    ok = [sys.executable, "-c", "print('epoch 1/1 | x'); print('run folder: logs/demo/version_0')"]
+    ok = [sys.executable, "-c", FAKE_TRAINING, str(tmp_path), "finish"]
     jobs_module.start(tmp_path, ok, epochs=1)
     jobs_module._CHILDREN[jobs_module.status(tmp_path).pid].wait(timeout=HANG_GUARD_S)
     done = jobs_module.status(tmp_path)
@@ -484,21 +515,22 @@ def test_job_lifecycle_finished_failed_stopped(jobs_module, tmp_path):
     jobs_module.start(tmp_path, [sys.executable, "-c", "raise SystemExit(3)"])
     jobs_module._CHILDREN[jobs_module.status(tmp_path).pid].wait(timeout=HANG_GUARD_S)
     assert jobs_module.status(tmp_path).state == "failed" and jobs_module.status(tmp_path).returncode == 3
-    jobs_module.start(tmp_path, [sys.executable, "-c", FAKE_TRAINING], epochs=3)
+    jobs_module.start(tmp_path, [sys.executable, "-c", FAKE_TRAINING, str(tmp_path)], epochs=3)
     with pytest.raises(RuntimeError, match="already running"):
-        jobs_module.start(tmp_path, [sys.executable, "-c", FAKE_TRAINING])
+        jobs_module.start(tmp_path, [sys.executable, "-c", FAKE_TRAINING, str(tmp_path)])
     assert jobs_module.stop(tmp_path)
     assert jobs_module.status(tmp_path).state == "stopped"
 
 
 def test_home_button_starts_background_training_with_live_progress(fresh, jobs_module, monkeypatch):
-    monkeypatch.setattr(jobs_module, "demo_command", lambda logs, data=None: [sys.executable, "-c", FAKE_TRAINING])
+    monkeypatch.setattr(jobs_module, "demo_command",
+                        lambda logs, data=None: [sys.executable, "-c", FAKE_TRAINING, str(logs)])
     at = open_page("Home")
     at.button(key="train_demo").click().run()
     assert_clean(at)
     status = jobs_module.status(fresh)
     assert status.running and (fresh / ".dashboard" / "train.json").is_file()
-    for _ in range(100):  # the fake prints its three epochs at once
+    for _ in range(100):  # the fake writes its three epochs at once
         if jobs_module.status(fresh).progress == 1.0:
             break
         time.sleep(0.1)

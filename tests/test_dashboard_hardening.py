@@ -18,6 +18,7 @@ import textwrap
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -41,6 +42,7 @@ from test_dashboard import (  # noqa: F401  (fixtures used by name)
 )
 
 from bench.dashboard_memory import gradient, measure, write_photos, write_voc
+from yolo.data.layout import available_splits, load_classes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,22 +135,23 @@ def test_dataset_detect_gradcam_stay_under_1gb_extra_on_24_megapixel_photos(big_
 
 
 @pytest.fixture
-def common(monkeypatch):
-    """dashboard/common.py as a module (its st.cache_data functions work outside a running app)."""
+def dash(monkeypatch):
+    """The dashboard's modules frame, loaders and picking (their st.cache_data functions work
+    outside a running app)."""
     monkeypatch.syspath_prepend(str(DASHBOARD))
-    return importlib.import_module("common")
+    return SimpleNamespace(**{name: importlib.import_module(name) for name in ("frame", "loaders", "picking")})
 
 
 def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monkeypatch, tmp_path, index_cache,
-                                                               common):
+                                                               dash):
     """load_view: long side <= max_side, boxes scaled by the same factor (hand-worked), the
     original size kept; pick_image (Detect, GradCAM) uses it at DISPLAY_SIDE."""
     use_data(monkeypatch, tmp_path, index_cache, big_photos / "big")
     root = big_photos / "big"
-    ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
-                         tmp_path / "logs", None, 416)
+    ctx = dash.frame.Context(root, None, "voc", False, load_classes(root), available_splits(root),
+                             tmp_path / "logs", None, 416)
     for side in (1024, 384):
-        view = common.load_view(ctx, "train", 3, side)
+        view = dash.loaders.load_view(ctx, "train", 3, side)
         height = round(4000 * side / 6000)  # 683 at 1024, 256 at 384
         assert view["image"].shape == (height, side, 3)
         scale = np.array([side / 6000, height / 4000] * 2)  # the pixels' own ratios (683 / 4000, not 1024 / 6000)
@@ -157,7 +160,7 @@ def test_views_of_a_sample_are_display_sized_with_boxes_mapped(big_photos, monke
         assert view["orig_size"] == (4000, 6000)
 
 
-def test_evaluate_tiles_are_thumbnails_with_detections_mapped(big_photos, monkeypatch, tmp_path, index_cache, common):
+def test_evaluate_tiles_are_thumbnails_with_detections_mapped(big_photos, monkeypatch, tmp_path, index_cache, dash):
     """The Evaluate page's worst-image and error tiles (evaluation.drawn_view) come from load_view at
     THUMB_SIDE, and detections given in original pixels land on the tile (hand-worked scale); the
     old page drew on the full 6000 x 4000 sample."""
@@ -166,8 +169,8 @@ def test_evaluate_tiles_are_thumbnails_with_detections_mapped(big_photos, monkey
     evaluation = importlib.import_module("evaluation")
     use_data(monkeypatch, tmp_path, index_cache, big_photos / "big")
     root = big_photos / "big"
-    ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
-                         tmp_path / "logs", None, 416)
+    ctx = dash.frame.Context(root, None, "voc", False, load_classes(root), available_splits(root),
+                             tmp_path / "logs", None, 416)
     drawn, draw = [], viz.draw_detections
 
     def recording(image, boxes, *args, **kwargs):
@@ -182,21 +185,21 @@ def test_evaluate_tiles_are_thumbnails_with_detections_mapped(big_photos, monkey
     assert evaluation.drawn_view(ctx, "train", 3).shape == (256, 384, 3)  # ground truth only (a missed object)
 
 
-def test_evaluate_tiles_find_their_image_when_predicting_skipped_one(monkeypatch, tmp_path, index_cache, common):
+def test_evaluate_tiles_find_their_image_when_predicting_skipped_one(monkeypatch, tmp_path, index_cache, dash):
     """Rows of a prediction file shift when an image is skipped; the tiles look the image up by id."""
     evaluation = importlib.import_module("evaluation")
     root = write_voc(tmp_path / "data", {"train": [1, 2, 3, 1]})
     use_data(monkeypatch, tmp_path, index_cache, root)
-    ctx = common.Context(root, None, "voc", False, common.load_classes(root), common.available_splits(root),
-                         tmp_path / "logs", None, 416)
+    ctx = dash.frame.Context(root, None, "voc", False, load_classes(root), available_splits(root),
+                             tmp_path / "logs", None, 416)
     kept = ["train_0000", "train_0002", "train_0003"]  # train_0001 was skipped
     assert [evaluation.dataset_position(ctx, "train", kept, r) for r in range(3)] == [0, 2, 3]
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
-def test_uploads_are_display_sized(common, ext):
+def test_uploads_are_display_sized(dash, ext):
     """A 4000 x 3000 upload becomes 1024 x 768 (JPEG: decoded at 1/2 by libjpeg, then shrunk)."""
-    image, message = common.read_upload(f"photo{ext}", cv2.imencode(ext, gradient(3000, 4000))[1].tobytes())
+    image, message = dash.picking.read_upload(f"photo{ext}", cv2.imencode(ext, gradient(3000, 4000))[1].tobytes())
     assert message is None and image.shape == (768, 1024, 3)
     # gradient() is BGR (blue down, green across, red 128): top-right is RGB (128, 255, 0)
     np.testing.assert_allclose(image[0, -1].astype(int), [128, 255, 0], atol=4)
@@ -310,7 +313,7 @@ def test_a_bad_dataset_folder_gets_a_message(fresh, tmp_path, case):
     at = open_page("Dataset")
     text = BAD_PATHS.get(case) or str(tmp_path / "file.txt")
     (tmp_path / "file.txt").write_text("x")
-    at.text_input(key="_w_data_folder").input(text).run()
+    at.text_input(key="data_folder").input(text).run()
     assert_clean(at)
     errors = " ".join(texts(at, "error"))
     assert "Clear the field" in errors
@@ -324,8 +327,8 @@ def test_a_bad_dataset_folder_gets_a_message(fresh, tmp_path, case):
 def test_a_bad_checkpoint_path_gets_a_message(fresh, tmp_path, case):
     """Old code: a path too long gave an exception element (OSError from is_file)."""
     at = open_page("Detect")
-    at.selectbox(key="_w_checkpoint_choice").select("Another file…").run()
-    at.text_input(key="_w_checkpoint_path").input(BAD_PATHS.get(case) or str(tmp_path)).run()
+    at.selectbox(key="checkpoint_choice").select("Another file…").run()
+    at.text_input(key="checkpoint_path").input(BAD_PATHS.get(case) or str(tmp_path)).run()
     assert_clean(at)
     errors = " ".join(texts(at, "error"))
     assert errors, "a message says what is wrong with the path"

@@ -55,7 +55,7 @@ def env(monkeypatch, voc_mini, weight_files, tmp_path_factory):
 
 def detect_page() -> AppTest:
     at = AppTest.from_file(str(DASHBOARD / "Home.py"), default_timeout=1800).run()
-    at.switch_page("pages/4_Detect.py").run()
+    at.switch_page("views/detect.py").run()
     return at
 
 
@@ -71,9 +71,9 @@ def assert_draws_detections(at: AppTest, name: str) -> None:
 
 def test_picker_lists_and_opens_a_darknet_file(env):
     at = detect_page()
-    options = at.selectbox(key="_w_checkpoint_choice").options
+    options = at.selectbox(key="checkpoint_choice").options
     assert "yolov3-voc.weights" in options and "checkpoint.pth.tar" in options
-    at.selectbox(key="_w_checkpoint_choice").set_value("yolov3-voc.weights").run()
+    at.selectbox(key="checkpoint_choice").set_value("yolov3-voc.weights").run()
     assert_draws_detections(at, "yolov3-voc.weights")
 
 
@@ -83,6 +83,6 @@ def test_path_field_opens_a_course_checkpoint(env, weight_files, tmp_path):
     elsewhere.write_bytes((weight_files / "checkpoint.pth.tar").read_bytes())
     env.setenv("YOLO_CHECKPOINT", str(elsewhere))
     at = detect_page()
-    assert at.selectbox(key="_w_checkpoint_choice").value == "Another file…"
-    assert at.text_input(key="_w_checkpoint_path").value == str(elsewhere)
+    assert at.selectbox(key="checkpoint_choice").value == "Another file…"
+    assert at.text_input(key="checkpoint_path").value == str(elsewhere)
     assert_draws_detections(at, "checkpoint.pth.tar")

@@ -426,7 +426,6 @@ def test_find_runs(tmp_path):
     df = logs.read_metrics(demo)
     assert set(df["run"]) == {"demo/version_0"}
     assert runs.find_runs(tmp_path / "missing") == []
-    assert logs.find_runs is runs.find_runs  # re-exported for the dashboard until it imports yolo.runs
 
 
 # ----------------------------------------------------------------------------------- big / live files

@@ -339,11 +339,10 @@ class YoloLitModule(pl.LightningModule):
             if warm_bias:
                 lambdas[-1] = bias_warmup(factor, warm, hp.warmup_bias_lr / hp.lr)
             schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        if batch_idx % 10 == 0:
-            self.log(metric_key("train", LEARNING_RATE), self.optimizers().param_groups[0]["lr"])
+        # name: LearningRateMonitor logs train/lr/pg1 (weights), train/lr/pg2 (norms[, biases]),
+        # train/lr/pg3 (biases, when warm-up gives them their own LR)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step",
+                                                   "name": metric_key("train", LEARNING_RATE)}}
 
 
 def ground_truth(batch: dict) -> list[dict[str, Tensor]]:

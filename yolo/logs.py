@@ -50,7 +50,6 @@ from yolo.config import (
     metric_key,
 )
 from yolo.runs import EVENTS_PATTERN, METRICS_FILE, PathLike, RunInfo, run_label
-from yolo.runs import find_runs, run_info  # noqa: F401  (re-exported until dashboard/ imports them from yolo.runs)
 
 COLUMNS: tuple[str, ...] = ("run", "step", "epoch", "metric", "kind", "value", "source")
 GROUPS: tuple[str, ...] = ("loss", "accuracy", "map", "lr", "speed", "other")
@@ -94,7 +93,7 @@ def metric_group(name: str) -> str:
         return "accuracy"
     if key in (MAP50, MAP50_VOC07) or key.startswith("map"):
         return "map"
-    if key == LEARNING_RATE or key.startswith("lr-") or key.startswith("lr_"):
+    if key == LEARNING_RATE or key.startswith((f"{LEARNING_RATE}/", "lr-", "lr_")):  # lr/pg1: LearningRateMonitor
         return "lr"
     if key == IMAGES_PER_SECOND or "per_s" in key or "throughput" in key:
         return "speed"

@@ -17,7 +17,7 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -25,6 +25,7 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
 )
+from yolo.callbacks import ProgressFile
 from yolo.checkpoint import read_training_checkpoint
 from yolo.config_checks import ConfigError, check_config
 from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
@@ -419,7 +420,9 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
         TensorBoardLogger(config.log_dir, name=config.name, version=version, default_hp_metric=False),
     ]
     callbacks = [*checkpoint_callbacks(directory, config), ImagesPerSecond(), EpochSummary(),
-                 ResumeSampler(), TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 5)]
+                 ResumeSampler(), TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 5),
+                 ProgressFile(directory),  # <run folder>/progress.json, read by the dashboard's job panel
+                 LearningRateMonitor(logging_interval="step")]  # train/lr/pg<k>: the scheduler's name (lit.py)
     if config.trace_sizes:
         callbacks.append(SizeTrace(directory))
     strategy = config.strategy

@@ -3,7 +3,11 @@ confusion matrix, how mAP / precision / recall move with the confidence and NMS 
 the worst images first, the error breakdown (TIDE), operating points (saved for Detect and
 GradCAM), a second checkpoint compared, and mAP by every rule. Nothing re-runs the model."""
 
-import common
+import evaluation
+import frame
+import loaders
+import models
+import places
 import evaluation
 import pandas as pd
 import plotly.express as px
@@ -11,17 +15,17 @@ import streamlit as st
 
 from yolo import viz
 
-ctx = common.page("Evaluate", "VOC mAP@0.5 (yolo.metrics) and yolo.evaluate's views on predictions saved once "
+ctx = frame.page("Evaluate", "VOC mAP@0.5 (yolo.metrics) and yolo.evaluate's views on predictions saved once "
                               "per model and split (yolo.predictions.predict_samples); every view re-reads those.")
-model = common.load_model(ctx)
-if not common.check_classes(model, ctx, "Evaluation compares detections with the dataset's labels by class, so "
+model = models.load_model(ctx)
+if not models.check_classes(model, ctx, "Evaluation compares detections with the dataset's labels by class, so "
                                         "nothing can be evaluated; no ground truth is shown."):
     st.stop()
 choices = ctx.split_choices()
 c1, c2 = st.columns([1, 2])
 spec = c1.selectbox("Split", choices, index=choices.index(ctx.default_split("val") or choices[0]),
                     key="ev_split")
-size = len(common.load_index(ctx, spec))
+size = len(loaders.load_index(ctx, spec))
 limit = int(c2.number_input(f"Images (the first N of the {size})", 1, max(size, 1), size, key="ev_limit"))
 path = evaluation.predictions_file(ctx, model, spec, limit)
 preds = evaluation.load_predictions(path)
@@ -47,10 +51,10 @@ if t3.button("Run the model again", key="ev_rerun", help="Replace the saved pred
 evaluation.nms_at(str(path), stamp, (iou, *evaluation.SWEEP_IOUS))  # every NMS the page needs, side by side
 result = evaluation.evaluate(str(path), stamp, conf, iou)
 m = st.columns(4)
-m[0].metric("mAP@0.5", common.fmt(result["map"]))
-m[1].metric("mAP@0.5 (VOC07 11-point)", common.fmt(result["map_voc07"]))
-m[2].metric(f"Precision at {conf:.2f}", common.fmt(result["precision"]))
-m[3].metric(f"Recall at {conf:.2f}", common.fmt(result["recall"]))
+m[0].metric("mAP@0.5", evaluation.fmt(result["map"]))
+m[1].metric("mAP@0.5 (VOC07 11-point)", evaluation.fmt(result["map_voc07"]))
+m[2].metric(f"Precision at {conf:.2f}", evaluation.fmt(result["precision"]))
+m[3].metric(f"Recall at {conf:.2f}", evaluation.fmt(result["recall"]))
 st.caption(f"{len(preds)} images of {spec} · {model.label} · candidates above {preds.conf_floor} kept, "
            f"at most {evaluation.MAX_DETECTIONS} detections per image after NMS.")
 
@@ -159,7 +163,7 @@ with op_tab:
         st.success(f"Saved to `{written}`; Detect and GradCAM now start there "
                    "(and Detector.from_checkpoint(..., operating_points=...) reads it).")
 with ab_tab:
-    others = {label: p for label, p in common.checkpoint_options(ctx.logs_root).items() if p != ctx.checkpoint}
+    others = {label: p for label, p in places.checkpoint_options(ctx.logs_root).items() if p != ctx.checkpoint}
     if not others:
         st.info("Only one checkpoint: train another (or point the sidebar at another runs folder) to compare.")
     else:

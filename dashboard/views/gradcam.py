@@ -1,26 +1,28 @@
 """GradCAM: where the model looks for a detection. Layer (any named layer), method, target (one
 detection, a class, all), opacity; and a per-layer sweep shown as a grid."""
 
-import common
+import frame
+import models
+import picking
 import streamlit as st
 
 from yolo import cam, viz
 
 MAX_DRAWN = 20
 
-ctx = common.page("GradCAM", "Class activation maps from pytorch-grad-cam through yolo.cam: the score "
+ctx = frame.page("GradCAM", "Class activation maps from pytorch-grad-cam through yolo.cam: the score "
                              "explained is the objectness plus class logit of the chosen detections at "
                              "their own scale, anchor and cell.")
-model = common.load_model(ctx)
+model = models.load_model(ctx)
 detector = model.detector
-common.check_classes(model, ctx, "The maps explain the model's own detections, labelled with the model's class "
+models.check_classes(model, ctx, "The maps explain the model's own detections, labelled with the model's class "
                                  "names; the dataset's labels are not used on this page.")
-picked = common.pick_image(ctx, "gc")
+picked = picking.pick_image(ctx, "gc")
 if picked is None:
     st.stop()
-start, why = common.starting_threshold(model, 0.25 if model.trained else 0.02)
-conf, iou = common.threshold_sliders("gc", conf=start, why=why)
-found, _, _ = common.predict(model, picked, conf, iou, None)
+start, why = models.starting_threshold(model, 0.25 if model.trained else 0.02)
+conf, iou = models.threshold_sliders("gc", conf=start, why=why)
+found, _, _ = models.predict(model, picked, conf, iou, None)
 
 c1, c2, c3 = st.columns(3)
 method = c1.selectbox("Method", list(cam.METHODS), key="gc_method")
@@ -41,7 +43,7 @@ if not gradient_free:
         target = c3.selectbox("Class", sorted(set(found.names)), key="gc_class")
 
 layers = list(detector.model.named_layers())
-default_layer = cam.default_layer(common.prediction(model, picked),
+default_layer = cam.default_layer(models.prediction(model, picked),
                                   cam.detection_target(found, target) if len(found) else None)
 layer = st.selectbox("Layer", layers, index=layers.index(default_layer), key="gc_layer",
                      help=f"Default: {default_layer}, the last 3x3 conv of the head that predicted the target")
@@ -52,7 +54,7 @@ inside = o2.toggle("Renormalise inside each box", key="gc_inside",
 
 rows = list(range(len(found))) if gradient_free or target is None else cam.chosen(found, target)
 boxes = found.boxes[rows] if len(found) else None
-heat = common.cam_maps(model, picked, conf, iou, [layer], method, target)[layer]
+heat = models.cam_maps(model, picked, conf, iou, [layer], method, target)[layer]
 picture = cam.overlay(picked.image, heat, opacity, boxes=boxes, renormalise=inside and boxes is not None)
 shown = rows[:MAX_DRAWN]  # the explained detections (highest scores first), not every box
 picture = viz.draw_detections(picture, found.boxes[shown], found.labels[shown], found.scores[shown],
@@ -71,7 +73,7 @@ if not model.trained:
 st.subheader("Per-layer sweep")
 if st.toggle(f"Compute the {len(cam.SWEEP_LAYERS)}-layer sweep (one forward and one backward pass)",
              key="gc_sweep"):
-    maps = common.cam_maps(model, picked, conf, iou, list(cam.SWEEP_LAYERS), method, target)
+    maps = models.cam_maps(model, picked, conf, iou, list(cam.SWEEP_LAYERS), method, target)
     tiles = [cam.overlay(picked.image, maps[name], opacity) for name in cam.SWEEP_LAYERS]
     st.image(viz.tile_images(tiles, cols=5, captions=list(cam.SWEEP_LAYERS)), width="stretch",
              caption="From the backbone (stage2) to the last 3x3 conv of each head")

@@ -1,7 +1,8 @@
 """Dataset: browse by split and class with ground truth drawn; class and box statistics; the
 data-check report with the problem files."""
 
-import common
+import frame
+import loaders
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -11,17 +12,17 @@ from yolo.data.problems import KINDS
 
 PER_PAGE = 12
 
-ctx = common.page("Dataset", "Ground-truth boxes are dashed, labelled under the box. Statistics and "
+ctx = frame.page("Dataset", "Ground-truth boxes are dashed, labelled under the box. Statistics and "
                              "the check report come from yolo.data.check, the same as "
                              "`python -m yolo.data check PATH`.")
-common.require_dataset(ctx)
+frame.require_dataset(ctx)
 choices = ctx.split_choices()
 left, right = st.columns([1, 3])
 spec = left.selectbox("Split", choices, index=choices.index(ctx.default_split("train")), key="ds_split")
 wanted = right.multiselect("Only images with these classes", ctx.classes, key="ds_classes",
                            placeholder="every class")
-index = common.load_index(ctx, spec)
-boxes = common.box_table(ctx, spec)
+index = loaders.load_index(ctx, spec)
+boxes = loaders.box_table(ctx, spec)
 ids = list(index.ids)
 if wanted:
     keep = set(boxes.loc[boxes["class"].isin(wanted), "image"])
@@ -39,11 +40,11 @@ with browse:
         shown = ids[(page_no - 1) * PER_PAGE: page_no * PER_PAGE]
         b.caption(f"{len(ids)} images; showing {len(shown)}.")
         position = {image_id: i for i, image_id in enumerate(index.ids)}
-        thumbs = [common.load_view(ctx, spec, position[i], common.THUMB_SIDE) for i in shown]
+        thumbs = [loaders.load_view(ctx, spec, position[i], loaders.THUMB_SIDE) for i in shown]
         st.image(viz.tile_images([viz.draw_ground_truth(s["image"], s["boxes"], s["labels"], class_names=ctx.classes)
                                   for s in thumbs], cols=4, captions=shown), width="stretch")
         pick = st.selectbox("Look at one image", shown, key="ds_pick")
-        sample = common.load_view(ctx, spec, position[pick], common.DISPLAY_SIDE)
+        sample = loaders.load_view(ctx, spec, position[pick], loaders.DISPLAY_SIDE)
         big, info = st.columns([3, 2])
         big.image(viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"],
                                         class_names=ctx.classes), caption=sample["path"], width="stretch")
@@ -53,7 +54,7 @@ with browse:
                        .round(1), hide_index=True, width="stretch")
 
 with stats:
-    report = common.dataset_report(ctx, [spec])
+    report = loaders.dataset_report(ctx, [spec])
     split = report.splits[0]
     m = st.columns(4)
     m[0].metric("Images", split.images)
@@ -85,7 +86,7 @@ with check:
     every = st.toggle("Check every split", key="ds_check_all",
                       help=f"Off: the {spec} split only. On: {', '.join(ctx.split_choices())} "
                            "(each split's index is built once, then cached)")
-    report = common.dataset_report(ctx, ctx.split_choices() if every else [spec])
+    report = loaders.dataset_report(ctx, ctx.split_choices() if every else [spec])
     counts = report.problem_counts
     if not counts:
         st.success("No problems: every image and annotation of every split was read as it is.")

@@ -2,7 +2,8 @@
 letterboxed and the mosaic sample with the training transforms, and the grid with the anchor
 cells each box is assigned to at a chosen resolution."""
 
-import common
+import frame
+import loaders
 import numpy as np
 import streamlit as st
 
@@ -11,15 +12,15 @@ from yolo.config import STRIDES
 
 SIZES = list(range(224, 609, 32))
 
-ctx = common.page("Augmentations", "The same TrainDataset and train_transforms as training (yolo.data): "
+ctx = frame.page("Augmentations", "The same TrainDataset and train_transforms as training (yolo.data): "
                                    "a seed fixes every random choice, so a picture here is exactly what "
                                    "that sample would look like in a batch.")
-common.require_dataset(ctx)
+frame.require_dataset(ctx)
 choices = ctx.split_choices()
 c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
 spec = c1.selectbox("Split", choices, index=choices.index(ctx.default_split("train")), key="aug_split")
 colour = st.session_state.get("aug_colour", True)
-dataset = common.train_dataset(ctx, spec, colour=colour)
+dataset = loaders.train_dataset(ctx, spec, colour=colour)
 if not len(dataset):
     st.warning(f"Split {spec} has no usable images.")
     st.stop()
@@ -45,7 +46,7 @@ def with_boxes(sample: dict) -> np.ndarray:
 
 st.subheader("Source images")
 parts = raw_mosaic["meta"]["parts"]
-sources = [common.load_view(ctx, spec, p, common.THUMB_SIDE) for p in parts]
+sources = [loaders.load_view(ctx, spec, p, loaders.THUMB_SIDE) for p in parts]
 st.image(viz.tile_images([with_boxes(s) for s in sources], cols=4,
                          captions=[f"{'main' if k == 0 else 'partner'}: {s['id']}" for k, s in enumerate(sources)]),
          width="stretch")
@@ -67,7 +68,7 @@ stride = g1.radio("Scale (stride)", list(STRIDES), format_func=lambda s: f"{s} (
 show_ignored = g1.checkbox("Show ignored slots", value=True, key="aug_ignored",
                            help="Other anchors with shape IoU > 0.5 at a free slot: neither object nor background")
 chosen = mosaic if which.startswith("mosaic") else plain
-cells = common.assigned_cells(chosen["boxes"], chosen["labels"], size, ctx.classes)
+cells = loaders.assigned_cells(chosen["boxes"], chosen["labels"], size, ctx.classes)
 here = cells[cells["stride"] == stride]
 picture = viz.draw_grid(chosen["image"], size // stride, color=(255, 255, 255), alpha=0.5)
 palette = viz.class_colors(len(ctx.classes))

@@ -1,25 +1,27 @@
 """Detect: a dataset sample or an upload through the detector; confidence / IoU sliders and a class
 filter that only re-run decoding + NMS on the kept raw outputs; predictions against ground truth."""
 
-import common
+import frame
+import models
+import picking
 import pandas as pd
 import streamlit as st
 
 from yolo.evaluate.tables import match_table
 
-ctx = common.page("Detect", "The model runs once per image (yolo.detect.Detector.predict gives a Prediction); "
+ctx = frame.page("Detect", "The model runs once per image (yolo.detect.Detector.predict gives a Prediction); "
                             "moving a slider re-selects from its kept candidates (Prediction.select) without "
                             "running it again.")
-model = common.load_model(ctx)
-same_classes = common.check_classes(model, ctx, "Ground truth is drawn with the dataset's names but not matched "
+model = models.load_model(ctx)
+same_classes = models.check_classes(model, ctx, "Ground truth is drawn with the dataset's names but not matched "
                                                 "against the detections.")
 names = model.detector.class_names
-picked = common.pick_image(ctx, "det")
+picked = picking.pick_image(ctx, "det")
 if picked is None:
     st.stop()
 
-start, why = common.starting_threshold(model, 0.25)
-conf, iou = common.threshold_sliders("det", conf=start, why=why)
+start, why = models.starting_threshold(model, 0.25)
+conf, iou = models.threshold_sliders("det", conf=start, why=why)
 if model.thresholds is not None and st.toggle(
         "Per-class thresholds (the saved operating point)", value=True, key="det_per_class",
         help="On: each class at its own threshold saved on the Evaluate page, the slider is ignored; "
@@ -33,10 +35,10 @@ only = c1.multiselect("Only these classes", names, key="det_classes", placeholde
 show_gt = c2.toggle("Ground truth", value=picked.boxes is not None, key="det_gt",
                     disabled=picked.boxes is None, help="dashed boxes, labels under the box")
 
-found, timings, post_ms = common.predict(model, picked, conf, iou, only)
+found, timings, post_ms = models.predict(model, picked, conf, iou, only)
 gt = picked if show_gt and picked.boxes is not None else None
 picture, numbers = st.columns([3, 2])
-picture.image(common.draw(picked.image, found, names, gt, ctx.classes),
+picture.image(picking.draw(picked.image, found, names, gt, ctx.classes),
               caption=f"{picked.name} · {model.label}", width="stretch")
 m = numbers.columns(2)
 m[0].metric("Detections", len(found))

@@ -1,24 +1,29 @@
 """Training: curves from Lightning logs (metrics.csv and TensorBoard events, via yolo.logs), several
 runs compared, smoothing, log scale, the seed's accuracy targets; a run still writing is re-read."""
 
-import common
+import frame
+import job_panel
+import jobs
+import loaders
+import places
 import plotly.express as px
 import streamlit as st
 
 from yolo.config import ACCURACIES, LOSS_TOTAL, MAP50, metric_key
-from yolo.logs import (available_metrics, epoch_table, find_runs, group_metrics, run_summary, seed_target,
-                       smooth_frame, thin)
+from yolo.logs import (available_metrics, epoch_table, group_metrics, run_summary, seed_target, smooth_frame,
+                       thin)
+from yolo.runs import find_runs
 
 MAX_POINTS = 2000  # points drawn per curve; tables and smoothing use every logged value
 
-ctx = common.page("Training", "Curves of the runs under the logs folder "
-                              f"(`{common.logs_root()}`), read from metrics.csv and TensorBoard events.")
-common.training_panel(ctx, show_button=False)
+ctx = frame.page("Training", "Curves of the runs under the logs folder "
+                              f"(`{places.logs_root()}`), read from metrics.csv and TensorBoard events.")
+job_panel.training_panel(ctx, show_button=False)
 runs = [r for r in find_runs(ctx.logs_root) if r.has_metrics_csv or r.has_events]
 if not runs:
     st.info(f"No run with logs in `{ctx.logs_root}` yet. Train the demo model (below, or "
             "`python train.py --preset demo`) and its curves appear here while it trains.")
-    common.training_panel(ctx)
+    job_panel.training_panel(ctx)
     st.stop()
 
 labels = [r.label for r in runs]
@@ -31,7 +36,7 @@ selected = [r for r in runs if r.label in chosen]
 
 
 def curves() -> None:
-    frame, warnings = common.read_run_metrics(selected, ctx.logs_root)
+    frame, warnings = loaders.read_run_metrics(selected, ctx.logs_root)
     for warning in warnings:
         st.warning(warning)
     if frame.empty:
@@ -86,7 +91,7 @@ def curves() -> None:
         st.dataframe(table, hide_index=True, width="stretch")
 
 
-live = common.jobs.status(ctx.logs_root).running
+live = jobs.status(ctx.logs_root).running
 auto = st.toggle("Refresh every 5 s", value=live, key="tr_live",
                  help="For a run that is still training; each refresh re-reads its files")
 st.fragment(run_every=5.0 if auto else None)(curves)()

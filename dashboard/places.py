@@ -1,0 +1,83 @@
+"""Where things are: the runs folder, the demo dataset and the checkpoints found under the runs
+folder (environment variables first; the sidebar can change the dataset and the checkpoint).
+
+    YOLO_DATA        dataset folder (a VOCdevkit parent, VOCdevkit, or the Kaggle layout);
+                     unset or empty: the built-in demo dataset
+    YOLO_DEMO        where the demo dataset is written (default: <repo>/data/demo, git-ignored)
+    YOLO_LOGS        the runs folder (default: <repo>/logs)
+    YOLO_CHECKPOINT  checkpoint to open first (default: the newest best/last under the runs folder)
+    YOLO_CACHE_DIR   where annotation indexes of read-only datasets go (yolo.data.index)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from yolo.config import DEFAULT_IMAGE_SIZE
+from yolo.data.demo import demo_path, ensure_demo, is_demo_complete
+from yolo.runs import find_runs, run_info
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_DATA, ENV_DEMO, ENV_LOGS, ENV_CKPT = "YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT"
+
+
+def logs_root() -> Path:
+    return Path(os.environ.get(ENV_LOGS) or REPO / "logs").expanduser()
+
+
+def demo_root() -> Path:
+    return Path(os.environ.get(ENV_DEMO) or demo_path()).expanduser()
+
+
+def ensure_demo_data() -> Path:
+    """The demo dataset, written on first use (a few seconds, with a spinner)."""
+    root = demo_root()
+    if not is_demo_complete(root):
+        with st.spinner(f"Writing the demo dataset to {root} (first use only, a few seconds)…"):
+            ensure_demo(root)
+    return root
+
+
+WEIGHT_FILES = ("*.weights", "*.pth.tar", "*.pth", "*.pt", "*.ckpt")
+
+
+def checkpoint_options(root: Path) -> dict[str, Path]:
+    """Label -> checkpoint for every run under ``root``, newest run first, best before last; then
+    the weight files lying in ``root`` itself (``WEIGHT_FILES``)."""
+    options: dict[str, Path] = {}
+    for run in sorted(find_runs(root), key=lambda r: r.modified, reverse=True):
+        for path in run.best_checkpoints:
+            options[f"{run.label} · {path.name}"] = path
+        if run.last_checkpoint is not None:
+            options[f"{run.label} · last.ckpt"] = run.last_checkpoint
+    for path in sorted({p for pattern in WEIGHT_FILES for p in root.glob(pattern) if p.is_file()}):
+        options.setdefault(path.name, path)
+    return options
+
+
+def run_image_size(checkpoint: Path | None) -> int:
+    """The input size a checkpoint was validated at: saved in its hyper-parameters ("image_size");
+    for older checkpoints the "val_size" of its run folder's config.yaml; else 416."""
+    if checkpoint is None:
+        return DEFAULT_IMAGE_SIZE
+    try:
+        size = _saved_image_size(str(checkpoint), checkpoint.stat().st_mtime_ns)
+    except OSError:
+        size = None
+    if size is not None:
+        return size
+    if checkpoint.parent.name != "checkpoints":
+        return DEFAULT_IMAGE_SIZE
+    config = run_info(checkpoint.parent.parent).config or {}
+    size = config.get("val_size")
+    return int(size) if isinstance(size, int) and size > 0 and size % 32 == 0 else DEFAULT_IMAGE_SIZE
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _saved_image_size(path: str, mtime_ns: int) -> int | None:
+    from yolo.checkpoint import saved_image_size
+
+    return saved_image_size(path)
