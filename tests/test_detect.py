@@ -15,7 +15,8 @@ from torch import nn
 
 from yolo.checkpoint import CheckpointError, read_checkpoint, save_weights
 from yolo.config import PostprocessConfig
-from yolo.detect import Detector, select, unravel_slot
+from yolo.detect import Detector
+from yolo.selection import select, unravel_slot
 from yolo.imageio import load_image
 from yolo.letterbox import boxes_from_letterbox, boxes_to_letterbox, letterbox
 from yolo.predictions import PredictionSet, predict_folder, predict_samples

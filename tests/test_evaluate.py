@@ -537,7 +537,7 @@ def test_a_detection_scored_exactly_at_the_threshold_is_dropped_by_every_view():
     table at a confidence threshold must count the same detections (the old metrics and per-image
     tables kept score == threshold, the operating points and A/B did not)."""
     from yolo.config import PostprocessConfig
-    from yolo.detect import select
+    from yolo.selection import select
     from yolo.evaluate.tables import per_image_errors
     from yolo.metrics import confusion_matrix, precision_recall_at
 

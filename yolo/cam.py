@@ -51,7 +51,8 @@ from yolo.config import STRIDES
 from yolo.viz import overlay_heatmap
 
 if TYPE_CHECKING:
-    from yolo.detect import Detections, Prediction
+    from yolo.detect import Prediction
+    from yolo.selection import Detections
 
 METHODS: dict[str, type[BaseCAM]] = {
     "GradCAM": GradCAM,

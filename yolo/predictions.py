@@ -23,7 +23,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from yolo.config import EVAL_NMS, PostprocessConfig
-from yolo.detect import PRE_NMS_TOP_K, Candidates, Detector, class_ids, select, to_input
+from yolo.detect import PRE_NMS_TOP_K, Detector, to_input
+from yolo.selection import Candidates, class_ids, select
 from yolo.imageio import IMAGE_EXTENSIONS, load_image
 from yolo.letterbox import Letterbox, boxes_from_letterbox
 
