@@ -167,7 +167,7 @@ def test_the_validation_size_is_read_from_the_checkpoint_else_the_run_folder_els
     """A checkpoint that saved "image_size" runs at it (Detector, dashboard), whatever its run
     folder says; an older one falls back to its run's config.yaml val_size, then to 416."""
     monkeypatch.syspath_prepend(str(REPO / "dashboard"))  # the dashboard imports its siblings so
-    from dashboard.common import run_image_size
+    from dashboard.places import run_image_size
     from yolo.checkpoint import saved_image_size
 
     run = tmp_path / "logs" / "r" / "version_0"
