@@ -69,11 +69,11 @@ def course_loss_per_scale(pred, target, anchors_cells):
 
 
 def test_course_recipe_loss_equals_the_course_definition_on_voc_images(voc_mini):
-    """A real batch (16 voc-mini train images at 256, course assignment) and the course recipe's
+    """A real batch (the overfit test's 32 voc-mini train images at 256, course assignment) and the course recipe's
     module at init: every term and the total equal the course's loss written plainly above."""
     from yolo.data.datamodule import VOCDataModule
 
-    dm = VOCDataModule(voc_mini, train_sets=["2012/train"], val_sets=["2012/train"], batch_size=16,
+    dm = VOCDataModule(voc_mini, train_sets=["2012/train"], val_sets=["2012/train"], batch_size=32,
                        sizes=(256,), val_size=256, mosaic_p=0.0, workers=0, progress=False)
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
@@ -91,11 +91,29 @@ def test_course_recipe_loss_equals_the_course_definition_on_voc_images(voc_mini)
         expected_total += float(total)
         for name, value in zip(names, terms):
             sums[name] += float(value)
-    assert int((targets[0][..., 0] == 1).sum()) > 16  # real objects in the batch
+    assert batch["images"].shape[0] == 32 and int((targets[0][..., 0] == 1).sum()) > 32  # real objects
     for name in names:
         assert float(ours[name]) == pytest.approx(sums[name], rel=1e-5), name
     assert float(ours["loss"]) == pytest.approx(expected_total, rel=1e-5)
     assert LOSS_IOU not in ours
+
+
+def test_course_recipe_total_on_the_hand_computed_example():
+    """tests/test_loss.py's hand-worked one-box example under the course recipe's loss settings:
+    total = 10 box + 1 obj (MSE of sigmoid to the IoU) + 10 noobj + 1 class, summed over scales."""
+    loss = YoloLoss(build_module(course_config(), 20, [str(i) for i in range(20)]).loss_fn.config)
+    outputs, targets = one_box_outputs()
+    got = loss(outputs, targets)
+    iou = 0.1536 / 0.3328  # scale 0 (S = 2), worked out in test_loss.py
+    box0 = (0.01 + 0.01 + math.log(0.6 / 0.56) ** 2 + math.log(0.4 / 0.44) ** 2) / 4
+    assert float(got["loss_obj"]) > 0 and LOSS_IOU not in got
+    per_scale = [scale_terms(o, t, torch.tensor(a), 10.0, "mse") for o, t, a in zip(outputs, targets, ANCHORS)]
+    assert float(per_scale[0]["loss_obj"]) == pytest.approx((0.5 - iou) ** 2, rel=1e-5)
+    assert float(per_scale[0]["loss_box"]) == pytest.approx(box0, rel=1e-5)
+    expected = sum(10 * p["loss_box"] + p["loss_obj"] + 10 * p["loss_noobj"] + p["loss_cls"] for p in per_scale)
+    assert float(got["loss"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(got["loss_noobj"]) == pytest.approx(3 * math.log(2), rel=1e-6)  # ln 2 on each scale
+    assert float(got["loss_cls"]) == pytest.approx(3 * math.log(20), rel=1e-6)
 
 
 def test_course_schedule_is_torch_one_cycle_as_the_course_calls_it():
