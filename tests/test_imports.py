@@ -5,6 +5,7 @@ fresh child process, since this test process has imported everything already."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,24 +84,43 @@ def test_no_import_cycles_in_yolo():
     assert cycles(graph) == []
 
 
-@pytest.mark.parametrize("module", [
-    "yolo.detect", "yolo.predictions", "yolo.cam", "yolo.export", "yolo.imageio", "yolo.letterbox",
-])
-def test_inference_imports_neither_albumentations_nor_lightning(module):
-    code = f"import sys, {module}; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"importing {module} imports {out.stdout.strip()}"
+INFERENCE = ("yolo.detect", "yolo.predictions", "yolo.cam", "yolo.export", "yolo.imageio", "yolo.letterbox")
+# the data checker and what the dashboard's Dataset / Augmentations pages use
+DATA_TOOLS = ("yolo.data.check", "yolo.data.__main__", "yolo.data.layout", "yolo.data.datasets",
+              "yolo.data.demo", "yolo.data.mosaic", "yolo.data.transforms", "yolo.evaluate.tables")
 
 
-@pytest.mark.parametrize("module", [
-    # the data checker and what the dashboard's Dataset / Augmentations pages use
-    "yolo.data.check", "yolo.data.__main__", "yolo.data.layout", "yolo.data.datasets", "yolo.data.demo",
-    "yolo.data.mosaic", "yolo.data.transforms", "yolo.evaluate.tables",
-])
-def test_data_tools_do_not_import_lightning(module):
-    code = f"import sys, {module}; print(' '.join(m for m in {HEAVY[1:]!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"importing {module} imports {out.stdout.strip()}"
+def heavy_after_each_import(modules: tuple[str, ...], heavy: tuple[str, ...]) -> dict[str, str]:
+    """Import ``modules`` one after another in ONE fresh child process; for each, the heavy modules
+    present right after it (a module can only add to ``sys.modules``, so the first module whose
+    entry is not empty is the one that pulled the heavy module in)."""
+    code = ("import importlib, json, sys\nout = {}\n"
+            f"for m in {list(modules)!r}:\n"
+            "    importlib.import_module(m)\n"
+            f"    out[m] = ' '.join(h for h in {heavy!r} if h in sys.modules)\n"
+            "print(json.dumps(out))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_inference_imports_neither_albumentations_nor_lightning():
+    found = heavy_after_each_import(INFERENCE, HEAVY)
+    assert list(found) == list(INFERENCE)
+    for module, heavy in found.items():
+        assert heavy == "", f"importing {module} imports {heavy}"
+
+
+def test_data_tools_do_not_import_lightning():
+    found = heavy_after_each_import(DATA_TOOLS, HEAVY[1:])
+    assert list(found) == list(DATA_TOOLS)
+    for module, heavy in found.items():
+        assert heavy == "", f"importing {module} imports {heavy}"
+
+
+def test_the_import_check_sees_a_heavy_import():
+    """The check itself: a module that does import Lightning is caught, and named."""
+    found = heavy_after_each_import(("yolo.letterbox", "yolo.lit"), HEAVY[1:])
+    assert found["yolo.letterbox"] == "" and "pytorch_lightning" in found["yolo.lit"]
 
 
 def test_the_data_check_runs_without_lightning(tmp_path):
