@@ -15,9 +15,9 @@ import sys
 import types
 import typing
 
-from yolo.config import field_comments, override
+from yolo.config import RECIPES, field_comments, override
 from yolo.config_checks import ConfigError, flag
-from yolo.trainer import PRESETS, RECIPES, TrainConfig, fit
+from yolo.trainer import PRESETS, TrainConfig, fit
 
 
 def _bool(text: str) -> bool:

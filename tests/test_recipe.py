@@ -18,7 +18,8 @@ from yolo.lit import CourseOneCycleLR, YoloLitModule, bias_warmup, one_cycle, wa
 from yolo.loss import OBJ_BALANCE, YoloLoss, scale_terms
 from yolo.model import YOLOv3, set_objectness_prior
 from yolo.targets import encode
-from yolo.trainer import RECIPES, build_module
+from yolo.config import RECIPES
+from yolo.trainer import build_module
 
 VOC_ARGS = ["--preset", "voc", "--data", "unused"]
 

@@ -140,6 +140,24 @@ class ModuleConfig:
     val: ValConfig = field(default_factory=ValConfig)
 
 
+# Training recipes: the settings of the loss, assignment, initialisation and schedule. "project" is
+# the defaults (each departure from the course a flag, README "Training recipe"); "course" is the
+# course's own: MSE objectness, one anchor per box and scale, PyTorch's init, Adam with L2 weight
+# decay 1e-4 on every parameter, torch's OneCycleLR (max LR 1e-3, 5 epochs up from 1/100, linear,
+# down to 1/1e4), no EMA, no gradient clipping. Applied after the preset, before explicit flags;
+# grad_clip is a TrainConfig setting (yolo.trainer), the rest are ModuleConfig leaves.
+RECIPES: dict[str, dict] = {
+    "project": {},
+    "course": dict(
+        obj_prior=0.0, obj_loss="mse", obj_balance=False, lambda_noobj=10.0, lambda_obj=1.0,
+        lambda_box=10.0, lambda_class=1.0, lambda_iou=0.0, label_smoothing=0.0, ignore_iou=0.5,
+        anchor_ratio=0.0, optimizer="adam", lr=1e-3, weight_decay=1e-4, decay_all=True,
+        one_cycle=True, schedule="course", warmup_epochs=0.0, warmup_bias_lr=0.0, ema=False,
+        grad_clip=0.0,
+    ),
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # Nested configs addressed by their leaf names: a flag, a preset entry and a saved hyper-parameter
 # all name a setting by its field name (``lr``, ``ema_decay``), which is unique across the tree.
@@ -175,6 +193,12 @@ def override(config, **values):
         elif f.name in values:
             changes[f.name] = values[f.name]
     return replace(config, **changes)
+
+
+def recipe_module_config(name: str) -> ModuleConfig:
+    """The LightningModule settings of a recipe (its ``TrainConfig``-only keys left out)."""
+    names = leaves(ModuleConfig()).keys()
+    return override(ModuleConfig(), **{k: v for k, v in RECIPES[name].items() if k in names})
 
 
 def literal_choices(config, name: str) -> tuple:
