@@ -281,7 +281,7 @@ def test_configure_optimizers_bias_group_and_decay():
     for _ in range(20):
         opt.step(), sched.step()
     assert biases["lr"] == pytest.approx(weights["lr"]) == pytest.approx(1e-3)
-    plain = YoloLitModule(num_classes=20, width=0.125, decay_all=True)
+    plain = YoloLitModule(num_classes=20, width=0.125, decay_all=True, warmup_bias_lr=0.0)
     plain.trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10)
     groups = plain.configure_optimizers()["optimizer"].param_groups
     assert len(groups) == 2 and all(g["weight_decay"] == 5e-4 for g in groups)
@@ -290,7 +290,7 @@ def test_configure_optimizers_bias_group_and_decay():
 # ------------------------------------------------------------------ flags
 @pytest.mark.parametrize("flags", [
     ["--obj-prior", "-1"], ["--lambda-iou", "-0.5"], ["--label-smoothing", "1"],
-    ["--warmup-epochs", "50", "--epochs", "10"], ["--anchor-ratio", "0.5"], ["--warmup-bias-lr", "-1"],
+    ["--warmup-epochs", "-1"], ["--warmup-epochs", "nan"], ["--anchor-ratio", "0.5"], ["--warmup-bias-lr", "-1"],
 ])
 def test_bad_recipe_values_are_refused(flags):
     with pytest.raises(ConfigError):

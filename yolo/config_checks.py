@@ -191,7 +191,7 @@ def check_config(train_config) -> None:
     _real(config, "obj_prior", 0.0, 1000.0)
     _real(config, "lambda_iou", 0.0, math.inf, high_open=True)
     _real(config, "label_smoothing", 0.0, 1.0, high_open=True)
-    _real(config, "warmup_epochs", 0.0, float(config.epochs), high_open=True)
+    _real(config, "warmup_epochs", 0.0, 1000.0)  # a run shorter than it warms up all along
     _real(config, "warmup_bias_lr", 0.0, MAX_LR)
     if config.anchor_ratio != 0:
         _real(config, "anchor_ratio", 1.0, 100.0, low_open=True)

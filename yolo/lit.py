@@ -328,7 +328,7 @@ class YoloLitModule(pl.LightningModule):
             schedule = CourseOneCycleLR(opt, total, epochs)
         else:
             if hp.warmup_epochs > 0:
-                warm = max(round(hp.warmup_epochs * total / epochs), 1)
+                warm = min(max(round(hp.warmup_epochs * total / epochs), 1), total)
 
                 def factor(step: int) -> float:
                     return warmup_cosine(step, total, warm)
