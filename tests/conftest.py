@@ -9,6 +9,12 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest.ini runs one worker per core: each worker (and every process a test starts, through
+    # the environment) uses one thread, so workers never fight over cores with spinning threads.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 VOC_MINI_CANDIDATES = (
     os.environ.get("VOC_MINI", ""),
     str(REPO.parent / "shared" / "data" / "voc-mini"),

@@ -97,8 +97,8 @@ PRESETS: dict[str, dict] = {
     # The seed's recipe: VOC07+12 trainval, test on VOC07 test, 416 for validation, 40 epochs.
     "voc": {},
     # The synthetic demo dataset and a small model at 128 px (its shapes are 14-45% of the image),
-    # decoded once into RAM, one data worker (a 2-core machine has no core to spare): 90 s of
-    # single-thread CPU, val mAP@0.5 0.97 (python -m bench.demo; README "Results").
+    # decoded once into RAM, one data worker (a 2-core machine has no core to spare): 88 s of
+    # single-thread CPU, val mAP@0.5 0.96 (python -m bench.demo; README "Results").
     "demo": dict(
         train_sets=["train"], val_sets=["val"], epochs=10, batch_size=16, min_size=128,
         max_size=128, val_size=128, mosaic=0.5, width=0.25, lr=3e-3, ema=True, ema_decay=0.998,
