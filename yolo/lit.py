@@ -97,13 +97,14 @@ def bias_warmup(factor, warm: int, start: float):
 
 
 class CourseOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
-    """torch's OneCycleLR as the course calls it, holding its last value past ``total_steps``
-    instead of raising (a resumed run may take a few steps more than estimated)."""
+    """torch's OneCycleLR as the course calls it (``pct_start = 5 / epochs``, at most 0.99 for runs
+    of 5 epochs or fewer), holding its last value past ``total_steps`` instead of raising (a
+    resumed run may take a few steps more than estimated)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, epochs: int) -> None:
         max_lr = [g["lr"] for g in optimizer.param_groups]
         super().__init__(optimizer, max_lr=max_lr, total_steps=max(total_steps, 2),
-                         pct_start=min(5 / max(epochs, 1), 0.5), div_factor=100,
+                         pct_start=min(5 / max(epochs, 1), 0.99), div_factor=100,
                          final_div_factor=100, three_phase=False, anneal_strategy="linear")
 
     def get_lr(self) -> list[float]:
