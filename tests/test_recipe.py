@@ -93,6 +93,8 @@ def test_course_recipe_loss_equals_the_course_definition_on_voc_images(voc_mini)
         for name, value in zip(names, terms):
             sums[name] += float(value)
     assert batch["images"].shape[0] == 32 and int((targets[0][..., 0] == 1).sum()) > 32  # real objects
+    first_32 = (voc_mini / "VOCdevkit/VOC2012/ImageSets/Main/train.txt").read_text().split()[:32]
+    assert [m["id"] for m in batch["meta"]] == first_32  # the overfit test's images (subset_of_voc_mini)
     for name in names:
         assert float(ours[name]) == pytest.approx(sums[name], rel=1e-5), name
     assert float(ours["loss"]) == pytest.approx(expected_total, rel=1e-5)
