@@ -195,12 +195,6 @@ def override(config, **values):
     return replace(config, **changes)
 
 
-def recipe_module_config(name: str) -> ModuleConfig:
-    """The LightningModule settings of a recipe (its ``TrainConfig``-only keys left out)."""
-    names = leaves(ModuleConfig()).keys()
-    return override(ModuleConfig(), **{k: v for k, v in RECIPES[name].items() if k in names})
-
-
 def literal_choices(config, name: str) -> tuple:
     """The values allowed for the ``Literal[...]`` leaf ``name`` of the nested ``config``."""
     for f in fields(config):
