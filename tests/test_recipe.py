@@ -71,15 +71,15 @@ def course_loss_per_scale(pred, target, anchors_cells):
 
 def test_course_recipe_loss_equals_the_course_definition_on_voc_images(voc_mini):
     """A real batch (the overfit test's 32 voc-mini train images at 256, course assignment) and the course recipe's
-    module at init: every term and the total equal the course's loss written plainly above."""
+    module at init (width 0.25): every term and the total equal the course's loss written plainly above."""
     from yolo.data.datamodule import VOCDataModule
 
     dm = VOCDataModule(voc_mini, train_sets=["2012/train"], val_sets=["2012/train"], batch_size=32,
                        sizes=(256,), val_size=256, mosaic_p=0.0, workers=0, progress=False)
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
-    config = course_config("--val-size", "256")
-    torch.manual_seed(0)
+    config = course_config("--val-size", "256", "--width", "0.25")  # the width is not part of the
+    torch.manual_seed(0)  # recipe; 0.25 is the overfit test's and 16x cheaper than the preset's 1.0
     module = build_module(config, 20, [str(i) for i in range(20)])
     targets = module.encode_batch(batch)
     with torch.no_grad():
