@@ -15,6 +15,26 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # the environment) uses one thread, so workers never fight over cores with spinning threads.
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+# The files whose work is longest (``--durations`` on an idle 2-core machine: the 32-image overfit
+# ~195 s, the demo preset ~80 s, the export's trained fixture ~50 s, the browser ~40 s, train.py's
+# subprocesses, the GradCAM fixture ~25 s), handed to the workers first so that the two workers
+# finish together instead of one starting the overfit when the other is nearly done (pytest.ini
+# passes --no-loadscope-reorder, which keeps this order; xdist's default sorts files by their
+# number of tests, which put the one-test overfit last).
+LONGEST_FIRST = ("test_convergence.py", "test_demo_preset.py", "test_export.py", "test_dashboard_browser.py",
+                 "test_train.py", "test_cam.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Stable reorder: the files of ``LONGEST_FIRST`` in that order, then the rest as collected."""
+    def rank(item) -> int:
+        name = Path(str(item.fspath)).name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
 VOC_MINI_CANDIDATES = (
     os.environ.get("VOC_MINI", ""),
     str(REPO.parent / "shared" / "data" / "voc-mini"),

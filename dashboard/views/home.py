@@ -13,8 +13,8 @@ import streamlit as st
 from yolo.runs import find_runs
 
 # Measured with `python -m bench.demo` (README, "Results"); keep in step with the README.
-DEMO_TIME = ("at most about a minute and a half on an idle 2-core machine (the whole run is 90 s of work "
-             "for one core), longer when other programs share the machine")
+DEMO_TIME = ("about a minute on an idle 2-core machine (58 s measured; 105 s of CPU work), "
+             "longer when other programs share the machine")
 
 ctx = frame.page("YOLOv3 on Pascal VOC: explorer",
                   "Browse the data and its augmentations, follow training, run the detector, "
