@@ -89,14 +89,15 @@ def matched(ours: dict, theirs: dict) -> None:
 
 @pytest.fixture(scope="module")
 def trained(val_batch, tmp_path_factory):
-    """Width 0.25 overfitted on the 8 images (80 Adam steps at 256): mAP@0.5 near 1 on them."""
+    """Width 0.25 overfitted on the 8 images (60 Adam steps at 256): mAP@0.5 0.85 on them (measured
+    every 10 steps: 0.006 after 40, 0.39 after 50, 0.85 after 60, 1.0 after 70; 0.7 s per step)."""
     from yolo.lit import YoloLitModule
 
     torch.manual_seed(0)
     lit = YoloLitModule(num_classes=20, width=0.25, ema=False)
     optimizer = torch.optim.Adam(lit.model.parameters(), lr=3e-3)
     x, targets = images(val_batch), lit.encode_batch(val_batch)
-    for _ in range(80):
+    for _ in range(60):
         loss = lit.loss_fn(lit.model.train()(x), targets)["loss"]
         optimizer.zero_grad()
         loss.backward()
