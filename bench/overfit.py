@@ -2,11 +2,12 @@
 seed's three cell accuracies and mAP@0.5 every k epochs (the test itself validates once, at the
 end; validating more often draws more random numbers, so the augmentations differ slightly).
 
-    OMP_NUM_THREADS=1 python -m bench.overfit --epochs 120 --every 10               # default recipe
-    OMP_NUM_THREADS=1 python -m bench.overfit --epochs 200 --every 10 --size 160 obj_prior=6 \
-        warmup_epochs=0 warmup_bias_lr=0 lambda_class=1                             # the test's settings
-    OMP_NUM_THREADS=1 python -m bench.overfit --size 160 width=0.125 ...            # width, lr too
+    OMP_NUM_THREADS=1 python -m bench.overfit --epochs 200 --every 10 obj_prior=6    # the test's settings
+    OMP_NUM_THREADS=1 python -m bench.overfit --epochs 120 --every 10 --size 256 obj_prior=6 \
+        warmup_epochs=3 warmup_bias_lr=0.01 lambda_class=5     # the default recipe tried last round
+    OMP_NUM_THREADS=1 python -m bench.overfit --batch 4 width=0.125 lr=0.006 ...     # any module setting
 
+Settings not given are YoloLitModule's defaults, except width 0.25 and lr 3e-3 (the test's).
 Needs voc-mini (``$VOC_MINI`` or ../shared/data/voc-mini); writes nothing into the repository.
 """
 
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--every", type=int, default=20, help="validate every k epochs")
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("settings", nargs="*", help="module settings as name=value (floats)")
     args = p.parse_args(argv)
     settings = {k: float(v) for k, v in (s.split("=", 1) for s in args.settings)}
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = subset_of_voc_mini(voc, Path(tmp) / "voc32", 32)
         torch.manual_seed(0)
-        dm = VOCDataModule(root, train_sets=["train"], val_sets=["train"], batch_size=8, sizes=(args.size,),
+        dm = VOCDataModule(root, train_sets=["train"], val_sets=["train"], batch_size=args.batch, sizes=(args.size,),
                            val_size=args.size, mosaic_p=0.0, workers=1, progress=False,
                            cache_dir=Path(tmp) / "cache",
                            aug=AugConfig(scale=(0.9, 1.1), translate=0.05, degrees=0, shear=0, colour=False))

@@ -95,17 +95,17 @@ def make_trainer(tmp_path, epochs, **kw):
 
 def test_short_fit_learns_and_logs_every_metric(tmp_path):
     torch.manual_seed(0)
-    # the settings this test was written for (before the default recipe's prior, warm-up and class
-    # weight): PyTorch's init, the cosine one-cycle, class weight 1
+    # the settings this test was written for (the default: PyTorch's init, the cosine one-cycle,
+    # class weight 1), given explicitly so that a change of default does not change this test
     module = YoloLitModule(num_classes=2, class_names=["red", "green"], width=0.25, lr=3e-3,
                            ema=True, ema_decay=0.9, ema_tau=5.0, obj_prior=0.0, warmup_epochs=0.0,
                            warmup_bias_lr=0.0, lambda_class=1.0)
     train, val = loader(16, 4, seed=1), loader(8, 8, seed=1)  # val: the first 8 training images
     start = make_trainer(tmp_path, 0)
     initial = start.validate(module, val, verbose=False)[0]
-    # the default recipe's objectness prior (6 objects per image): at 96 px the coarse grid has only
+    # the objectness prior (--obj-prior 6, objects per image): at 96 px the coarse grid has only
     # 3 x 3 cells, whose prior 6 / 27 is above the 0.05 threshold; the two finer grids are below it
-    primed = start.validate(YoloLitModule(num_classes=2, width=0.25, image_size=96), val, verbose=False)[0]
+    primed = start.validate(YoloLitModule(num_classes=2, width=0.25, image_size=96, obj_prior=6.0), val, verbose=False)[0]
     assert primed[metric_key("val", "noobj_acc")] > 70.0
     trainer = make_trainer(tmp_path, 35, num_sanity_val_steps=0)
     trainer.fit(module, train, val)

@@ -1,5 +1,5 @@
 """The training recipe: ``--recipe course`` is the course's loss, assignment, init and schedule;
-each of the default recipe's departures (README "Training recipe") against hand-worked values or
+each candidate of the recipe ablation (README "Training recipe") against hand-worked values or
 an independent computation."""
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class ModelConfig:
     num_classes: int = 20  # C: channels per anchor are 5 + C (set from the dataset, not a flag)
     width: float = 1.0  # channel multiplier in (0, 2], e.g. 0.5 or 0.25; 1.0 is the course model
     #                     (61.6M parameters), 2 is 4x its channels (~246M), wider does not fit a GPU
-    obj_prior: float = 6.0  # objects per training image the objectness biases start calibrated to
+    obj_prior: float = 0.0  # objects per training image the objectness biases start calibrated to
     #                         (sigmoid = objects / (3 S^2) per scale; VOC with mosaic 0.75: ~6);
     #                         0: PyTorch's init, sigmoid ~0.5 everywhere (the course)
 
@@ -60,7 +60,8 @@ class LossConfig:
     lambda_noobj: float = 10.0  # BCE on the objectness logit of cells with target 0
     lambda_obj: float = 1.0  # MSE of sigmoid(objectness) to the detached IoU, cells with target 1
     lambda_box: float = 10.0  # MSE of (sig(tx), sig(ty), tw, th) to (x, y, log w/a, log h/a)
-    lambda_class: float = 5.0  # cross-entropy of the class logits, cells with target 1 (course: 1)
+    lambda_class: float = 1.0  # cross-entropy of the class logits, cells with target 1 (the course;
+    #                            5 was tried as a default: README "Training recipe")
     max_log_wh: float = 10.0  # clamp of the raw width/height logit before exp(): e^10 ~ 22026
     obj_loss: Literal["bce", "mse"] = "bce"  # objectness term against the IoU target: "bce"
     #                        (BCE-with-logits) or "mse" (the course's exact term, whose gradient
@@ -103,10 +104,10 @@ class OptimConfig:
     #                  lr/2.5e5; course: torch's OneCycleLR as the course calls it (linear, up over
     #                  5 epochs from lr/100, down to lr/1e4, Adam's beta1 cycled 0.95-0.85)
     pct_start: float = 0.3  # fraction of the steps the cosine one-cycle rises, in (0, 1)
-    warmup_epochs: float = 3.0  # linear warm-up from 0 to the peak LR over these epochs, then the
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to the peak LR over these epochs, then the
     #                             cosine fall (replaces the one-cycle's rise); 0: the cosine one-cycle
-    warmup_bias_lr: float = 0.01  # during warm-up the biases start at this LR and fall linearly to
-    #                              the schedule's; 0: as every other parameter
+    warmup_bias_lr: float = 0.0  # during warm-up the biases start at this LR and fall linearly to
+    #                             the schedule's (e.g. 0.01); 0: as every other parameter
     ema: bool = True  # validate and save an exponential moving average of the weights
     ema_decay: float = 0.9999  # EMA decay, in (0, 1)
     ema_tau: float = 2000.0  # EMA warm-up in steps: decay_t = decay * (1 - exp(-t / tau))

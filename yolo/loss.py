@@ -9,7 +9,7 @@ Per scale, over the cells the targets mark (see ``yolo.targets``):
     box    MSE of (sigmoid(tx), sigmoid(ty), tw, th) against (x, y, log(w / anchor), log(h / anchor)),
            cells with target 1
     cls    cross-entropy of the class logits, cells with target 1 (optionally label-smoothed)
-    iou    (the default recipe; not the course's) 1 - GIoU or CIoU of the decoded box with its target
+    iou    (``--lambda-iou``, off by default; not the course's) 1 - GIoU or CIoU of the decoded box with its target
            box (torchvision.ops), cells with target 1, beside the MSE box term
 Each term is a mean over its cells (MSE also over the box's four numbers, as nn.MSELoss does),
 summed over the three scales (the objectness terms optionally weighted per scale,

@@ -91,7 +91,7 @@ class ScalePrediction(nn.Module):
         self.num_classes = num_classes
         self.conv = ConvBlock(channels, 2 * channels, 3)
         # PyTorch's default init (objectness near 0.5 at start), as the course; ``set_objectness_prior``
-        # starts it calibrated instead (the default recipe; the course's MSE objectness term would
+        # starts it calibrated instead (``--obj-prior``; the course's MSE objectness term would
         # starve from a low prior, its gradient vanishing once sigmoid(obj) is small).
         self.pred = nn.Conv2d(2 * channels, 3 * (5 + num_classes), 1)
 

@@ -14,7 +14,7 @@ three anchors are ranked by shape IoU with the box; the best-ranked anchor whose
 whose shape IoU exceeds ``ignore_iou`` is marked -1. Boxes that share a cell are settled in
 their input order (earlier boxes first), exactly as the course's per-box loop does; this is done
 in rounds, one round per depth of sharing, each round vectorised over all boxes of the batch.
-An option (``anchor_ratio``, the default recipe's "more positives") then gives a box further free
+An option (``anchor_ratio``, the recipe ablation's "more positives") then gives a box further free
 or ignored slots of anchors close to its shape; the course's owners are left as they are.
 """
 
