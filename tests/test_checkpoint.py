@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from yolo.checkpoint import (
-    CheckpointError, CheckpointWarning, read_checkpoint, read_training_checkpoint, save_weights,
+    CheckpointError, CheckpointWarning, optimiser_group_sizes, read_checkpoint, read_training_checkpoint, save_weights,
 )
 from yolo.detect import Detector
 from yolo.model import YOLOv3
@@ -120,6 +120,19 @@ def test_training_checkpoint_needs_lightnings_training_state(tmp_path):
     torch.save({"state_dict": state, "epoch": 1, "global_step": "7", "optimizer_states": []}, path)
     with pytest.raises(CheckpointError, match="'global_step' must be a non-negative integer"):
         read_training_checkpoint(path)
+
+
+def test_optimiser_group_sizes_of_a_saved_optimiser(tmp_path):
+    """The parameters per group of the first saved optimiser; [] without one; a clear error for
+    an entry that is not Lightning's layout."""
+    path = tmp_path / "t.ckpt"
+    torch.save({"optimizer_states": [{"param_groups": [{"params": [0, 1, 2]}, {"params": [3]}], "state": {}}]}, path)
+    assert optimiser_group_sizes(path) == [3, 1]
+    torch.save({"optimizer_states": []}, path)
+    assert optimiser_group_sizes(path) == []
+    torch.save({"optimizer_states": [{"param_groups": "nonsense"}]}, path)
+    with pytest.raises(CheckpointError, match="unreadable optimiser state"):
+        optimiser_group_sizes(path)
 
 
 PEAK_SCRIPT = """

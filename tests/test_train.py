@@ -388,3 +388,30 @@ def test_new_versions_are_claimed_atomically(tmp_path):
     assert claim_version(tmp_path, "r", 0) == 0
     assert claim_version(tmp_path, "r", 0) == 1  # version_0 exists (another run just made it)
     assert resolve_resume(tmp_path, "r", None) == (None, 2)
+
+
+def test_resume_under_other_warm_up_settings_is_refused_before_anything_is_cut(tiny_demo, tmp_path, capsys):
+    """A run started with a bias warm-up (its optimiser holds a third group, the biases) resumed
+    under settings without one: one line naming the flags, before its metrics.csv is cut back and
+    before Lightning would fail on the optimiser's state."""
+    from train import main
+    from yolo.checkpoint import optimiser_group_sizes
+    from yolo.model import YOLOv3
+
+    logs = tmp_path / "logs"
+    main(tiny_args(tiny_demo, logs, "--epochs", "1", "--name", "warm", "--warmup-epochs", "1",
+                   "--warmup-bias-lr", "0.01"))
+    run = logs / "warm" / "version_0"
+    sizes = optimiser_group_sizes(run / "checkpoints" / "last.ckpt")
+    assert len(sizes) == 3 and sum(sizes) == len(list(YOLOv3(3, 0.125).parameters()))
+    before = (run / "metrics.csv").read_bytes()
+    capsys.readouterr()
+    line = refused(tiny_args(tiny_demo, logs, "--epochs", "2", "--name", "warm", "--resume", "auto"), capsys)
+    assert "3 parameter groups" in line and "build 2" in line and "--warmup-bias-lr" in line, line
+    assert (run / "metrics.csv").read_bytes() == before  # nothing cut
+    assert not (logs / "warm" / "version_1").exists()
+    # the same flags as the run was started with resume it
+    main(tiny_args(tiny_demo, logs, "--epochs", "2", "--name", "warm", "--resume", "auto",
+                   "--warmup-epochs", "1", "--warmup-bias-lr", "0.01"))
+    final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert final["global_step"] == 4 and len(final["optimizer_states"][0]["param_groups"]) == 3  # 2 epochs x 2

@@ -289,6 +289,20 @@ def read_training_checkpoint(path: str | Path) -> tuple[ModelState, int]:
     return state, step
 
 
+def optimiser_group_sizes(path: str | Path) -> list[int]:
+    """How many parameters each of the saved optimiser's parameter groups holds (first optimiser
+    of a Lightning training checkpoint), e.g. ``[75, 147]``; ``[]`` when none was saved.
+    ``CheckpointError`` when the entry is not Lightning's layout."""
+    path = Path(path)
+    raw = _load_raw(path)
+    states = raw.get("optimizer_states") or []
+    try:
+        groups = states[0]["param_groups"] if states else []
+        return [len(g["params"]) for g in groups]
+    except (KeyError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{path}: unreadable optimiser state ({type(err).__name__}: {err})") from None
+
+
 def load_into(model: YOLOv3, state: ModelState) -> YOLOv3:
     """Load ``state`` into ``model``; a clear error when class count or width differ."""
     if state.num_classes != model.num_classes or abs(state.width - model.width) > 1e-6:

@@ -309,10 +309,20 @@ class YoloLitModule(pl.LightningModule):
         metric.reset()
 
     # ------------------------------------------------------------------ optimiser
+    def _bias_warmup(self) -> bool:
+        """Whether warm-up gives the biases their own LR (and so their own parameter group)."""
+        hp = self.config.optim
+        return hp.warmup_bias_lr > 0 and hp.warmup_epochs > 0 and hp.one_cycle
+
+    def optimiser_groups(self) -> list[dict]:
+        """The optimiser's parameter groups for these settings: weights, norms[, biases]."""
+        hp = self.config.optim
+        return parameter_groups(self.model, hp.weight_decay, hp.decay_all, split_biases=self._bias_warmup())
+
     def configure_optimizers(self):
         hp = self.config.optim
-        warm_bias = hp.warmup_bias_lr > 0 and hp.warmup_epochs > 0 and hp.one_cycle
-        groups = parameter_groups(self.model, hp.weight_decay, hp.decay_all, split_biases=warm_bias)
+        warm_bias = self._bias_warmup()
+        groups = self.optimiser_groups()
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
         elif hp.optimizer == "adam":

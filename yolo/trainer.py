@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -26,9 +26,12 @@ from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
 )
 from yolo.callbacks import ProgressFile
-from yolo.checkpoint import read_training_checkpoint
+from yolo.checkpoint import CheckpointError, optimiser_group_sizes, read_training_checkpoint
 from yolo.config_checks import ConfigError, check_config
 from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
+
+if TYPE_CHECKING:
+    from yolo.lit import YoloLitModule
 
 
 # The run version shared by all processes of one run (set it on every node for multi-node DDP).
@@ -383,15 +386,25 @@ def fit(config: TrainConfig) -> Path:
             os.environ[VERSION_ENV] = previous
 
 
+def check_resume_groups(ckpt_path: Path, saved: list[int], module: YoloLitModule) -> None:
+    """Refuse a resume whose settings build other optimiser groups than the checkpoint holds
+    (``saved``: group sizes from ``optimiser_group_sizes``), before Lightning fails on it mid-set-up.
+
+    The groups depend on ``--warmup-epochs``/``--warmup-bias-lr`` (biases get their own group
+    during a bias warm-up); a run started under other defaults than today's is the usual cause."""
+    now = [len(g["params"]) for g in module.optimiser_groups()]
+    if saved and saved != now:
+        hp = module.config.optim
+        raise ConfigError(
+            f"--resume {ckpt_path}: its optimiser has {len(saved)} parameter groups (sizes {saved}), these "
+            f"settings build {len(now)} (sizes {now}; --warmup-epochs {hp.warmup_epochs:g}, --warmup-bias-lr "
+            f"{hp.warmup_bias_lr:g}). Resume with the settings the run was started with (its config.yaml); "
+            f"a bias warm-up (both > 0) gives the biases a group of their own")
+
+
 def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool) -> Path:
     directory = run_dir(config.log_dir, config.name, version)
     resumed = read_training_checkpoint(ckpt_path) if ckpt_path is not None else None
-    if resumed is not None and not child:
-        step = resumed[1]
-        dropped = truncate_metrics(directory / "metrics.csv", step)
-        print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
-              file=sys.stderr)
-
     datamodule = build_datamodule(config)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -399,6 +412,17 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
         raise ConfigError(f"--resume {ckpt_path}: the checkpoint has {resumed[0].num_classes} classes, "
                           f"the dataset {datamodule.num_classes}; resume with the dataset it was trained on")
     module = build_module(config, datamodule.num_classes, list(datamodule.classes))
+    if ckpt_path is not None:
+        try:
+            check_resume_groups(ckpt_path, optimiser_group_sizes(ckpt_path), module)
+        except CheckpointError as err:
+            raise ConfigError(f"--resume: {err}") from None
+    # the run's logged history is cut back to the checkpoint only once every check has passed
+    if resumed is not None and not child:
+        step = resumed[1]
+        dropped = truncate_metrics(directory / "metrics.csv", step)
+        print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
+              file=sys.stderr)
     if config.init and ckpt_path is None:  # a resumed run continues its own weights instead
         init_weights(module, config.init, list(datamodule.classes))
     loggers = [
