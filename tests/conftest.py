@@ -17,7 +17,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 # The files whose work is longest (``--durations`` on an idle 2-core machine: the 32-image overfit
-# ~195 s, the demo preset ~80 s, the export's trained fixture ~50 s, the browser ~40 s, train.py's
+# ~105 s, the demo preset ~80 s, the export's trained fixture ~45 s, the browser ~40 s, train.py's
 # subprocesses, the GradCAM fixture ~25 s), handed to the workers first so that the two workers
 # finish together instead of one starting the overfit when the other is nearly done (pytest.ini
 # passes --no-loadscope-reorder, which keeps this order; xdist's default sorts files by their
