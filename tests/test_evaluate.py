@@ -63,15 +63,18 @@ def tidecv_breakdown(tmp_path, detections, truths, sizes, names) -> dict:
     run = tide.evaluate(datasets.COCO(str(gt_path)), datasets.COCOResult(str(res_path)), mode=tidecv.TIDE.BOX)
     errors = tide.get_all_errors()
     name = next(iter(errors["main"]))
-    return {"map": run.ap, **errors["main"][name], **errors["special"][name]}
+    counts = {error.short_name: n for error, n in run.count_errors().items()}
+    return {"map": run.ap, **errors["main"][name], **errors["special"][name], "counts": counts}
 
 
 def assert_matches_tidecv(ours, theirs) -> None:
-    assert ours.map * 100 == pytest.approx(theirs["map"], abs=0.1)
+    """Every error count equal; mAP, each dAP and both oracles within 1e-9 (0..1; tidecv is 0..100)."""
+    assert ours.counts == {kind: theirs["counts"][kind] for kind in ERROR_TYPES}
+    assert ours.map * 100 == pytest.approx(theirs["map"], abs=1e-7)
     for kind in ERROR_TYPES:
-        assert ours.delta[kind] * 100 == pytest.approx(theirs[kind], abs=0.1), kind
+        assert ours.delta[kind] * 100 == pytest.approx(theirs[kind], abs=1e-7), kind
     for kind in ("FalsePos", "FalseNeg"):
-        assert ours.oracle[kind] * 100 == pytest.approx(theirs[kind], abs=0.1), kind
+        assert ours.oracle[kind] * 100 == pytest.approx(theirs[kind], abs=1e-7), kind
 
 
 def base_scene():
@@ -271,6 +274,15 @@ def test_coco_rule_equals_pycocotools(seed, tmp_path):
     """pycocotools' COCOeval at IoU 0.5 on our exports (difficult objects as crowd regions). The
     reference is the original implementation, not torchmetrics' faster-coco-eval backend, whose
     numbers differ from it on some inputs."""
+    dets, truths = random_split(seed)
+    theirs = pycocotools_ap50(tmp_path, dets, truths, "abcd")
+    ours, per_class = coco_map50(dets, truths, 4)
+    assert ours == pytest.approx(float(np.mean(theirs)), abs=1e-9)
+    assert per_class[~per_class.isnan()].tolist() == pytest.approx(theirs, abs=1e-9)
+
+
+def pycocotools_ap50(tmp_path, dets, truths, names, ids=None):
+    """pycocotools' COCOeval at IoU 0.5 on our exports -> per-class AP (classes with positives)."""
     pytest.importorskip("pycocotools")
     import contextlib
     import io
@@ -278,10 +290,9 @@ def test_coco_rule_equals_pycocotools(seed, tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    dets, truths = random_split(seed)
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(coco_ground_truth(truths, [str(i) for i in range(len(truths))],
-                                                 torch.tensor([[400, 400]] * len(truths)), list("abcd"))))
+                                                 torch.tensor([[400, 400]] * len(truths)), list(names))))
     with contextlib.redirect_stdout(io.StringIO()):
         ground = COCO(str(path))
         run = COCOeval(ground, ground.loadRes(coco_results(dets)), "bbox")
@@ -289,10 +300,50 @@ def test_coco_rule_equals_pycocotools(seed, tmp_path):
         run.evaluate()
         run.accumulate()
     precision = run.eval["precision"][0, :, :, 0, -1]  # (101 recalls, classes) at maxDets 100
-    theirs = [precision[:, k].mean() for k in range(precision.shape[1]) if (precision[:, k] > -1).any()]
-    ours, per_class = coco_map50(dets, truths, 4)
-    assert ours == pytest.approx(float(np.mean(theirs)), abs=1e-4)
-    assert per_class[~per_class.isnan()].tolist() == pytest.approx(theirs, abs=1e-4)
+    return [precision[:, k].mean() for k in range(precision.shape[1]) if (precision[:, k] > -1).any()]
+
+
+def sequence_split(seq: str):
+    """10 images x 10 objects of class 0 (100 positives) and one detection per letter of ``seq``
+    in descending score order: "T" an exact box on the next unfound object, "F" a box on nothing."""
+    objects = [[[25 * k, 0, 25 * k + 20, 20] for k in range(10)] for _ in range(10)]
+    boxes = [[] for _ in range(10)]
+    scores = [[] for _ in range(10)]
+    found = 0
+    for k, s in enumerate(seq):
+        if s == "T":
+            image, box = found // 10, objects[found // 10][found % 10]
+            found += 1
+        else:
+            image, box = k % 10, [30 * (k % 10), 200 + 12 * (k // 10), 30 * (k % 10) + 10, 210 + 12 * (k // 10)]
+        boxes[image].append(box)
+        scores[image].append(1.0 - 0.001 * k)
+    dets = [det(b, s, [0] * len(s)) for b, s in zip(boxes, scores)]
+    return dets, [gt(o, [0] * 10) for o in objects]
+
+
+@pytest.mark.parametrize("seq", ["T" * 57 + "F" * 10 + "T" * 43, "T" * 70 + "F" * 5 + "T" * 12 + "F" * 3 + "T" * 13,
+                                 "T" * 35 + "F" * 10 + "T" * 65])
+def test_coco_rule_reads_pycocotools_own_recall_grid(seq, tmp_path):
+    """Recall lands exactly on 0.57 / 0.70 / 0.35: pycocotools' np.linspace grid has 0.5700000000000001
+    and 0.7000000000000001 there (torch.linspace: 0.57, 0.7), so it reads the precision after the
+    false positives; the numbers must agree to 1e-9, not merely to the size of one grid point."""
+    dets, truths = sequence_split(seq)
+    theirs = pycocotools_ap50(tmp_path, dets, truths, ["a"])
+    ours, per_class = coco_map50(dets, truths, 1)
+    assert ours == pytest.approx(float(np.mean(theirs)), abs=1e-9)
+    assert per_class.tolist() == pytest.approx(theirs, abs=1e-9)
+
+
+@pytest.mark.parametrize("seq", ["T" * 35 + "F" * 10 + "T" * 65, "T" * 57 + "F" * 10 + "T" * 43])
+def test_tide_map_reads_tidecvs_own_recall_grid(seq, tmp_path):
+    """tidecv's grid is x / 100 (0.35, 0.57), not pycocotools' (0.35000000000000003,
+    0.5700000000000001): the breakdown's mAP equals tidecv's to 1e-9 when recall lands there."""
+    dets, truths = sequence_split(seq)
+    ours = error_breakdown(dets, truths, 1)
+    theirs = tidecv_breakdown(tmp_path, dets, truths, [[400, 400]] * 10, ["a"])
+    assert ours.map * 100 == pytest.approx(theirs["map"], abs=1e-9)
+    assert ours.oracle["FalsePos"] * 100 == pytest.approx(theirs["FalsePos"], abs=1e-9)
 
 
 def test_voc_columns_equal_the_hand_worked_values_of_test_metrics():

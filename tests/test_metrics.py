@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,6 +167,46 @@ def test_eleven_point_differs_from_area():
     assert average_precision(res.recall[0], res.precision[0], voc07=True) == pytest.approx(6 / 11, abs=1e-12)
 
 
+def voc_eval_07_ap(tp_flags, npos):
+    """The Python devkit's ``voc_eval`` tail with ``use_07_metric=True``, written out plainly: tp/fp
+    cumulative sums, ``rec = tp / float(npos)``, ``prec = tp / np.maximum(tp + fp, eps)`` and
+    ``voc_ap``'s 11-point loop over ``np.arange(0., 1.1, 0.1)``."""
+    tp = np.cumsum(np.array(tp_flags, dtype=float))
+    fp = np.cumsum(1.0 - np.array(tp_flags, dtype=float))
+    rec = tp / float(npos)
+    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    ap = 0.0
+    for t in np.arange(0., 1.1, 0.1):
+        p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
+        ap = ap + p / 11.0
+    return ap
+
+
+def test_voc07_recall_exactly_point_three_six_seven_reads_as_the_python_devkit():
+    """10 objects; in score order 3 TP, 2 FP, 3 TP, 2 FP, 1 TP, 2 FP, 1 TP: recall is exactly 0.3,
+    0.6 and 0.7 at some detections. The devkit's thresholds there are 0.30000000000000004,
+    0.6000000000000001 and 0.7000000000000001, so it reads the next TP's (lower) precision; reading
+    t = i / 10 would give 1, 6/8 and 7/11 instead."""
+    objects = [[20 * k, 0, 20 * k + 15, 15] for k in range(10)]
+    seq = "TTTFFTTTFFTFFT"
+    boxes, flags, used = [], [], 0
+    for k, s in enumerate(seq):
+        if s == "T":
+            boxes.append(objects[used]); used += 1
+        else:
+            boxes.append([300 + 20 * k, 300, 310 + 20 * k, 310])
+        flags.append(s == "T")
+    scores = [1.0 - 0.01 * k for k in range(len(seq))]
+    res = voc_evaluate([det(boxes, scores, [0] * len(seq))], [gt(objects, [0] * 10)], num_classes=1)
+    expected = voc_eval_07_ap(flags, 10)
+    assert res.map_voc07 == pytest.approx(expected, abs=1e-12)
+    assert average_precision(res.recall[0], res.precision[0], voc07=True) == pytest.approx(expected, abs=1e-12)
+    # t = 0, .1, .2 -> 1; t = .3 (a hair above) -> 6/8 (not 1); .4, .5 -> 6/8; t = .6 -> 7/11 (not
+    # 6/8); t = .7 -> 8/14 (not 7/11); .8 -> 8/14 (recall 0.8 reaches 0.8 exactly); .9, 1 -> 0
+    by_hand = (3 * 1 + 3 * 6 / 8 + 7 / 11 + 2 * 8 / 14) / 11
+    assert expected == pytest.approx(by_hand, abs=1e-12)
+
+
 def test_perfect_detections_give_one():
     gts = [gt([A, B, C], [0, 1, 2]), gt([B], [1]), gt([A, C], [2, 2])]
     dets = [det(t["boxes"].tolist(), [0.9] * len(t["labels"]), t["labels"].tolist()) for t in gts]
@@ -233,7 +274,8 @@ def random_set(n_images, num_classes, seed, difficult_p=0.2, disjoint=False, max
 
 
 def devkit_reference(dets, gts, num_classes, thr=0.5):
-    """The VOC devkit's per-class loop (VOCevaldet + VOCap), in plain Python. Returns (ap, ap07)."""
+    """The VOC devkit's per-class loop (VOCevaldet + VOCap; the 11 points of the Python devkit's
+    voc_eval), in plain Python. Returns (ap, ap07)."""
     def iou(a, b):
         iw = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
         ih = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
@@ -284,7 +326,8 @@ def devkit_reference(dets, gts, num_classes, thr=0.5):
             ctp, cfp = ctp + t_, cfp + f_
             rec.append(ctp / npos)
             prec.append(ctp / max(ctp + cfp, 1e-300))
-        ap07 = sum(max([p for r_, p in zip(rec, prec) if r_ >= i / 10], default=0.0) for i in range(11)) / 11
+        ap07 = sum(max([p for r_, p in zip(rec, prec) if r_ >= t], default=0.0)
+                   for t in np.arange(0., 1.1, 0.1).tolist()) / 11  # the Python devkit's thresholds
         mrec, mpre = [0.0] + rec + [1.0], [0.0] + prec + [0.0]
         for i in range(len(mpre) - 2, -1, -1):
             mpre[i] = max(mpre[i], mpre[i + 1])

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -256,6 +257,25 @@ def match_detections(detections: Sequence[dict], ground_truths: Sequence[dict], 
 # Average precision
 
 
+# The 11 recall thresholds of the Python VOC devkit's ``voc_eval(..., use_07_metric=True)``
+# (``for t in np.arange(0., 1.1, 0.1)``), the code behind most published VOC07 numbers. They are
+# not i / 10: three are a hair above (0.30000000000000004, 0.6000000000000001, 0.7000000000000001),
+# so a class whose recall is exactly 0.3, 0.6 or 0.7 at some detection reads the next point there.
+VOC07_RECALL_POINTS = torch.from_numpy(np.arange(0., 1.1, 0.1))
+
+
+def first_count_reaching(points: Tensor, n_positives: Tensor) -> Tensor:
+    """Per class and threshold t, the smallest TP count k with ``k / npos >= t`` in float64, as
+    the devkit's ``rec >= t`` compares. points (Tensor[T] float64), n_positives (Tensor[C] int64)
+    -> Tensor[C, T] int64 (0 where npos is 0)."""
+    npos = n_positives.double().clamp(min=1)[:, None]  # (C, 1)
+    t = points.double().to(npos.device)[None, :]  # (1, T)
+    k = torch.ceil(t * npos)  # within one of the answer; settle it with the devkit's own division
+    k = torch.where(((k - 1) >= 0) & ((k - 1) / npos >= t), k - 1, k)
+    k = torch.where(k / npos < t, k + 1, k)
+    return torch.where(n_positives[:, None] > 0, k, torch.zeros_like(k)).long()
+
+
 @dataclass
 class VOCResult:
     """VOC evaluation. APs are in 0..1; a class without non-difficult ground truth has AP nan and is
@@ -286,11 +306,12 @@ def average_precision(recall: Tensor, precision: Tensor, voc07: bool = False) ->
 
     recall, precision (Tensor[K]): one point per detection in descending score order.
     voc07=False: area under the monotone envelope of precision (VOC2010+, "all points").
-    voc07=True: mean over t in {0, 0.1, ..., 1} (t = i / 10 exactly) of max precision at recall >= t.
+    voc07=True: mean over the devkit's t in ``np.arange(0., 1.1, 0.1)`` (``VOC07_RECALL_POINTS``) of
+    max precision at recall >= t.
     """
     recall, precision = recall.double(), precision.double()
     if voc07:
-        t = torch.arange(11, dtype=torch.float64, device=recall.device) / 10
+        t = VOC07_RECALL_POINTS.to(recall.device)
         p = torch.where(recall[None, :] >= t[:, None], precision[None, :], torch.zeros_like(precision))
         return float(p.amax(1).sum() / 11) if recall.numel() else 0.0
     zero, one = recall.new_zeros(1), recall.new_ones(1)
@@ -336,8 +357,8 @@ def evaluate_matches(scores: Tensor, labels: Tensor, tp: Tensor, n_positives: Te
     area.index_add_(0, c, torch.where(t.bool(), envelope, torch.zeros_like(envelope)))
     ap = torch.where(has_gt, area / npos.clamp(min=1), float("nan"))
 
-    # 11-point: first point with recall >= i/10, i.e. ctp * 10 >= i * npos (exact integers).
-    need = (torch.arange(11, device=device)[None, :] * n_positives[:, None] + 9) // 10  # (C, 11)
+    # 11-point: first point whose recall ctp / npos >= t for the devkit's 11 thresholds.
+    need = first_count_reaching(VOC07_RECALL_POINTS, n_positives)  # (C, 11)
     key = c * (n + 1) + ctp  # non-decreasing along the sorted detections
     query = torch.arange(num_classes, device=device)[:, None] * (n + 1) + need
     p11 = torch.zeros(num_classes, 11, dtype=torch.float64, device=device)

@@ -7,10 +7,17 @@ per class (Tensor[C] int64), and returns one AP per class (Tensor[C] float64, 0.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-RECALL_POINTS = torch.linspace(0, 1, 101, dtype=torch.float64)  # COCO's recall thresholds
+# COCO's 101 recall thresholds exactly as pycocotools builds them (``Params.recThrs``). The float
+# values matter: np.linspace gives 0.5700000000000001 where torch.linspace gives 0.57 (ten of the
+# 101 points differ), and a class whose recall lands exactly on such a point reads another precision.
+RECALL_POINTS = torch.from_numpy(np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True))
+# tidecv's own grid (``x / 100`` for x in 0..100; ten points differ from pycocotools'), used where
+# the TIDE breakdown is compared with tidecv.
+TIDE_RECALL_POINTS = torch.tensor([x / 100 for x in range(101)], dtype=torch.float64)
 
 
 def _class_curve(scores: Tensor, tp: Tensor) -> tuple[Tensor, Tensor]:
@@ -26,13 +33,15 @@ def by_class_then_score(scores: Tensor, labels: Tensor) -> Tensor:
     return order[torch.sort(labels[order], stable=True).indices]
 
 
-def ap_coco101(scores: Tensor, labels: Tensor, tp: Tensor, n_positives: Tensor, presorted: bool = False) -> Tensor:
+def ap_coco101(scores: Tensor, labels: Tensor, tp: Tensor, n_positives: Tensor, presorted: bool = False,
+               recall_points: Tensor = RECALL_POINTS) -> Tensor:
     """COCO's rule: the precision envelope read at 101 recall points (the first detection
     reaching each), averaged; 0 for a class without positives (callers decide whether it counts).
 
     All classes at once: each class's curve is one row of a (C, L) matrix padded past its end
     (recall 2, precision 0), so the envelope and the recall look-ups compare exactly the numbers a
-    per-class loop would. ``presorted``: the rows are already in ``by_class_then_score`` order."""
+    per-class loop would. ``presorted``: the rows are already in ``by_class_then_score`` order.
+    ``recall_points`` (Tensor[R] float64): pycocotools' grid by default, ``TIDE_RECALL_POINTS`` for TIDE."""
     num_classes = n_positives.numel()
     n = int(labels.numel())
     if n == 0:
@@ -51,7 +60,7 @@ def ap_coco101(scores: Tensor, labels: Tensor, tp: Tensor, n_positives: Tensor, 
     recall[c, rank] = ctp / npos[c].clamp(min=1)
     precision[c, rank] = ctp / (rank + 1).double()
     envelope = torch.flip(torch.cummax(torch.flip(precision, (1,)), 1).values, (1,))
-    at = torch.searchsorted(recall, RECALL_POINTS.expand(num_classes, -1).contiguous(), side="left")
+    at = torch.searchsorted(recall, recall_points.expand(num_classes, -1).contiguous(), side="left")
     read = torch.gather(envelope, 1, at.clamp(max=width - 1))
     read = torch.where(at < per_class[:, None], read, torch.zeros((), dtype=torch.float64))
     return torch.where(n_positives > 0, read.mean(1), torch.zeros((), dtype=torch.float64))

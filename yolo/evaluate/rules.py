@@ -3,10 +3,12 @@
     VOC (all points)   greedy by score; a detection is judged only against its best-IoU box of
                        its class (no fallback); difficult boxes neither count nor penalise;
                        area under the precision envelope at every recall step (VOC2010+).
-    VOC07 (11 points)  the same matches; envelope read at recall 0, 0.1, ..., 1 (VOC2007).
+    VOC07 (11 points)  the same matches; envelope read at the Python devkit's 11 recall thresholds
+                       ``np.arange(0., 1.1, 0.1)`` (VOC2007; 0.3, 0.6 and 0.7 are a hair above).
     COCO (101 points)  greedy by score, falling back to the next free box; difficult boxes act as
-                       crowd regions; envelope read at 101 recall points; at most 100 per image
-                       and class (pycocotools applies maxDets per category).
+                       crowd regions; envelope read at pycocotools' 101 recall thresholds (its own
+                       np.linspace values); at most 100 per image and class (pycocotools applies
+                       maxDets per category).
     course             the YOLOv3 course's ``mean_average_precision``: strict IoU > 0.5, no
                        difficult flag (every box counts), no envelope: the raw precision/recall
                        points with (0, 1) prepended, integrated by the trapezoid rule.
@@ -25,7 +27,8 @@ from yolo.metrics import candidate_boxes, first_claims, pair_iou, voc_evaluate
 
 WHY: dict[str, str] = {
     "VOC (all points)": "Pascal VOC 2010+: the area under the precision envelope; difficult objects ignored.",
-    "VOC07 (11 points)": "Pascal VOC 2007: the envelope read at 11 recall points, so coarser and usually a little higher.",
+    "VOC07 (11 points)": "Pascal VOC 2007 (the Python devkit's voc_eval with use_07_metric): the envelope read at 11 "
+                         "recall points np.arange(0, 1.1, 0.1), so coarser; it can read above or below the all-point area.",
     "COCO (101 points)": "COCO at IoU 0.5: a detection may fall back to a second free box, the envelope is read "
                          "at 101 recall points and at most 100 detections per image and class count.",
     "course": "The course's code: strict IoU > 0.5, difficult objects count as misses, and the raw zig-zag curve "

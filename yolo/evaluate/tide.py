@@ -14,7 +14,8 @@ mAP after fixing only those errors minus the mAP before: Loc/Cls errors become t
 (only the best-scored one per box; the others are removed), Dupe/Bkg/Both are removed, and a
 Miss is removed from the positives. Two oracles: FP (every false positive scored below every
 true positive) and FN (every unmatched box removed from the positives). Matching is COCO's
-(greedy by score, falling back to the next free box), AP is COCO's 101-point rule, and a class
+(greedy by score, falling back to the next free box), AP is COCO's 101-point rule read on tidecv's
+recall grid (x / 100, which differs from pycocotools' in ten points), and a class
 counts in the mean when it has ground truth or detections, as in tidecv. Difficult boxes act as
 COCO crowd regions: an unmatched detection covering more than fg of its own area with one of
 its class is ignored. APs here are in 0..1 (tidecv prints 0..100).
@@ -29,7 +30,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from yolo.evaluate.ap import ap_coco101, by_class_then_score
+from yolo.evaluate.ap import TIDE_RECALL_POINTS, ap_coco101, by_class_then_score
 from yolo.evaluate.matching import box_iof_pairs, flatten, greedy_match, group_argmax, pairs
 from yolo.metrics import pair_iou
 
@@ -69,7 +70,7 @@ class ErrorBreakdown:
 def _mean_ap(scores: Tensor, labels: Tensor, tp: Tensor, n_pos: Tensor, presorted: bool = False) -> tuple[float, Tensor]:
     """tidecv's mean: over classes with positives or any counted detection (the latter AP 0)."""
     num_classes = n_pos.numel()
-    ap = ap_coco101(scores, labels, tp, n_pos.clamp(min=0), presorted)
+    ap = ap_coco101(scores, labels, tp, n_pos.clamp(min=0), presorted, TIDE_RECALL_POINTS)
     present = (n_pos > 0) | (torch.bincount(labels, minlength=num_classes) > 0)
     return (float(ap[present].mean()) if bool(present.any()) else float("nan")), ap
 
