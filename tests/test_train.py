@@ -415,3 +415,50 @@ def test_resume_under_other_warm_up_settings_is_refused_before_anything_is_cut(t
                    "--warmup-epochs", "1", "--warmup-bias-lr", "0.01"))
     final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert final["global_step"] == 4 and len(final["optimizer_states"][0]["param_groups"]) == 3  # 2 epochs x 2
+
+
+def listing(folder: Path) -> dict[str, str]:
+    """Every path under ``folder`` (folders too) -> the sha256 of its bytes ('' for a folder)."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.slow
+def test_a_resume_that_cannot_restore_is_refused_before_the_run_is_touched(tiny_demo, tmp_path, capsys):
+    """Issue 21 item 2: a resume whose state cannot be restored under the settings given (another
+    width, other classes, another optimiser, no EMA, no LR schedule, another schedule kind) is one
+    line, and every file of the run (listing and bytes) is as it was; the run then resumes with
+    its own settings."""
+    import shutil
+
+    from train import main
+
+    logs = tmp_path / "logs"
+    assert main(tiny_args(tiny_demo, logs, "--epochs", "1", "--name", "r")) == 0
+    before = listing(logs)
+    capsys.readouterr()
+    names = (tiny_demo / "classes.txt").read_text().split()
+    renamed, more = tmp_path / "renamed", tmp_path / "more"
+    for folder, classes in ((renamed, [*names[:-1], "star"]), (more, [*names, "star"])):
+        shutil.copytree(tiny_demo, folder)
+        (folder / "classes.txt").write_text("\n".join(classes) + "\n")
+    cases = [
+        (tiny_args(tiny_demo, logs, "--width", "0.25"), "width 0.125"),  # "-> 0.25" or "but --width is 0.25"
+        (tiny_args(more, logs), f"the checkpoint has {len(names)} classes, the dataset {len(names) + 1}"),
+        (tiny_args(renamed, logs), f"classes are {names}, the dataset's {[*names[:-1], 'star']}"),
+        (tiny_args(tiny_demo, logs, "--optimizer", "sgd"), "its optimiser is not SGD"),
+        (tiny_args(tiny_demo, logs, "--ema", "false"), "ema True -> False"),
+        (tiny_args(tiny_demo, logs, "--one-cycle", "false"), "these settings build 0"),
+        (tiny_args(tiny_demo, logs, "--schedule", "course"), "its LR schedule is not a CourseOneCycleLR"),
+    ]
+    last = str(logs / "r" / "version_0" / "checkpoints" / "last.ckpt")
+    for argv, message in cases:
+        for resume in ("auto", last) if "sgd" in argv else ("auto",):  # the run's own path: its version
+            line = refused(argv + ["--epochs", "2", "--name", "r", "--resume", resume], capsys)
+            assert message in line, line
+            assert listing(logs) == before, argv  # not one file added, removed or changed
+    main(tiny_args(tiny_demo, logs, "--epochs", "2", "--name", "r", "--resume", "auto"))
+    final = torch.load(logs / "r" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 4 and not (logs / "r" / "version_1").exists()

@@ -320,6 +320,14 @@ class YoloLitModule(pl.LightningModule):
         return parameter_groups(self.model, hp.weight_decay, hp.decay_all, split_biases=self._bias_warmup())
 
     def configure_optimizers(self):
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        return self.build_optimisation(total, epochs)
+
+    def build_optimisation(self, total: int, epochs: int):
+        """The optimiser (and, with one-cycle, its per-step LR schedule over ``total`` steps of
+        ``epochs`` epochs) in ``configure_optimizers``' return format; also what a resume's dry
+        run restores the checkpoint's state into (``yolo.trainer.check_resume_restores``)."""
         hp = self.config.optim
         warm_bias = self._bias_warmup()
         groups = self.optimiser_groups()
@@ -333,8 +341,6 @@ class YoloLitModule(pl.LightningModule):
             raise ValueError(f"unknown optimizer {hp.optimizer!r}: use adamw, adam or sgd")
         if not hp.one_cycle:
             return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(int(self.trainer.max_epochs or 1), 1)
         if hp.schedule == "course":
             schedule = CourseOneCycleLR(opt, total, epochs)
         else:

@@ -26,7 +26,7 @@ from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
 )
 from yolo.callbacks import ProgressFile
-from yolo.checkpoint import CheckpointError, optimiser_group_sizes, read_training_checkpoint
+from yolo.checkpoint import CheckpointError, read_training_checkpoint
 from yolo.config_checks import ConfigError, check_config
 from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
 
@@ -402,6 +402,124 @@ def check_resume_groups(ckpt_path: Path, saved: list[int], module: YoloLitModule
             f"a bias warm-up (both > 0) gives the biases a group of their own")
 
 
+def _shape(t) -> list[int]:
+    return list(t.shape) if isinstance(t, torch.Tensor) else []
+
+
+def _settings_differ(saved: dict, now: dict, limit: int = 4) -> str:
+    """'width 0.125 -> 0.25, class_names [...] -> [...]': the saved hyper-parameters these
+    settings change (at most ``limit``), for a refusal's message."""
+    diffs = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]]
+    more = f" and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return ", ".join(diffs[:limit]) + more
+
+
+def _restore_problem(raw: dict, module: YoloLitModule, epochs: int) -> str | None:
+    """Why the training state in ``raw`` cannot be restored into ``module`` (and the optimiser and
+    schedule its settings build), or None: the restore Lightning does at the start of ``fit``, run
+    on a freshly built module, optimiser and schedule (nothing of the run is touched)."""
+    saved, mine = raw.get("state_dict"), module.state_dict()
+    if not isinstance(saved, dict):
+        return "its 'state_dict' is not a dict"
+    missing, unexpected = sorted(mine.keys() - saved.keys()), sorted(saved.keys() - mine.keys())
+    if missing or unexpected:
+        names = (missing or unexpected)[:2]
+        return (f"{len(missing)} tensors of these settings' model are missing from the checkpoint and "
+                f"{len(unexpected)} of the checkpoint's are not in it (e.g. {', '.join(map(str, names))})")
+    other = [k for k in mine if _shape(saved[k]) != _shape(mine[k])]
+    if other:
+        k = other[0]
+        return (f"{len(other)} tensors have other shapes (e.g. {k}: {_shape(saved[k])} in the checkpoint, "
+                f"{_shape(mine[k])} with these settings)")
+    try:
+        module.load_state_dict(saved, strict=True)
+        module.on_load_checkpoint(raw)
+    except (RuntimeError, TypeError, ValueError) as err:
+        return f"its weights do not load ({str(err).splitlines()[0]})"
+    built = module.build_optimisation(total=1, epochs=epochs)
+    opt = built["optimizer"] if isinstance(built, dict) else built
+    schedules = [built["lr_scheduler"]["scheduler"]] if isinstance(built, dict) else []
+    states, saved_schedules = raw.get("optimizer_states") or [], raw.get("lr_schedulers") or []
+    if len(states) != 1:
+        return f"it holds {len(states)} optimiser states, these settings build 1 optimiser"
+    if len(saved_schedules) != len(schedules):
+        return (f"it holds {len(saved_schedules)} LR schedules, these settings build {len(schedules)} "
+                "(--one-cycle)")
+    probe_keys = _fresh_state_keys(opt)
+    try:
+        opt.load_state_dict(states[0])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
+        return f"its optimiser state does not fit a {type(opt).__name__} of this model ({str(err).splitlines()[0]})"
+    lacking = sorted({k for g in opt.param_groups for k in opt.defaults if k not in g})
+    found_keys = {frozenset(s) for s in opt.state.values()}
+    if lacking or (found_keys and found_keys != {probe_keys}):
+        kind = type(opt).__name__
+        return (f"its optimiser is not {kind} (--optimizer): its saved groups lack {lacking[:3]} or its "
+                f"per-parameter state holds {sorted(map(sorted, found_keys))[:1]}, where {kind} keeps "
+                f"{sorted(probe_keys)}")
+    for group in opt.param_groups:
+        for p in group["params"]:
+            bad = [k for k, v in opt.state.get(p, {}).items() if isinstance(v, torch.Tensor) and v.dim()
+                   and v.shape != p.shape]
+            if bad:
+                return f"its optimiser state {bad[0]!r} has shape {_shape(opt.state[p][bad[0]])}, the parameter {_shape(p)}"
+    for schedule, state in zip(schedules, saved_schedules):
+        fresh = set(schedule.state_dict())
+        if not isinstance(state, dict) or set(state) != fresh:
+            return (f"its LR schedule is not a {type(schedule).__name__} (--schedule, --one-cycle): it saves "
+                    f"{sorted(state)[:4] if isinstance(state, dict) else type(state).__name__}")
+        try:
+            schedule.load_state_dict(dict(state))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            return f"its LR schedule does not load ({type(err).__name__}: {err})"
+    return None
+
+
+def _fresh_state_keys(opt: torch.optim.Optimizer) -> frozenset:
+    """The per-parameter state keys one step of an optimiser of ``opt``'s kind and settings keeps
+    (stepped on a one-element parameter, so nothing of the model is touched)."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    p.grad = torch.zeros(1)
+    settings = {k: v for k, v in opt.param_groups[0].items() if k not in ("params", "initial_lr")}
+    probe = type(opt)([{"params": [p], **settings}])
+    probe.step()
+    return frozenset(probe.state[p])
+
+
+def _group_sizes(raw: dict, path: Path) -> list[int]:
+    """``optimiser_group_sizes`` of an already loaded checkpoint."""
+    states = raw.get("optimizer_states") or []
+    try:
+        return [len(g["params"]) for g in (states[0]["param_groups"] if states else [])]
+    except (KeyError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{path}: unreadable optimiser state ({type(err).__name__}: {err})") from None
+
+
+def check_resume_restores(ckpt_path: Path, module: YoloLitModule, epochs: int) -> None:
+    """Refuse a resume whose training state cannot be restored under these settings (another
+    width, classes, EMA, optimiser or schedule...) before any file of the run is written: a dry
+    run of Lightning's restore on the freshly built module (``_restore_problem``); one line
+    naming the hyper-parameters these settings change."""
+    try:  # read_training_checkpoint has checked the file; mapped, its tensors are not copied
+        raw = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a legacy (non-zip) torch.save file cannot be mapped
+        raw = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    try:
+        check_resume_groups(ckpt_path, _group_sizes(raw, ckpt_path), module)
+    except CheckpointError as err:
+        raise ConfigError(f"--resume: {err}") from None
+    problem = _restore_problem(raw, module, epochs)
+    if problem is None:
+        return
+    hparams = raw.get("hyper_parameters")
+    changed = _settings_differ(hparams, dict(module.hparams)) if isinstance(hparams, dict) else ""
+    raise ConfigError(
+        f"--resume {ckpt_path} cannot continue with these settings: {problem}"
+        + (f"; these settings change {changed}" if changed else "")
+        + ". Resume with the settings and dataset the run was started with (its config.yaml), "
+          "or start a new run from its weights with --init")
+
+
 def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool) -> Path:
     directory = run_dir(config.log_dir, config.name, version)
     resumed = read_training_checkpoint(ckpt_path) if ckpt_path is not None else None
@@ -411,12 +529,12 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
     if resumed is not None and resumed[0].num_classes != datamodule.num_classes:
         raise ConfigError(f"--resume {ckpt_path}: the checkpoint has {resumed[0].num_classes} classes, "
                           f"the dataset {datamodule.num_classes}; resume with the dataset it was trained on")
+    if resumed is not None and list(resumed[0].class_names) != list(datamodule.classes):
+        raise ConfigError(f"--resume {ckpt_path}: the checkpoint's classes are {resumed[0].class_names}, "
+                          f"the dataset's {list(datamodule.classes)}; resume with the dataset it was trained on")
     module = build_module(config, datamodule.num_classes, list(datamodule.classes))
     if ckpt_path is not None:
-        try:
-            check_resume_groups(ckpt_path, optimiser_group_sizes(ckpt_path), module)
-        except CheckpointError as err:
-            raise ConfigError(f"--resume: {err}") from None
+        check_resume_restores(ckpt_path, module, config.epochs)
     # the run's logged history is cut back to the checkpoint only once every check has passed
     if resumed is not None and not child:
         step = resumed[1]
