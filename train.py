@@ -15,17 +15,10 @@ import sys
 import types
 import typing
 
+from yolo.argtypes import boolean
 from yolo.config import RECIPES, field_comments, override
 from yolo.config_checks import ConfigError, flag
 from yolo.trainer import PRESETS, TrainConfig, fit
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def _limit(text: str) -> float | int:
@@ -77,7 +70,7 @@ def _argument(owner, f: dataclasses.Field, default) -> tuple[str, dict]:
     if f.name in HIDDEN:
         kw["help"] = argparse.SUPPRESS
     if kind is bool:
-        kw.update(type=_bool, nargs="?", const=True, metavar="{true,false}")
+        kw.update(type=boolean, nargs="?", const=True, metavar="{true,false}")
     elif typing.get_origin(kind) is typing.Literal:
         kw["choices"] = list(typing.get_args(kind))
     elif typing.get_origin(kind) is list:

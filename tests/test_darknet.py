@@ -291,7 +291,7 @@ def test_save_weights_writes_the_given_anchors_and_transfer_writes_once(tmp_path
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (writes.append(str(f)), real_save(obj, f, *a, **k)))
     assert main([str(path), "--classes", "voc", "--out", str(tmp_path / "voc.pt"), "--width", "0.125"]) == 0
-    assert writes == [str(tmp_path / "voc.pt")]  # one write, anchors included
+    assert len(writes) == 1 and (tmp_path / "voc.pt").is_file()  # one write (beside it, then renamed), anchors included
     assert read_checkpoint(tmp_path / "voc.pt").anchors[0][2] == [373 / 416, 326 / 416]
 
 

@@ -531,13 +531,13 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     assert "compare" in summary["splits"]["val"] and "f1_gain" in summary["held_out_f1"]
     points = read_operating_points(folder / "operating_points.json", VOC_NAMES)
     assert len(points.class_thresholds) == 20
-    again = main(args + ["--operating-points", str(folder / "operating_points.json")])
+    again = main(args + ["--operating-points", str(folder / "operating_points.json"), "--force"])
     printed = capsys.readouterr().out
     assert again == 0 and "reusing" in printed, "the model ran once per split"
     assert "at the given operating points" in printed
     assert "given_operating_points" in json.loads((out / "summary.json").read_text())["splits"]["val"]
     more = main([str(a), "--data", str(voc_mini), "--split", "val", "--limit", "7", "--image-size", "128",
-                 "--out", str(out)])
+                 "--out", str(out), "--force"])
     printed = capsys.readouterr().out
     assert more == 0 and "reusing" not in printed, "another --limit is other predictions"
     assert json.loads((out / "summary.json").read_text())["splits"]["val"]["images"] == 7
@@ -545,7 +545,7 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     assert main([str(a), "--data", str(tmp_path), "--split", "val"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     five = save_weights(YOLOv3(5, 0.125).eval(), tmp_path / "five.ckpt", ["a", "b", "c", "d", "e"])
-    assert main(args[:-4] + ["--compare", str(five), "--out", str(out)]) == 2
+    assert main(args[:-4] + ["--compare", str(five), "--out", str(out), "--force"]) == 2
     assert "cannot be compared" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.ckpt"), "--data", str(voc_mini), "--split", "val"])

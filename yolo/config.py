@@ -28,6 +28,10 @@ STRIDES: tuple[int, int, int] = (32, 16, 8)
 
 # Input side for a checkpoint that does not say which size it was validated at (older files).
 DEFAULT_IMAGE_SIZE = 416
+# The largest input side any path accepts (flags, a checkpoint's image_size, the dashboard): the grid
+# and anchors are made for 320..608; 2048 is 24x the pixels of 416 and already several GB of
+# activations at width 1; 8192 would be 16x that again (a checkpoint claiming it crashed the Detect page).
+MAX_IMAGE_SIZE = 2048
 
 # The nine standard YOLOv3 anchors as (width, height) fractions of the image, three per scale,
 # largest for stride 32. ANCHORS[s][a] belongs to scale s (STRIDES[s]) and anchor slot a.

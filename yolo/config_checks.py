@@ -14,9 +14,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from yolo.checkpoint import MAX_WIDTH
-from yolo.config import leaves, literal_choices
+from yolo.config import MAX_IMAGE_SIZE, leaves, literal_choices
 
-MAX_SIZE = 2048  # pixels: the stride-32 grid and the anchors are made for 320..608; 2048 is 24x 416's pixels
+MAX_SIZE = MAX_IMAGE_SIZE  # pixels: the stride-32 grid and the anchors are made for 320..608; 2048 is 24x 416's pixels
 MAX_LR = 10.0  # any larger peak learning rate diverges at once
 PRECISIONS = ("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true", "64-true", "64")
 

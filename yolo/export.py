@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,12 +37,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from yolo.argtypes import OutputError, image_size, integer, output_file, publish, real, write_message
 from yolo.checkpoint import CheckpointError, build_model, read_checkpoint
-from yolo.config import DEFAULT_IMAGE_SIZE, STRIDES, PostprocessConfig
+from yolo.config import DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE, STRIDES, PostprocessConfig
 from yolo.postprocess import grouped_nms
 from yolo.targets import decode_cells, unravel_cells
 
 OPSET = 17
+MAX_OPSET = 20  # the TorchScript exporter's newest (torch.onnx._constants); NonMaxSuppression needs >= 11
+MAX_CANDIDATES = 100_000  # --top-k, --max-det: per image; the model has 10,647 candidates at 416, 22,743 at 608
 RAW_OUTPUTS = ("out32", "out16", "out8")
 NMS_OUTPUTS = ("image", "boxes", "scores", "labels")
 
@@ -220,25 +224,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m yolo.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint, exported weights, a course checkpoint or a Darknet .weights file")
-    p.add_argument("--onnx", required=True, help="where to write the .onnx file")
+    p.add_argument("--onnx", required=True, help="where to write the .onnx file (an existing file only with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --onnx file")
     p.add_argument("--nms", action="store_true", help="decode, score and class-aware NMS inside the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
-    p.add_argument("--image-size", type=int, default=None, help="input side S, a multiple of 32 (default: the size "
-                   "the checkpoint was validated at, else 416)")
-    p.add_argument("--conf", type=float, default=d.conf_threshold, help=f"with --nms: score threshold (default {d.conf_threshold})")
-    p.add_argument("--iou", type=float, default=d.iou_threshold, help=f"with --nms: NMS IoU (default {d.iou_threshold})")
-    p.add_argument("--max-det", type=int, default=d.max_detections, help=f"with --nms: per image (default {d.max_detections})")
-    p.add_argument("--top-k", type=int, default=1000, help="with --nms: candidates per image entering NMS (default 1000)")
-    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, >= 11 (default {OPSET})")
+    p.add_argument("--image-size", type=image_size, default=None, help=f"input side S, a multiple of 32 up to "
+                   f"{MAX_IMAGE_SIZE} (default: the size the checkpoint was validated at, else 416)")
+    p.add_argument("--conf", type=real(0, 1), default=d.conf_threshold,
+                   help=f"with --nms: score threshold in [0, 1] (default {d.conf_threshold})")
+    p.add_argument("--iou", type=real(0, 1), default=d.iou_threshold,
+                   help=f"with --nms: NMS IoU in [0, 1] (default {d.iou_threshold})")
+    p.add_argument("--max-det", type=integer(1, MAX_CANDIDATES), default=d.max_detections,
+                   help=f"with --nms: per image, 1..{MAX_CANDIDATES} (default {d.max_detections})")
+    p.add_argument("--top-k", type=integer(1, MAX_CANDIDATES), default=1000,
+                   help=f"with --nms: candidates per image entering NMS, 1..{MAX_CANDIDATES} (default 1000)")
+    p.add_argument("--opset", type=integer(11, MAX_OPSET), default=OPSET,
+                   help=f"ONNX opset, 11..{MAX_OPSET} (default {OPSET})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
-        raise SystemExit(f"--image-size must be a positive multiple of 32, got {args.image_size}")
-    if args.opset < 11:
-        raise SystemExit("--opset must be 11 or more (NonMaxSuppression)")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:  # before the model is read: an existing file without --force, a folder, an unwritable place
+        target = output_file(args.onnx, args.force, "--onnx")
+    except OutputError as err:
+        parser.error(str(err))
     try:
         state = read_checkpoint(args.checkpoint)
         model = build_model(state)
@@ -248,16 +259,26 @@ def main(argv: list[str] | None = None) -> int:
     config = PostprocessConfig(conf_threshold=args.conf, iou_threshold=args.iou, max_detections=args.max_det)
     metadata = {"class_names": state.class_names, "anchors": state.anchors, "image_size": args.image_size,
                 "outputs": list(NMS_OUTPUTS if args.nms else RAW_OUTPUTS)}
-    path = export_onnx(model, args.onnx, args.image_size, state.anchors, args.nms, args.dynamic_batch,
-                       config, args.top_k, args.opset, metadata)
-    images = torch.rand(1, 3, args.image_size, args.image_size)
-    with torch.no_grad():
-        expected = model(images)
-    if not args.nms:
-        got = run_onnx(onnx_session(path), images)
-        diff = max(float((a - b).abs().max()) for a, b in zip(expected, got))
-        print(f"ONNX Runtime vs PyTorch on a random image: max |difference| {diff:.2e}", file=sys.stderr)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {state.num_classes} classes: "
+    # written beside the target (or, for a device such as /dev/null, in the temp folder), checked,
+    # then moved into place: a failed export or a full disk never leaves half a file at --onnx
+    scratch = target.parent if not target.exists() or target.is_file() else None
+    try:
+        with tempfile.TemporaryDirectory(dir=scratch, prefix=".export-") as tmp:
+            path = export_onnx(model, Path(tmp) / "model.onnx", args.image_size, state.anchors, args.nms,
+                               args.dynamic_batch, config, args.top_k, args.opset, metadata)
+            images = torch.rand(1, 3, args.image_size, args.image_size)
+            with torch.no_grad():
+                expected = model(images)
+            if not args.nms:
+                got = run_onnx(onnx_session(path), images)
+                diff = max(float((a - b).abs().max()) for a, b in zip(expected, got))
+                print(f"ONNX Runtime vs PyTorch on a random image: max |difference| {diff:.2e}", file=sys.stderr)
+            size = path.stat().st_size
+            publish(path, target)
+    except OSError as err:
+        raise SystemExit(write_message(err, target)) from None
+    path = target
+    print(f"wrote {path} ({size / 1e6:.1f} MB; {state.num_classes} classes: "
           f"{', '.join(state.class_names[:5])}{' ...' if state.num_classes > 5 else ''})")
     return 0
 

@@ -106,28 +106,48 @@ def backbone_modules(model: YOLOv3) -> list[torch.nn.Module]:
     return [model.layers[name] for name in BACKBONE]
 
 
+def _class_list(text: str) -> list[str]:
+    """``--classes``: voc, coco, or a file of names (``yolo.argtypes.read_names``: not empty)."""
+    import argparse
+
+    from yolo.argtypes import read_names
+    from yolo.config import VOC_CLASSES
+    from yolo.darknet import COCO_CLASSES
+
+    named = {"voc": list(VOC_CLASSES), "coco": list(COCO_CLASSES)}
+    if text in named:
+        return named[text]
+    if not Path(text).expanduser().exists():
+        raise argparse.ArgumentTypeError(f"expected voc, coco or a file of names, got {text!r}")
+    try:
+        return read_names(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m yolo.transfer SRC --classes voc --out OUT.pt``: a file's weights for another class
     list, saved as this project's weights (e.g. yolov3.weights -> a VOC detector, no training)."""
     import argparse
+    import tempfile
 
-    from yolo.checkpoint import save_weights
-    from yolo.config import VOC_CLASSES
-    from yolo.darknet import COCO_CLASSES
+    from yolo.argtypes import OutputError, output_file, publish, real, write_message
+    from yolo.checkpoint import MAX_WIDTH, save_weights
 
     p = argparse.ArgumentParser(prog="python -m yolo.transfer", description=main.__doc__)
     p.add_argument("source", help="a checkpoint, a course checkpoint.pth.tar or a Darknet .weights file")
-    p.add_argument("--classes", default="voc", help="voc, coco, or a text file with one class name a line")
-    p.add_argument("--out", required=True, help="where to write the weights (.pt)")
-    p.add_argument("--width", type=float, help="the source's width when it cannot say (Darknet files)")
+    p.add_argument("--classes", type=_class_list, default="voc",
+                   help="voc, coco, or a text file with one class name a line (default voc)")
+    p.add_argument("--out", required=True, help="where to write the weights (.pt); an existing file only with --force")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--width", type=real(0, MAX_WIDTH, low_open=True),
+                   help=f"the source's width when it cannot say (Darknet files), in (0, {MAX_WIDTH:g}]")
     args = p.parse_args(argv)
-    named = {"voc": list(VOC_CLASSES), "coco": list(COCO_CLASSES)}
-    if args.classes in named:
-        names = named[args.classes]
-    elif Path(args.classes).is_file():
-        names = [line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()]
-    else:
-        raise SystemExit(f"--classes: expected voc, coco or a file of names, got {args.classes!r}")
+    names = args.classes
+    try:  # before the file is read: an existing --out without --force, a folder, an unwritable place
+        target = output_file(args.out, args.force, "--out")
+    except OutputError as err:
+        p.error(str(err))
     try:
         state = read_initial(args.source, args.width)
         if not state.num_classes:
@@ -137,8 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
     print(f"{args.source}: {report.summary()}")
-    out = save_weights(model.eval(), args.out, names, anchors=state.anchors)  # Darknet's exact anchors for its files
-    print(f"wrote {out}")
+    scratch = target.parent if not target.exists() or target.is_file() else None
+    try:  # written beside --out, then renamed over it: a full disk never leaves half a file
+        with tempfile.TemporaryDirectory(dir=scratch, prefix=".transfer-") as tmp:
+            made = save_weights(model.eval(), Path(tmp) / "weights.pt", names, anchors=state.anchors)
+            publish(made, target)  # Darknet's exact anchors for its files
+    except OSError as err:
+        raise SystemExit(write_message(err, target)) from None
+    print(f"wrote {target}")
     return 0
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from yolo.config import EVAL_NMS
+from yolo.argtypes import OutputError, image_size, integer, output_folder, real, write_message
+from yolo.config import EVAL_NMS, MAX_IMAGE_SIZE
 from yolo.evaluate import (
     compare,
     error_breakdown,
@@ -36,6 +37,10 @@ from yolo.evaluate import (
 from yolo.evaluate.export import coco_ground_truth, coco_results, write_csv, write_json
 
 
+# Images per forward pass: 1024 images at 608 px are ~4.5 GB of float input alone; more is a typo.
+MAX_BATCH = 1024
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m yolo.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,22 +49,26 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", action="append", required=True,
                    help="split spec, e.g. 2007/test or val; give it twice to fit thresholds on one and test on the other")
     p.add_argument("--compare", type=Path, help="a second checkpoint (B) evaluated on the same images")
-    p.add_argument("--out", type=Path, help="output folder (default: evaluate/ beside the checkpoint)")
-    p.add_argument("--image-size", type=int, default=None, help="input size, a multiple of 32 (default: the size "
-                   "the checkpoint was validated at, else 416)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--conf-floor", type=float, default=EVAL_NMS.conf_threshold,
-                   help=f"lowest confidence kept in the cached predictions (default {EVAL_NMS.conf_threshold})")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence for the per-image A/B regressions")
-    p.add_argument("--target-precision", type=float, help="choose thresholds reaching this precision instead of max F1")
+    p.add_argument("--out", type=Path, help="output folder (default: evaluate/ beside the checkpoint); one holding "
+                   "earlier results (summary.json) is replaced only with --force")
+    p.add_argument("--force", action="store_true", help="replace the earlier results in --out (its cached "
+                   "predictions are still reused when they match)")
+    p.add_argument("--image-size", type=image_size, default=None, help=f"input size, a multiple of 32 up to "
+                   f"{MAX_IMAGE_SIZE} (default: the size the checkpoint was validated at, else 416)")
+    p.add_argument("--iou", type=real(0, 1), default=0.45, help="NMS IoU threshold, in [0, 1] (default 0.45)")
+    p.add_argument("--conf-floor", type=real(0, 1), default=EVAL_NMS.conf_threshold,
+                   help=f"lowest confidence kept in the cached predictions, in [0, 1] (default {EVAL_NMS.conf_threshold})")
+    p.add_argument("--conf", type=real(0, 1), default=0.25,
+                   help="confidence for the per-image A/B regressions, in [0, 1] (default 0.25)")
+    p.add_argument("--target-precision", type=real(0, 1, low_open=True),
+                   help="choose thresholds reaching this precision, in (0, 1], instead of max F1")
     p.add_argument("--operating-points", type=Path,
                    help="a saved operating-points JSON: also report precision, recall and F1 at its per-class thresholds")
-    p.add_argument("--limit", type=int, help="only the first N images of each split")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--limit", type=integer(1), help="only the first N images of each split, N >= 1")
+    p.add_argument("--batch-size", type=integer(1, MAX_BATCH), default=8,
+                   help=f"images per forward pass, 1..{MAX_BATCH} (default 8)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     args = p.parse_args(argv)
-    if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
-        p.error(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if args.operating_points is not None and not args.operating_points.is_file():
         p.error(f"no operating-points file at {args.operating_points}")
     for name in ("checkpoint", "compare"):
@@ -68,6 +77,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"no checkpoint at {path}")
     if not args.data.exists():
         p.error(f"no dataset folder at {args.data}")
+    try:  # before the model runs: a folder that cannot be written, or earlier results without --force
+        args.out = output_folder(args.out or args.checkpoint.parent / "evaluate", args.force, "--out", "summary.json")
+    except OutputError as err:
+        p.error(str(err))
     return args
 
 
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolo.data.layout import DataLayoutError, load_classes
     from yolo.detect import Detector
 
-    out = args.out or args.checkpoint.parent / "evaluate"
+    out = args.out
     try:
         classes = load_classes(args.data)
         detector = Detector.from_checkpoint(args.checkpoint, args.device, args.image_size)
@@ -125,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataLayoutError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        return report(args, detector, other, given, sets, classes, out)
+    except OSError as err:  # a full disk, a file where a folder goes, ...: one line
+        print(f"error: {write_message(err)}", file=sys.stderr)
+        return 2
+
+
+def report(args, detector, other, given, sets, classes, out: Path) -> int:
+    """Every table of every split: printed and written under ``out``."""
     names = list(detector.class_names)
     summary: dict = {"checkpoint": str(args.checkpoint), "image_size": detector.image_size, "nms_iou": args.iou, "splits": {}}
     results = {}
