@@ -462,3 +462,44 @@ def test_a_resume_that_cannot_restore_is_refused_before_the_run_is_touched(tiny_
     main(tiny_args(tiny_demo, logs, "--epochs", "2", "--name", "r", "--resume", "auto"))
     final = torch.load(logs / "r" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == 4 and not (logs / "r" / "version_1").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_exits_non_zero_and_the_run_resumes(tiny_demo, tmp_path):
+    """Issue 21 item 7: a run stopped by SIGTERM (a scheduler's pre-emption) exits with 143 (128 + 15)
+    and says so, never 0; resumed, it continues at its last checkpoint with the optimiser, schedule,
+    EMA and data order of an uninterrupted run."""
+    logs = tmp_path / "logs"
+    cmd = [sys.executable, str(REPO / "train.py"), *tiny_args(tiny_demo, logs, "--checkpoint-every", "1",
+                                                             "--name", "term", "--trace-sizes")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd + ["--epochs", "40"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    last = logs / "term" / "version_0" / "checkpoints" / "last.ckpt"
+    while True:  # 80 steps in all: SIGTERM once a checkpoint of step >= 2 exists
+        try:
+            if torch.load(last, map_location="cpu", weights_only=True)["global_step"] >= 2:
+                break
+        except Exception:
+            pass
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM at step" in err and "--resume auto" in err
+    progress = __import__("json").loads((logs / "term" / "version_0" / "progress.json").read_text())
+    assert progress["state"] == "stopped"
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert 2 <= killed_at < 6, killed_at
+
+    result = run(cmd + ["--epochs", "3", "--resume", "auto"])
+    assert "resuming from" in result.stderr
+    final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["global_step"] == 6  # 3 epochs x 2 steps, none repeated or lost
+    assert {int(s["step"]) for s in final["optimizer_states"][0]["state"].values()} == {6}
+    assert final["lr_schedulers"][0]["last_epoch"] == 6 and int(final["state_dict"]["ema.updates"]) == 6
+    trace = [tuple(map(int, line.split())) for line in
+             (logs / "term" / "version_0" / "sizes_rank0.txt").read_text().splitlines()]
+    resumed = [step for step, _ in trace][-(6 - killed_at):]
+    assert resumed == list(range(killed_at, 6))  # continues at the checkpointed step

@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 # The run version shared by all processes of one run (set it on every node for multi-node DDP).
 VERSION_ENV = "YOLO_RUN_VERSION"
+# Exit status of a run stopped by SIGTERM (a scheduler's pre-emption or time limit): 128 + 15, the
+# shell's status for that signal, so no scheduler reads an unfinished run as a success.
+SIGTERM_STATUS = 128 + 15
 
 
 @dataclass
@@ -571,5 +575,11 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
         find_lr(trainer, module, datamodule, config)
     if not child:
         write_config(directory, dataclasses.asdict(config))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SIGTERMException:  # a SystemExit with no code: the process would exit 0, "success"
+        if not child:
+            print(f"stopped by SIGTERM at step {trainer.global_step}: {directory} is incomplete; continue it "
+                  f"with --resume auto (from its last checkpoint)", file=sys.stderr)
+        raise SystemExit(SIGTERM_STATUS) from None
     return directory
