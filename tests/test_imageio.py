@@ -92,3 +92,67 @@ def test_unreadable_and_truncated_bytes():
     with pytest.raises(ImageError) as err:
         read_image(data[: len(data) // 2])
     assert err.value.kind == "image_truncated"
+
+
+# ------------------------------------------------------------------ odd inputs to the Detector (issue 21 item 9)
+EMPTY = [np.zeros((0, 0, 3), np.uint8), np.zeros((10, 0, 3), np.uint8), np.zeros((0, 10), np.float32),
+         np.zeros((3, 0, 0), np.uint8), np.zeros((0,), np.uint8)]
+
+
+@pytest.mark.parametrize("array", EMPTY, ids=[str(a.shape) for a in EMPTY])
+def test_empty_images_are_a_message(array):
+    import torch
+
+    from yolo.detect import Detector
+    from yolo.model import YOLOv3
+
+    detector = Detector(YOLOv3(2, 0.125), ["a", "b"], image_size=64)
+    for image in (array, torch.from_numpy(array)):
+        with pytest.raises(ValueError, match="an empty image"):
+            detector.predict(image)
+    with pytest.raises(ValueError, match=r"an empty image \(0 x 0 pixels\)"):
+        detector.predict(Image.new("RGB", (0, 0)))
+
+
+def test_bfloat16_and_other_tensor_dtypes_read_like_float32():
+    import torch
+
+    pixels = torch.rand(3, 20, 30)
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+        t = pixels.to(dtype)
+        want = np.clip(np.rint(t.float().permute(1, 2, 0).numpy() * 255.0), 0, 255).astype(np.uint8)
+        assert np.array_equal(load_image(t), want), dtype
+    if hasattr(torch, "float8_e4m3fn"):
+        t = pixels.to(torch.float8_e4m3fn)
+        assert np.array_equal(load_image(t), load_image(t.float()))
+    with pytest.raises(ValueError, match="meta tensor"):
+        load_image(torch.empty(3, 8, 8, device="meta"))
+    with pytest.raises(ValueError, match="dense image tensor"):
+        load_image(torch.eye(8).to_sparse())
+
+
+def test_premultiplied_la_is_blended_over_gray():
+    """PIL mode 'La' holds gray premultiplied by alpha: over the gray fill the pixel is
+    Lp + FILL * (1 - a / 255) (hand-worked: 64 + 114 * 127 / 255 = 120.8)."""
+    pil = Image.new("La", (6, 4), (64, 128))
+    got = load_image(pil)
+    assert got.shape == (4, 6, 3) and abs(int(got[0, 0, 0]) - (64 + FILL * (1 - 128 / 255))) <= 1
+    opaque = Image.new("La", (6, 4), (90, 255))
+    assert (load_image(opaque) == 90).all()
+
+
+ODD_MODES = ["La", "LA", "L", "P", "PA", "I;16", "I;16B", "I;16L", "I", "F", "1", "CMYK", "YCbCr", "LAB",
+             "HSV", "RGBa", "RGBX", "RGBA"]
+
+
+@pytest.mark.parametrize("mode", ODD_MODES)
+def test_every_pil_mode_reaches_the_detector(mode):
+    from yolo.detect import Detector
+    from yolo.model import YOLOv3
+
+    pil = Image.new(mode, (40, 24))
+    prediction = Detector(YOLOv3(2, 0.125), ["a", "b"], image_size=64).predict(pil)
+    assert prediction.image.shape == (24, 40, 3) and prediction.image.dtype == np.uint8
+    assert prediction.orig_size == (24, 40)
+    if mode in ("L", "P", "CMYK", "YCbCr", "RGBX", "1"):  # no alpha, 8 bits: PIL's own conversion
+        assert np.array_equal(prediction.image, np.asarray(pil.convert("RGB")))

@@ -234,7 +234,7 @@ def load_image(image: Any, bgr: bool = False) -> np.ndarray:
     if isinstance(image, Image.Image):
         return _from_pil(image)
     if hasattr(image, "detach"):  # a torch tensor
-        image = image.detach().cpu().numpy()
+        image = _tensor_pixels(image)
     if isinstance(image, np.ndarray):
         return _from_array(image, bgr)
     raise TypeError(
@@ -251,17 +251,42 @@ def _read_or_say(source: Source, what: str) -> np.ndarray:
         raise ValueError(f"cannot read {what}: {err}") from err
 
 
+def _tensor_pixels(tensor: Any) -> np.ndarray:
+    """A torch tensor -> a numpy array of its pixels (bfloat16 and other dtypes numpy lacks are read
+    as float32); ``ValueError`` for one that holds no pixels (meta, sparse, quantised)."""
+    if getattr(tensor, "is_meta", False):
+        raise ValueError("a meta tensor holds no pixels")
+    if str(getattr(tensor, "layout", "torch.strided")) != "torch.strided":
+        raise ValueError(f"a {tensor.layout} tensor: pass a dense image tensor")
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and str(tensor.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+        tensor = tensor.float()  # bfloat16, float8: exact in float32
+    try:
+        return tensor.numpy()
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(f"cannot read a torch tensor of dtype {tensor.dtype} as an image ({err})") from None
+
+
 def _from_pil(pil: Any) -> np.ndarray:
-    """PIL image (any mode, EXIF orientation honoured) -> RGB uint8 array."""
+    """PIL image (any mode, EXIF orientation honoured) -> RGB uint8 array; ``ValueError`` for an
+    empty image or a mode PIL cannot convert."""
     from PIL import ImageOps
 
-    pil = ImageOps.exif_transpose(pil) or pil
-    has_alpha = pil.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in pil.info
-    if has_alpha:
-        return _from_array(np.asarray(pil.convert("RGBA")), bgr=False)
-    if pil.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        return _from_array(np.asarray(pil), bgr=False)
-    return np.ascontiguousarray(np.asarray(pil.convert("RGB")))
+    if pil.width < 1 or pil.height < 1:
+        raise ValueError(f"an empty image ({pil.width} x {pil.height} pixels): nothing to detect in")
+    mode = pil.mode
+    try:
+        pil = ImageOps.exif_transpose(pil) or pil
+        has_alpha = pil.mode in _ALPHA_MODES or "transparency" in pil.info
+        if has_alpha:
+            if pil.mode == "La":  # premultiplied: PIL converts it to LA (straight alpha) only
+                pil = pil.convert("LA")
+            return _from_array(np.asarray(pil.convert("RGBA")), bgr=False)
+        if pil.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            return _from_array(np.asarray(pil), bgr=False)
+        return np.ascontiguousarray(np.asarray(pil.convert("RGB")))
+    except (ValueError, OSError, KeyError) as err:
+        raise ValueError(f"cannot read a PIL image in mode {mode!r} ({err})") from None
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -273,7 +298,8 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint16:
         return (array >> 8).astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):
-        values = np.nan_to_num(array.astype(np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32: inf, then 255
+            values = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
         if values.size and values.max() <= 1.0:
             values = values * 255.0
         return np.clip(np.rint(values), 0, 255).astype(np.uint8)
@@ -284,7 +310,9 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def _from_array(array: np.ndarray, bgr: bool) -> np.ndarray:
-    """(H, W), (H, W, C) or (C, H, W) array -> RGB uint8 (H, W, 3)."""
+    """(H, W), (H, W, C) or (C, H, W) array -> RGB uint8 (H, W, 3); ``ValueError`` for an empty one."""
+    if array.size == 0:
+        raise ValueError(f"an empty image (array of shape {array.shape}): nothing to detect in")
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = array.transpose(1, 2, 0)  # channels first -> last
     if array.ndim == 3 and array.shape[-1] == 1:
