@@ -106,28 +106,47 @@ class Prediction:
         was given, else its ``config.conf_threshold``. Other arguments left out take the
         detector's ``config``; ``classes`` (ids or names) keeps only those classes.
         """
-        config = replace(self.config)
-        class_conf = None
-        if conf is None and self.class_conf is not None:
-            class_conf = torch.tensor(self.class_conf)
-        elif conf is not None and not isinstance(conf, (int, float)):
-            class_conf = torch.as_tensor(list(conf), dtype=torch.float32)
-            if class_conf.numel() != len(self.class_names):
-                raise ValueError(f"{class_conf.numel()} thresholds for {len(self.class_names)} classes")
-        elif conf is not None:
-            config.conf_threshold = float(conf)
-        if iou is not None:
-            config.iou_threshold = float(iou)
-        if max_detections is not None:
-            config.max_detections = int(max_detections)
-        if class_agnostic is not None:
-            config.class_agnostic = bool(class_agnostic)
-        c = self.candidates
-        ids = class_ids(classes, self.class_names)
-        (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, config, ids, class_conf)
-        labels = c.labels[idx]
-        return Detections(c.boxes[idx], c.scores[idx], labels, [self.class_names[i] for i in labels.tolist()],
-                          c.slots[idx], self.orig_size)
+        return select_candidates(self.candidates, self.class_names, self.orig_size, self.config,
+                                 self.class_conf, conf, iou, classes, max_detections, class_agnostic)
+
+
+def select_candidates(
+    candidates: Candidates,
+    class_names: Sequence[str],
+    orig_size: tuple[int, int],
+    config: PostprocessConfig,
+    class_conf: Sequence[float] | None = None,
+    conf: float | Sequence[float] | None = None,
+    iou: float | None = None,
+    classes: Iterable[int | str] | None = None,
+    max_detections: int | None = None,
+    class_agnostic: bool | None = None,
+) -> Detections:
+    """``Prediction.select`` for the candidates of one image, without the image (what
+    ``yolo.video`` keeps per frame): ``config``/``class_conf`` are the defaults, the other
+    arguments override them exactly as ``Prediction.select`` documents."""
+    config = replace(config)
+    chosen_conf = None
+    if conf is None and class_conf is not None:
+        chosen_conf = torch.tensor(class_conf)
+    elif conf is not None and not isinstance(conf, (int, float)):
+        chosen_conf = torch.as_tensor(list(conf), dtype=torch.float32)
+        if chosen_conf.numel() != len(class_names):
+            raise ValueError(f"{chosen_conf.numel()} thresholds for {len(class_names)} classes")
+    elif conf is not None:
+        config.conf_threshold = float(conf)
+    if iou is not None:
+        config.iou_threshold = float(iou)
+    if max_detections is not None:
+        config.max_detections = int(max_detections)
+    if class_agnostic is not None:
+        config.class_agnostic = bool(class_agnostic)
+    c = candidates
+    ids = class_ids(classes, class_names)
+    (idx,) = select(c.boxes, c.scores, c.labels, c.images, 1, config, ids, chosen_conf)
+    labels = c.labels[idx]
+    return Detections(c.boxes[idx], c.scores[idx], labels, [class_names[i] for i in labels.tolist()],
+                      c.slots[idx], tuple(orig_size))
 
 
 # --------------------------------------------------------------------------------------------
