@@ -173,12 +173,38 @@ def starting_threshold(model: Model, default: float) -> tuple[float, str]:
                      "(the Evaluate page's Operating points tab finds and saves the best one)")
 
 
-def threshold_sliders(prefix: str, conf: float = 0.25, iou: float = 0.45, why: str | None = None) -> tuple[float, float]:
+def threshold_sliders(prefix: str, conf: float = 0.25, iou: float = 0.45, why: str | None = None,
+                      conf_disabled: bool = False) -> tuple[float, float]:
     c1, c2 = st.columns(2)
-    conf = c1.slider("Confidence threshold", 0.0, 1.0, conf, 0.01, key=f"{prefix}_conf",
-                     help="score = objectness x class probability; boxes at or below it are dropped")
+    conf = c1.slider("Confidence threshold", 0.0, 1.0, conf, 0.01, key=f"{prefix}_conf", disabled=conf_disabled,
+                     help="off while the saved per-class thresholds are on" if conf_disabled else
+                     "score = objectness x class probability; boxes at or below it are dropped")
     iou = c2.slider("NMS IoU threshold", 0.05, 0.95, iou, 0.05, key=f"{prefix}_iou",
                     help="a box overlapping a higher-scoring box of its class by more is suppressed")
     if why:
         st.caption(f"Confidence threshold: {why}.")
     return conf, iou
+
+
+def confidence_controls(model: Model, prefix: str, trained_start: float = 0.25,
+                        untrained_start: float = 0.02) -> tuple[float | list[float], float]:
+    """The threshold controls of Detect and GradCAM, alike on both: with an operating point saved
+    for the checkpoint, first a toggle "Per-class thresholds" (on by default); while it is on the
+    confidence slider is disabled (it would change nothing) and a caption lists the thresholds.
+    The slider starts at the saved single threshold, else ``trained_start`` (``untrained_start``
+    for an untrained model, whose scores are tiny).
+
+    Returns (conf: one threshold, or one per class; NMS IoU)."""
+    per_class = model.thresholds is not None and st.toggle(
+        "Per-class thresholds (the saved operating point)", value=True, key=f"{prefix}_per_class",
+        help="On: each class at its own threshold saved on the Evaluate page (the confidence slider is off); "
+             "off: the slider's one threshold for every class")
+    start, why = starting_threshold(model, trained_start if model.trained else untrained_start)
+    conf, iou = threshold_sliders(prefix, conf=start, why=None if per_class else why, conf_disabled=per_class)
+    if not per_class:
+        return conf, iou
+    points = model.thresholds
+    st.caption(f"Each class at its own saved threshold ({points.rule}, from "
+               f"{points.meta.get('split', 'the Evaluate page')}): "
+               + ", ".join(f"{n} {t:.2f}" for n, t in zip(points.class_names, points.class_thresholds)))
+    return list(points.class_thresholds), iou

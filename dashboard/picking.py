@@ -122,6 +122,22 @@ def pick_image(ctx: Context, prefix: str) -> Picked | None:
                   sample["image"], sample["boxes"], sample["labels"])
 
 
+def inline_image(image: np.ndarray, quality: int = 90) -> str:
+    """RGB uint8 (H, W, 3) -> a ``data:image/jpeg;base64,...`` URL for ``st.image``. The picture
+    travels inside the page's message instead of as a media file that the browser fetches later,
+    so a picture replaced by a quick slider step can never be a broken-image icon (a media file is
+    dropped as soon as a newer run replaces it, sometimes before the browser asked for it)."""
+    import base64
+
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"cannot encode an image of shape {image.shape} as JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
+
+
 def draw(image: np.ndarray, detections=None, class_names=None, gt: Picked | None = None,
          gt_names=None) -> np.ndarray:
     """Ground truth dashed (labels below), detections solid (labels above), via ``yolo.viz``."""

@@ -374,9 +374,10 @@ def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, mon
     after = [d.value for d in at.dataframe if "AP B" in d.value.columns]
     assert not before and after and not after[0]["dAP"].dropna().eq(0).all(), "B differs from A"
     detect = open_page("Detect")
-    assert any("best F1 saved for this checkpoint" in t for t in [c.value for c in detect.caption])
     assert detect.toggle(key="det_per_class").value, "Detect starts at the saved per-class thresholds"
     assert any("Each class at its own saved threshold" in c.value for c in detect.caption)
+    detect.toggle(key="det_per_class").set_value(False).run()  # the slider then starts at the single best
+    assert any("best F1 saved for this checkpoint" in t for t in [c.value for c in detect.caption])
 
 
 def test_compare_refuses_a_b_of_other_classes_or_unreadable_and_still_draws_the_other_tabs(voc, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import frame
 import loaders
 import numpy as np
 import streamlit as st
+from wording import count
 
 from yolo import viz
 from yolo.config import STRIDES
@@ -55,10 +56,10 @@ st.subheader(f"Training samples at {size} x {size}")
 st.caption(f"With p = {dataset.mosaic_p:.2f} this seed {'draws a mosaic' if drawn else 'draws the plain sample'}; "
            "both are shown.")
 a, b, c = st.columns(3)
-a.image(with_boxes(plain), caption=f"letterbox + transforms ({len(plain['labels'])} boxes)", width="stretch")
-b.image(with_boxes(raw_mosaic), caption=f"mosaic before transforms ({len(raw_mosaic['labels'])} boxes)",
+a.image(with_boxes(plain), caption=f"letterbox + transforms ({count(len(plain['labels']), 'box')})", width="stretch")
+b.image(with_boxes(raw_mosaic), caption=f"mosaic before transforms ({count(len(raw_mosaic['labels']), 'box')})",
         width="stretch")
-c.image(with_boxes(mosaic), caption=f"mosaic + transforms ({len(mosaic['labels'])} boxes)", width="stretch")
+c.image(with_boxes(mosaic), caption=f"mosaic + transforms ({count(len(mosaic['labels']), 'box')})", width="stretch")
 
 st.subheader("Grid and assigned anchor cells")
 g1, g2 = st.columns([1, 2])

@@ -6,6 +6,7 @@ import loaders
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from wording import count
 
 from yolo import viz
 from yolo.data.problems import KINDS
@@ -49,7 +50,7 @@ with browse:
         big.image(viz.draw_ground_truth(sample["image"], sample["boxes"], sample["labels"],
                                         class_names=ctx.classes), caption=sample["path"], width="stretch")
         height, width = sample["orig_size"]
-        info.markdown(f"**{pick}** · {width} x {height} pixels · {len(sample['labels'])} objects")
+        info.markdown(f"**{pick}** · {width} x {height} pixels · {count(len(sample['labels']), 'object')}")
         info.dataframe(boxes.loc[boxes["image"] == pick, ["class", "x1", "y1", "x2", "y2", "difficult"]]
                        .round(1), hide_index=True, width="stretch")
 
@@ -100,4 +101,4 @@ with check:
         rows = pd.DataFrame([{"problem": p.kind, "action": p.action, "file": p.file, "detail": p.detail,
                               "count": p.count} for p in report.problems if not kinds or p.kind in kinds])
         st.dataframe(rows, hide_index=True, width="stretch")
-    st.caption("Splits: " + ", ".join(f"{s.name} ({s.images} images, {s.objects} objects)" for s in report.splits))
+    st.caption("Splits: " + ", ".join(f"{s.name} ({count(s.images, 'image')}, {count(s.objects, 'object')})" for s in report.splits))

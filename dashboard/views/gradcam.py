@@ -5,6 +5,7 @@ import frame
 import models
 import picking
 import streamlit as st
+from wording import count
 
 from yolo import cam, viz
 
@@ -20,8 +21,7 @@ models.check_classes(model, ctx, "The maps explain the model's own detections, l
 picked = picking.pick_image(ctx, "gc")
 if picked is None:
     st.stop()
-start, why = models.starting_threshold(model, 0.25 if model.trained else 0.02)
-conf, iou = models.threshold_sliders("gc", conf=start, why=why)
+conf, iou = models.confidence_controls(model, "gc")
 found, _, _ = models.predict(model, picked, conf, iou, None)
 
 c1, c2, c3 = st.columns(3)
@@ -61,8 +61,8 @@ picture = viz.draw_detections(picture, found.boxes[shown], found.labels[shown], 
                               class_names=detector.class_names)
 what = "every detection" if target is None else (f"detection #{target}" if isinstance(target, int) else f"class {target}")
 left, right = st.columns([3, 2])
-left.image(picture, caption=f"{method} at {layer}, explaining {what} · {model.label}", width="stretch")
-right.markdown(f"**{len(rows)}** detection(s) explained: "
+left.image(picking.inline_image(picture), caption=f"{method} at {layer}, explaining {what} · {model.label}", width="stretch")
+right.markdown(f"**{count(len(rows), 'detection')}** explained: "
                + ", ".join(f"#{i} {found.names[i]} {float(found.scores[i]):.2f}" for i in rows[:8])
                + (" …" if len(rows) > 8 else ""))
 right.caption("Red = strong evidence for the explained score; the map is min-max scaled over the photo"
