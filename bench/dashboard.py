@@ -71,8 +71,8 @@ def main() -> None:
 
     import torch
 
-    from yolo.checkpoint import save_weights
     from yolo.model import YOLOv3
+    from yolo.weights import save_weights
 
     rows, figures = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:

@@ -54,7 +54,7 @@ def checkpoint_model(path: Path, image_size: int, what_next: str = "Pick another
     """A checkpoint file as a cached Detector (with its saved operating points); a file that
     cannot be used shows one message (``what_next`` after it) and ends the page (``stop``) or
     gives None."""
-    from yolo.checkpoint import CheckpointError
+    from yolo.weights import CheckpointError
 
     try:
         mtime = path.stat().st_mtime_ns

@@ -78,6 +78,6 @@ def run_image_size(checkpoint: Path | None) -> int:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _saved_image_size(path: str, mtime_ns: int) -> int | None:
-    from yolo.checkpoint import saved_image_size
+    from yolo.weights import saved_image_size
 
     return saved_image_size(path)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from yolo.checkpoint import (
-    CheckpointError, CheckpointWarning, optimiser_group_sizes, read_checkpoint, read_training_checkpoint, save_weights,
-)
 from yolo.detect import Detector
 from yolo.model import YOLOv3
+from yolo.weights import (
+    CheckpointError, CheckpointWarning, optimiser_group_sizes, read_checkpoint, read_training_checkpoint, save_weights,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,8 +138,8 @@ def test_optimiser_group_sizes_of_a_saved_optimiser(tmp_path):
 PEAK_SCRIPT = """
 import json, resource, sys, tracemalloc
 import torch
-from yolo.checkpoint import CheckpointError
 from yolo.detect import Detector
+from yolo.weights import CheckpointError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()
 try:
@@ -181,7 +181,7 @@ def test_the_validation_size_is_read_from_the_checkpoint_else_the_run_folder_els
     folder says; an older one falls back to its run's config.yaml val_size, then to 416."""
     monkeypatch.syspath_prepend(str(REPO / "dashboard"))  # the dashboard imports its siblings so
     from dashboard.places import run_image_size
-    from yolo.checkpoint import saved_image_size
+    from yolo.weights import saved_image_size
 
     run = tmp_path / "logs" / "r" / "version_0"
     (run / "checkpoints").mkdir(parents=True)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from yolo.argtypes import OutputError, image_size, integer, names_file, output_file, output_folder, real
-from yolo.checkpoint import save_weights
 from yolo.config import VOC_CLASSES
 from yolo.model import YOLOv3
+from yolo.weights import save_weights
 
 FULL = Path("/dev/full")  # every write fails with ENOSPC, as on a full disk
 needs_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full on this system")
@@ -215,7 +215,7 @@ def test_transfer_refuses_empty_classes_and_existing_outputs(weights, tmp_path, 
     assert "is a folder" in parse_fails(main, [str(weights), "--out", str(tmp_path)], capsys)
     empty.write_text("cat\ndog\n")
     assert main([str(weights), "--classes", str(empty), "--out", str(mine), "--force"]) == 0
-    from yolo.checkpoint import read_checkpoint
+    from yolo.weights import read_checkpoint
 
     assert read_checkpoint(mine).class_names == ["cat", "dog"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.txt", "mine.pt"]  # no temporary left

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from yolo.checkpoint import CheckpointError, build_model, read_checkpoint
 from yolo.config import VOC_CLASSES
 from yolo.detect import Detector
 from yolo.model import YOLOv3
+from yolo.weights import CheckpointError, build_model, read_checkpoint
 
 from test_darknet import outputs, randomised  # random weights and BN statistics; outputs at 64 px
 
@@ -155,7 +155,7 @@ def test_full_size_course_layout_maps_onto_the_model():
             course = CourseYOLOv3(num_classes=80)
     finally:
         DIV = saved
-    from yolo.course import from_course
+    from yolo.weights.course import from_course
 
     state = from_course({"state_dict": course.state_dict()})
     with torch.device("meta"):

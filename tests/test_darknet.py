@@ -10,15 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from yolo.checkpoint import CheckpointError, build_model, read_checkpoint
 from yolo.config import VOC_CLASSES
-from yolo.darknet import (
-    COCO_CLASSES, DarknetError, Header, conv_specs, expected_floats, read_darknet, read_weights,
-    write_weights,
-)
 from yolo.detect import Detector
 from yolo.model import ConvBlock, YOLOv3
 from yolo.transfer import init_from
+from yolo.weights import CheckpointError, build_model, read_checkpoint
+from yolo.weights.classes import COCO_CLASSES
+from yolo.weights.convs import conv_specs
+from yolo.weights.darknet import DarknetError, Header, expected_floats, read_darknet, read_weights, write_weights
 
 SIZE = 64
 
@@ -280,8 +279,8 @@ def test_convert_coco_weights_to_a_voc_detector(tmp_path):
 
 
 def test_save_weights_writes_the_given_anchors_and_transfer_writes_once(tmp_path, monkeypatch):
-    from yolo.checkpoint import save_weights
     from yolo.transfer import main
+    from yolo.weights import save_weights
 
     anchors = [[[0.5, 0.25], [0.125, 0.75], [1.0, 2.0]]] * 3
     state = read_checkpoint(save_weights(YOLOv3(2, 0.125), tmp_path / "w.pt", ["a", "b"], anchors=anchors))

@@ -22,9 +22,9 @@ import torch
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
-from yolo.checkpoint import save_weights
 from yolo.model import YOLOv3
 from yolo.runs import write_config
+from yolo.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 1800  # AppTest and child waits give up on a hang only; no test here asserts speed

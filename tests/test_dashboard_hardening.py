@@ -342,8 +342,8 @@ def test_a_bad_checkpoint_path_gets_a_message(fresh, tmp_path, case):
 def test_a_checkpoint_that_cannot_be_used_is_a_message(fresh, tmp_path, monkeypatch, page, error):
     """Whatever the loader raises for a malformed file, the page shows its message (old code: a
     TypeError from the loader was an exception element)."""
-    from yolo.checkpoint import CheckpointError
     from yolo.detect import Detector
+    from yolo.weights import CheckpointError
 
     message = "hyper-parameter 'width' is 'wide', not a number"
     kind = CheckpointError if error == "CheckpointError" else TypeError

@@ -12,8 +12,8 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from test_course import CourseYOLOv3  # noqa: E402  (the course's module list, written plainly)
-from yolo.darknet import write_weights  # noqa: E402
 from yolo.model import YOLOv3  # noqa: E402
+from yolo.weights.darknet import write_weights  # noqa: E402
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
 ENV = ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR")

@@ -13,16 +13,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from yolo.checkpoint import CheckpointError, read_checkpoint, save_weights
 from yolo.config import PostprocessConfig
 from yolo.detect import Detector
-from yolo.selection import select, unravel_slot
 from yolo.imageio import load_image
 from yolo.letterbox import boxes_from_letterbox, boxes_to_letterbox, letterbox
-from yolo.predictions import PredictionSet, predict_folder, predict_samples
 from yolo.model import YOLOv3
 from yolo.postprocess import postprocess
+from yolo.predictions import PredictionSet, predict_folder, predict_samples
+from yolo.selection import select, unravel_slot
 from yolo.targets import encode, targets_to_logits
+from yolo.weights import CheckpointError, read_checkpoint, save_weights
 
 SIZE = 128  # model input side in these tests
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from yolo.checkpoint import save_weights
 from yolo.detect import Detector
 from yolo.evaluate import (
     ERROR_TYPES,
@@ -32,6 +31,7 @@ from yolo.evaluate import (
     scores_at,
 )
 from yolo.model import YOLOv3
+from yolo.weights import save_weights
 
 A, B, C = [0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 60, 60]
 
@@ -588,9 +588,9 @@ def test_a_detection_scored_exactly_at_the_threshold_is_dropped_by_every_view():
     table at a confidence threshold must count the same detections (the old metrics and per-image
     tables kept score == threshold, the operating points and A/B did not)."""
     from yolo.config import PostprocessConfig
-    from yolo.selection import select
     from yolo.evaluate.tables import per_image_errors
     from yolo.metrics import confusion_matrix, precision_recall_at
+    from yolo.selection import select
 
     dets = [det([A, B], [0.5, 0.75], [0, 0])]  # both true positives; 0.5 is the threshold itself
     truths = [gt([A, B], [0, 0])]

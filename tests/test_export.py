@@ -8,12 +8,12 @@ import pytest
 import torch
 from torchvision.ops import batched_nms, box_iou, nms
 
-from yolo.checkpoint import save_weights
 from yolo.config import ANCHORS, VOC_CLASSES, PostprocessConfig
 from yolo.lit import ground_truth
 from yolo.metrics import voc_evaluate
 from yolo.model import YOLOv3
 from yolo.postprocess import candidates, postprocess, top_k_per_image
+from yolo.weights import save_weights
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="pip install onnxruntime (requirements.txt)")
 from yolo.export import DetectionGraph, main, onnx_session, run_onnx, split_detections  # noqa: E402
@@ -25,8 +25,8 @@ CONFIG = PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45, max_detectio
 @pytest.fixture(scope="module")
 def val_batch(voc_mini, tmp_path_factory) -> dict:
     from yolo.data.collate import collate
-    from yolo.data.layout import build_index
     from yolo.data.datasets import DetectionDataset, EvalDataset
+    from yolo.data.layout import build_index
 
     index = build_index([voc_mini], ["2012/val"], VOC_CLASSES, tmp_path_factory.mktemp("cache"), progress=False)
     dataset = EvalDataset(DetectionDataset(index), SIZE)

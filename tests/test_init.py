@@ -11,11 +11,11 @@ from pytorch_lightning.callbacks import Callback
 
 import yolo.trainer as trainer_module
 from train import config_from_args
-from yolo.darknet import write_weights
 from yolo.data.demo import DEMO_CLASSES, write_demo
 from yolo.model import YOLOv3
 from yolo.trainer import fit
 from yolo.transfer import BACKBONE, init_from
+from yolo.weights.darknet import write_weights
 
 
 @pytest.fixture(scope="module")

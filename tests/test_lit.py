@@ -10,9 +10,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from yolo.checkpoint import read_checkpoint
 from yolo.config import ModuleConfig, OptimConfig, leaves, metric_key
 from yolo.lit import ModelEMA, YoloLitModule, ground_truth, one_cycle
+from yolo.weights import read_checkpoint
 
 
 class Squares(Dataset):

@@ -190,8 +190,8 @@ def test_sigkill_mid_epoch_then_resume(tiny_demo, tmp_path):
     epochs_with_val = sorted(df.dropna(subset=["val/loss"])["epoch"].astype(int).tolist())
     assert epochs_with_val == [0, 1, 2]
     # the checkpoint train.py wrote loads through the safe path and detects on a demo image
-    from yolo.checkpoint import read_checkpoint
     from yolo.detect import Detector
+    from yolo.weights import read_checkpoint
 
     state = read_checkpoint(ckpt_dir / "last.ckpt")
     assert state.source == "ema" and state.width == 0.25
@@ -293,8 +293,8 @@ def test_data_that_is_a_file_or_missing_is_refused(tiny_demo, tmp_path, capsys):
 
 
 def test_resume_of_a_file_that_is_not_a_training_checkpoint(tiny_demo, tmp_path, capsys):
-    from yolo.checkpoint import save_weights
     from yolo.model import YOLOv3
+    from yolo.weights import save_weights
 
     logs = tmp_path / "logs"
     text = tmp_path / "notes.ckpt"
@@ -395,8 +395,8 @@ def test_resume_under_other_warm_up_settings_is_refused_before_anything_is_cut(t
     under settings without one: one line naming the flags, before its metrics.csv is cut back and
     before Lightning would fail on the optimiser's state."""
     from train import main
-    from yolo.checkpoint import optimiser_group_sizes
     from yolo.model import YOLOv3
+    from yolo.weights import optimiser_group_sizes
 
     logs = tmp_path / "logs"
     main(tiny_args(tiny_demo, logs, "--epochs", "1", "--name", "warm", "--warmup-epochs", "1",

@@ -16,13 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from yolo.checkpoint import save_weights
 from yolo.data.demo import DEMO_CLASSES, render_image
 from yolo.detect import Detector
 from yolo.model import YOLOv3
 from yolo.targets import encode, targets_to_logits
 from yolo.video import (ClipWriter, VideoError, detect_clip, main, output_size, probe_clip, read_frames,
                         write_annotated)
+from yolo.weights import save_weights
 
 SIZE = 128  # model input side in these tests
 HEIGHT, WIDTH = 243, 321  # odd sides on purpose

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from types import SimpleNamespace
 
-from yolo.checkpoint import MAX_WIDTH
 from yolo.config import MAX_IMAGE_SIZE, leaves, literal_choices
+from yolo.weights.state import MAX_WIDTH
 
 MAX_SIZE = MAX_IMAGE_SIZE  # pixels: the stride-32 grid and the anchors are made for 320..608; 2048 is 24x 416's pixels
 MAX_LR = 10.0  # any larger peak learning rate diverges at once
@@ -148,7 +148,7 @@ def check_resume(resume, width: float) -> None:
     """``--resume PATH``: a training checkpoint of this project at the configured width."""
     if resume in (None, "", "auto"):
         return
-    from yolo.checkpoint import CheckpointError, read_training_checkpoint
+    from yolo.weights import CheckpointError, read_training_checkpoint
 
     path = Path(str(resume)).expanduser()
     if not path.is_file():

@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from yolo.checkpoint import load_into, read_checkpoint
 from yolo.config import ANCHORS, DEFAULT_IMAGE_SIZE, EVAL_NMS, VOC_CLASSES, PostprocessConfig, grid_sizes
 from yolo.imageio import load_image
 from yolo.letterbox import Letterbox, letterbox
 from yolo.model import YOLOv3
 from yolo.selection import Candidates, Detections, class_ids, decode_candidates, select, unravel_slot
+from yolo.weights import load_into, read_checkpoint
 
 PRE_NMS_TOP_K = EVAL_NMS.pre_nms_top_k  # the Detector's default: candidates per image entering NMS
 

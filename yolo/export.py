@@ -4,7 +4,7 @@
     python -m yolo.export CKPT --onnx OUT.onnx --nms            # final detections from one call
     python -m yolo.export CKPT --onnx OUT.onnx --nms --dynamic-batch --image-size 416
 
-CKPT is anything ``yolo.checkpoint.read_checkpoint`` opens (a training checkpoint, exported
+CKPT is anything ``yolo.weights.read_checkpoint`` opens (a training checkpoint, exported
 weights, a course checkpoint, a Darknet .weights file). The graph's input ``images`` is
 (B, 3, S, S) float RGB in [0, 1], letterboxed to S (``yolo.detect`` does that); B is 1 unless
 ``--dynamic-batch``. Without ``--nms`` the outputs are the model's three raw tensors
@@ -38,10 +38,10 @@ import torch
 from torch import Tensor, nn
 
 from yolo.argtypes import OutputError, image_size, integer, output_file, publish, real, write_message
-from yolo.checkpoint import CheckpointError, build_model, read_checkpoint
 from yolo.config import DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE, STRIDES, PostprocessConfig
 from yolo.postprocess import grouped_nms
 from yolo.targets import decode_cells, unravel_cells
+from yolo.weights import CheckpointError, build_model, read_checkpoint
 
 OPSET = 17
 MAX_OPSET = 20  # the TorchScript exporter's newest (torch.onnx._constants); NonMaxSuppression needs >= 11

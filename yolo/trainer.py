@@ -23,13 +23,13 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from yolo.callbacks import ProgressFile
 from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
 )
-from yolo.callbacks import ProgressFile
-from yolo.checkpoint import CheckpointError, read_training_checkpoint
 from yolo.config_checks import ConfigError, check_config
 from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
+from yolo.weights import CheckpointError, read_training_checkpoint
 
 if TYPE_CHECKING:
     from yolo.lit import YoloLitModule
@@ -276,8 +276,8 @@ def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
 
 def init_weights(module, path: str, class_names: list[str]) -> None:
     """Start ``module``'s network (and its EMA) from the weights of the file at ``path``."""
-    from yolo.checkpoint import CheckpointError
     from yolo.transfer import init_from
+    from yolo.weights import CheckpointError
 
     try:
         report = init_from(path, module.model, class_names)

@@ -4,7 +4,7 @@ model's width, for the model's classes.
 
 Tensors of the same name and shape are copied. The prediction convolutions are rebuilt per anchor:
 objectness and box rows come from the file, each class row from the file's class of the same name
-(``yolo.darknet.match_classes``: COCO's airplane is VOC's aeroplane, ...), and a class the file
+(``yolo.weights.classes.match_classes``: COCO's airplane is VOC's aeroplane, ...), and a class the file
 does not have keeps the model's fresh initialisation. Whatever the file lacks (the whole head of a
 backbone-only file) stays fresh too.
 """
@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from yolo.checkpoint import CheckpointError, ModelState, read_checkpoint
-from yolo.darknet import is_darknet_file, is_prediction_conv, match_classes, read_weights
 from yolo.model import COURSE_NAMES, YOLOv3
+from yolo.weights import CheckpointError, ModelState, read_checkpoint
+from yolo.weights.classes import match_classes
+from yolo.weights.convs import is_prediction_conv
+from yolo.weights.darknet import is_darknet_file, read_weights
 
 # Darknet-53: the layers before the first head (stem .. stage5), the 52 convolutions of darknet53.conv.74.
 BACKBONE: tuple[str, ...] = tuple(n.replace(".", "_") for n in COURSE_NAMES[: COURSE_NAMES.index("stage5") + 1])
@@ -112,7 +114,7 @@ def _class_list(text: str) -> list[str]:
 
     from yolo.argtypes import read_names
     from yolo.config import VOC_CLASSES
-    from yolo.darknet import COCO_CLASSES
+    from yolo.weights.classes import COCO_CLASSES
 
     named = {"voc": list(VOC_CLASSES), "coco": list(COCO_CLASSES)}
     if text in named:
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     from yolo.argtypes import OutputError, output_file, publish, real, write_message
-    from yolo.checkpoint import MAX_WIDTH, save_weights
+    from yolo.weights import save_weights
+    from yolo.weights.state import MAX_WIDTH
 
     p = argparse.ArgumentParser(prog="python -m yolo.transfer", description=main.__doc__)
     p.add_argument("source", help="a checkpoint, a course checkpoint.pth.tar or a Darknet .weights file")

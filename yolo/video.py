@@ -458,7 +458,7 @@ def _saved_operating_points(checkpoint: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from yolo.checkpoint import CheckpointError
+    from yolo.weights import CheckpointError
 
     args = build_parser().parse_args(argv)
     _check_args(args)

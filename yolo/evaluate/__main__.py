@@ -86,8 +86,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def split_predictions(detector, root: Path, spec: str, classes, out: Path, args, tag: str):
     """The cached ``PredictionSet`` of one split (computed once, with a progress bar)."""
-    from yolo.data.layout import build_index
     from yolo.data.datasets import DetectionDataset
+    from yolo.data.layout import build_index
     from yolo.predictions import PredictionSet, predict_samples
 
     path = out / f"predictions-{tag}.pt"
@@ -116,9 +116,9 @@ def show(title: str, frame: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from yolo.checkpoint import CheckpointError
     from yolo.data.layout import DataLayoutError, load_classes
     from yolo.detect import Detector
+    from yolo.weights import CheckpointError
 
     out = args.out
     try:

@@ -6,8 +6,8 @@ ResidualBlock (``layers.<j>.<0|1>`` CNNBlocks) and ScalePrediction (``pred.0``, 
 last conv of each ScalePrediction has a bias and a BatchNorm it never uses. The course's
 Lightning ports keep the same module under a prefix (``model.layers.0.conv.weight``). Both hold
 the same 75 convolutions in the same order as ``yolo.model.YOLOv3``: they are copied one by one in
-that order, shapes checked, the unused BatchNorm dropped. The file itself is read by
-``yolo.checkpoint.read_checkpoint`` (``weights_only=True``), never unpickled freely.
+that order (``yolo.weights.convs``), shapes checked, the unused BatchNorm dropped. The file itself
+is read by ``yolo.weights.state.WeightsFile`` (``weights_only=True``), never unpickled freely.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import re
 import torch
 from torch import Tensor
 
-from yolo.checkpoint import CheckpointError, ModelState
-from yolo.darknet import default_class_names, yolo_specs
+from yolo.weights.classes import default_class_names
+from yolo.weights.convs import yolo_specs
+from yolo.weights.state import CheckpointError, ModelState, WeightsFile, checked
 
 _STEM = re.compile(r"^(?P<prefix>(?:.*\.)?)layers\.0\.conv\.weight$")
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -34,6 +35,21 @@ def course_prefix(state: dict) -> str | None:
     found = sorted((m.group("prefix") for k in state if isinstance(k, str) and (m := _STEM.match(k))),
                    key=lambda p: (p.startswith("ema") is False, len(p)))
     return found[0] if found else None
+
+
+def read(file: WeightsFile, prefer_ema: bool = True) -> ModelState | None:
+    """The format's entry for ``yolo.weights.read_checkpoint``: a PyTorch file in the course's
+    layout -> its checked ``ModelState``; None for any other layout. A course layout that cannot be
+    converted raises ``CheckpointError``."""
+    raw = file.raw()
+    try:
+        converted = from_course(raw, str(file.path))
+    except CheckpointError:
+        raise
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{file.path}: a course-layout checkpoint that cannot be read "
+                              f"({type(err).__name__}: {err})") from None
+    return None if converted is None else checked(converted, file.path)
 
 
 def from_course(raw: dict, path: str = "checkpoint") -> ModelState | None:

@@ -1,4 +1,4 @@
-"""Darknet ``.weights`` files for this architecture, and the COCO -> VOC class mapping.
+"""The Darknet ``.weights`` format for this architecture: read (a converter to ``ModelState``) and write.
 
 The course's YOLOv3 is Darknet's ``yolov3.cfg`` layer for layer: the same 75 convolutions in the
 same order. A ``.weights`` file (darknet's ``src/parser.c``) is, all little-endian:
@@ -12,7 +12,7 @@ same order. A ``.weights`` file (darknet's ``src/parser.c``) is, all little-endi
         then the weights [out * in * kh * kw], PyTorch's (out, in, kh, kw) order flattened
     nothing after the last layer.
 
-Cfg order is this model's module order: 52 convolutions of Darknet-53, then per scale the 5 trunk
+Cfg order (``yolo.weights.convs``) is this model's module order: 52 convolutions of Darknet-53, then per scale the 5 trunk
 convolutions, the 3x3 branch convolution and the 1x1 prediction convolution; the 1x1 convolution
 before each upsample comes after the previous scale's prediction (``[route] layers = -4``) and the
 upsampled map is concatenated first (``[route] layers = -1, 61``), as the course does.
@@ -20,12 +20,12 @@ upsampled map is concatenated first (``[route] layers = -1, 61``), as the course
 A ``[yolo]`` layer's channels per anchor are (tx, ty, tw, th, obj, classes); this model's are
 (obj, tx, ty, tw, th, classes), so the prediction convolutions' rows are permuted on read and write.
 Darknet scores classes with independent sigmoids where this project uses a softmax: the ranking of
-a cell's classes is the same, the scores are not.
+a cell's classes is the same, the scores are not. Darknet files record no class names
+(``yolo.weights.classes.default_class_names``: COCO's 80, VOC's 20).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import struct
 from dataclasses import dataclass
@@ -34,31 +34,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from yolo.checkpoint import CheckpointError, ModelState
-from yolo.config import VOC_CLASSES
 from yolo.model import YOLOv3
+from yolo.weights.classes import default_class_names
+from yolo.weights.convs import BACKBONE_CONVS, ConvSpec, conv_specs, is_prediction_conv, yolo_specs
+from yolo.weights.state import CheckpointError, ModelState, WeightsFile, checked
 
-# The 80 COCO classes in the order of Darknet's coco.names (COCO's category ids sorted), under
-# COCO's own names.
-COCO_CLASSES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)
-# VOC names that differ from COCO's beyond spaces and case (pottedplant = potted plant, ...).
-# Darknet's coco.names uses the VOC spellings, so both spellings match either way.
-CLASS_ALIASES: dict[str, str] = {
-    "aeroplane": "airplane", "motorbike": "motorcycle", "sofa": "couch", "tvmonitor": "tv",
-}
 # yolov3.cfg's anchors (pixels at 416) as fractions of the image, in this project's order
 # (stride 32 first, as [yolo] mask = 6,7,8 / 3,4,5 / 0,1,2).
 DARKNET_ANCHORS: list[list[list[float]]] = [
@@ -66,7 +48,6 @@ DARKNET_ANCHORS: list[list[list[float]]] = [
     for scale in (((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)),
                   ((10, 13), (16, 30), (33, 23)))
 ]
-BACKBONE_CONVS = 52  # Darknet-53's convolutions: what darknet53.conv.74 holds
 # Widths tried when a file's width is not given (a .weights file does not record it): sixteenths
 # up to 2, the round ones first (widths that round to the same channels build the same model).
 WIDTHS: tuple[float, ...] = tuple(sorted((k / 16 for k in range(1, 33)),
@@ -110,40 +91,6 @@ class Header:
             raise DarknetError(f"version {major}.{minor} has a 20-byte header; the file has {len(data)} bytes")
         (seen,) = struct.unpack_from("<q" if probe.seen_int64 else "<i", data, 12)
         return cls(major, minor, revision, seen)
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """One convolution as Darknet stores it: state_dict prefixes and the weight shape."""
-
-    conv: str  # prefix of the Conv2d, e.g. "layers.stem.conv"
-    bn: str | None  # prefix of its BatchNorm2d; None when the conv has a bias instead
-    shape: tuple[int, int, int, int]  # (out, in, kh, kw)
-
-    @property
-    def floats(self) -> int:
-        out = self.shape[0]
-        return (4 * out if self.bn else out) + math.prod(self.shape)
-
-
-def conv_specs(model: nn.Module) -> list[ConvSpec]:
-    """Every Conv2d of ``model`` in module order, paired with the BatchNorm2d "bn" beside it.
-
-    A convolution without bias whose parent has a ``bn`` BatchNorm2d is stored with BatchNorm;
-    any other is stored with its bias. Works on models built on the meta device.
-    """
-    specs = []
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Conv2d):
-            continue
-        parent = name.rpartition(".")[0]
-        bn = getattr(model.get_submodule(parent), "bn", None)
-        with_bn = isinstance(bn, nn.BatchNorm2d) and module.bias is None
-        if not with_bn and module.bias is None:
-            raise ValueError(f"{name}: a convolution with neither BatchNorm nor bias has no Darknet form")
-        specs.append(ConvSpec(name, (f"{parent}.bn" if parent else "bn") if with_bn else None,
-                              tuple(module.weight.shape)))
-    return specs
 
 
 def layer_floats(specs: list[ConvSpec]) -> int:
@@ -233,23 +180,6 @@ def is_darknet_file(path: str | Path) -> bool:
 
 
 # ------------------------------------------------------------------------------- YOLOv3 files
-def yolo_specs(num_classes: int, width: float = 1.0) -> list[ConvSpec]:
-    """The 75 convolutions of YOLOv3 at this class count and width, in cfg order (no memory used)."""
-    return list(_yolo_specs(num_classes, width))
-
-
-@functools.lru_cache(maxsize=256)
-def _yolo_specs(num_classes: int, width: float) -> tuple[ConvSpec, ...]:
-    with torch.device("meta"):
-        return tuple(conv_specs(YOLOv3(num_classes, width)))
-
-
-def is_prediction_conv(name: str) -> bool:
-    """True for the module name of a prediction convolution (``...predict.pred``): the layers whose
-    rows are per anchor and per class."""
-    return name.endswith("predict.pred")
-
-
 def _head_order(num_classes: int, to_project: bool) -> Tensor:
     """Row permutation of a prediction conv between Darknet's (x, y, w, h, obj, cls) per anchor and
     this model's (obj, x, y, w, h, cls)."""
@@ -266,6 +196,15 @@ def _permute_heads(state: dict[str, Tensor], specs: list[ConvSpec], to_project: 
             if key in state:
                 state[key] = state[key][order]
     return state
+
+
+def read(file: WeightsFile, prefer_ema: bool = True) -> ModelState | None:
+    """The format's entry for ``yolo.weights.read_checkpoint``: a full Darknet file -> its checked
+    ``ModelState``; None when the file is not a Darknet file (a backbone-only file is refused:
+    it has no head to detect with)."""
+    if not file.path.is_file() or not is_darknet_file(file.path):
+        return None
+    return checked(read_weights(file.path, backbone_ok=False), file.path)
 
 
 def read_weights(path: str | Path, width: float | None = None, backbone_ok: bool = True) -> ModelState:
@@ -330,30 +269,3 @@ def write_weights(model: YOLOv3, path: str | Path, convs: int | None = None,
     """Write ``model`` as a Darknet .weights file; ``convs=52`` writes the backbone only."""
     specs = conv_specs(model)[:convs]
     return write_darknet(path, _permute_heads(model.state_dict(), specs, to_project=False), specs, header)
-
-
-# ------------------------------------------------------------------------------- class names
-def _class_key(name: str) -> str:
-    key = "".join(ch for ch in name.lower() if ch.isalnum())
-    aliases = {"".join(ch for ch in k if ch.isalnum()): v.replace(" ", "") for k, v in CLASS_ALIASES.items()}
-    return aliases.get(key, key)
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """Names for a file that records none: VOC's 20 (yolov3-voc.cfg, the course), COCO's 80
-    (yolov3.cfg), else class0, class1, ..."""
-    if num_classes == len(VOC_CLASSES):
-        return list(VOC_CLASSES)
-    if num_classes == len(COCO_CLASSES):
-        return list(COCO_CLASSES)
-    return [f"class{i}" for i in range(num_classes)]
-
-
-def match_classes(source: list[str] | tuple[str, ...], target: list[str] | tuple[str, ...]) -> list[int | None]:
-    """For each target class, the index of the same class in ``source`` (None when absent).
-
-    Names match ignoring case, spaces and punctuation, and through ``CLASS_ALIASES`` (VOC's
-    aeroplane, motorbike, sofa, tvmonitor are COCO's airplane, motorcycle, couch, tv).
-    """
-    index = {_class_key(n): i for i, n in enumerate(source)}
-    return [index.get(_class_key(n)) for n in target]
