@@ -69,6 +69,8 @@ def checkpoint_model(path: Path, image_size: int, what_next: str = "Pick another
                  f"({type(err).__name__}: {err}).\n\n{what_next}")
         return st.stop() if stop else None
     key = f"{path}|{mtime}|{image_size}"
+    for note in getattr(detector, "warnings", ()):  # the library's: NaN/Inf weights, a broken thresholds file
+        st.warning(note)
     return Model(detector, str(path), True, key, operating_points(path, detector.class_names))
 
 

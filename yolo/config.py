@@ -43,9 +43,10 @@ ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
 
 
 def grid_sizes(image_size: int) -> tuple[int, int, int]:
-    """Grid side S of each scale for a square input of ``image_size`` pixels (a multiple of 32)."""
-    if image_size <= 0 or image_size % 32:
-        raise ValueError(f"image size must be a positive multiple of 32, got {image_size}")
+    """Grid side S of each scale for a square input of ``image_size`` pixels (a multiple of 32, at
+    most ``MAX_IMAGE_SIZE``: every path that takes a size, from a flag or a file, checks it here)."""
+    if image_size <= 0 or image_size % 32 or image_size > MAX_IMAGE_SIZE:
+        raise ValueError(f"image size must be a multiple of 32 in [32, {MAX_IMAGE_SIZE}], got {image_size}")
     return tuple(image_size // s for s in STRIDES)  # type: ignore[return-value]
 
 

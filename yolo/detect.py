@@ -17,6 +17,7 @@ turns it back into the four), which is where GradCAM looks for it.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +35,10 @@ from yolo.selection import Candidates, Detections, class_ids, decode_candidates,
 from yolo.weights import load_into, read_checkpoint
 
 PRE_NMS_TOP_K = EVAL_NMS.pre_nms_top_k  # the Detector's default: candidates per image entering NMS
+
+
+class ThresholdsWarning(UserWarning):
+    """An operating-points file that cannot be used: the Detector runs at its default thresholds."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,6 +197,9 @@ class Detector:
         self.config = config or PostprocessConfig(pre_nms_top_k=PRE_NMS_TOP_K)
         self.class_conf = tuple(float(c) for c in class_conf) if class_conf is not None else None
         self.checkpoint: str | None = None
+        # what a user should know about this model, one line each (NaN/Inf weights, a thresholds
+        # file that could not be used): the dashboard shows them beside the detections
+        self.warnings: list[str] = []
 
     @classmethod
     def from_checkpoint(
@@ -217,14 +225,22 @@ class Detector:
         state = read_checkpoint(path, prefer_ema=prefer_ema)
         model = YOLOv3(num_classes or state.num_classes, width or state.width)
         load_into(model, state)
-        class_conf = None
+        class_conf, notes = None, []
+        if state.nonfinite:
+            notes.append(f"{len(state.nonfinite)} weight tensors of {Path(path).name} hold NaN or Inf (first: "
+                         f"{state.nonfinite[0]}): its scores are NaN, so it finds nothing")
         if operating_points is not None:
             from yolo.evaluate.operating import read_operating_points
 
-            class_conf = read_operating_points(operating_points, state.class_names).class_thresholds
+            try:
+                class_conf = read_operating_points(operating_points, state.class_names).class_thresholds
+            except ValueError as err:  # a broken file: a message, and the default thresholds
+                notes.append(f"{err}; using the default thresholds")
+                warnings.warn(notes[-1], ThresholdsWarning, stacklevel=2)
         size = image_size or state.image_size or DEFAULT_IMAGE_SIZE  # the size it was validated at
         detector = cls(model, state.class_names, size, device, state.anchors, config, class_conf)
         detector.checkpoint = str(path)
+        detector.warnings = notes
         return detector
 
     # ---------------------------------------------------------------------------------------

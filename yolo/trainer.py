@@ -286,6 +286,8 @@ def init_weights(module, path: str, class_names: list[str]) -> None:
     if module.ema is not None:
         module.ema.module.load_state_dict(module.model.state_dict())
     print(f"--init {path}: {report.summary()}", file=sys.stderr)
+    if report.warning():
+        print(f"warning: --init {path}: {report.warning()}", file=sys.stderr)
 
 
 class FreezeBackbone(Callback):

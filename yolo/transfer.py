@@ -36,6 +36,14 @@ class TransferReport:
     fresh: list[str] = field(default_factory=list)  # keys the file does not have
     classes: dict[str, str] = field(default_factory=dict)  # model class -> the file's class it took
     fresh_classes: list[str] = field(default_factory=list)  # model classes the file does not have
+    nonfinite: list[str] = field(default_factory=list)  # keys copied from the file holding NaN or Inf
+
+    def warning(self) -> str | None:
+        """One line when weights copied from the file hold NaN or Inf, else None."""
+        if not self.nonfinite:
+            return None
+        return (f"{len(self.nonfinite)} weight tensors taken from the file hold NaN or Inf (first: "
+                f"{self.nonfinite[0]}): the model's outputs will be NaN and it will detect nothing")
 
     def summary(self) -> str:
         text = f"{len(self.loaded)} tensors from the file, {len(self.fresh)} fresh"
@@ -88,6 +96,8 @@ def transfer(state: ModelState, model: YOLOv3, class_names: Sequence[str]) -> Tr
         else:
             new[key] = value
         report.loaded.append(key)
+        if new[key].is_floating_point() and not bool(torch.isfinite(new[key]).all()):
+            report.nonfinite.append(key)
     report.fresh = [k for k in target if k not in new]
     if matches:
         report.classes = {n: state.class_names[i] for n, i in zip(class_names, matches) if i is not None}
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m yolo.transfer SRC --classes voc --out OUT.pt``: a file's weights for another class
     list, saved as this project's weights (e.g. yolov3.weights -> a VOC detector, no training)."""
     import argparse
+    import sys
     import tempfile
 
     from yolo.argtypes import OutputError, output_file, publish, real, write_message
@@ -160,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
     print(f"{args.source}: {report.summary()}")
+    if report.warning():
+        print(f"warning: {args.source}: {report.warning()}", file=sys.stderr)
     scratch = target.parent if not target.exists() or target.is_file() else None
     try:  # written beside --out, then renamed over it: a full disk never leaves half a file
         with tempfile.TemporaryDirectory(dir=scratch, prefix=".transfer-") as tmp:

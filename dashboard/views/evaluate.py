@@ -157,11 +157,15 @@ with op_tab:
         st.info("Save needs a checkpoint file: thresholds are stored beside it.")
     elif st.button("Save these thresholds for Detect and GradCAM", key="ev_op_save", type="primary"):
         from yolo.evaluate import operating_points_path, save_operating_points
+        from yolo.evaluate.operating import ThresholdsWriteError
 
         points.meta = {"split": spec, "images": len(preds), "checkpoint": str(ctx.checkpoint)}
-        written = save_operating_points(points, operating_points_path(ctx.checkpoint))
-        st.success(f"Saved to `{written}`; Detect and GradCAM now start there "
-                   "(and Detector.from_checkpoint(..., operating_points=...) reads it).")
+        try:
+            written = save_operating_points(points, operating_points_path(ctx.checkpoint))
+            st.success(f"Saved to `{written}`; Detect and GradCAM now start there "
+                       "(and Detector.from_checkpoint(..., operating_points=...) reads it).")
+        except ThresholdsWriteError as err:  # e.g. a checkpoint in a read-only folder
+            st.error(str(err))
 with ab_tab:
     others = {label: p for label, p in places.checkpoint_options(ctx.logs_root).items() if p != ctx.checkpoint}
     if not others:

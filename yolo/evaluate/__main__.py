@@ -126,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         detector = Detector.from_checkpoint(args.checkpoint, args.device, args.image_size)
         other = (Detector.from_checkpoint(args.compare, args.device, args.image_size or detector.image_size)
                  if args.compare else None)  # B at A's size: one input for both
-        given = read_operating_points(args.operating_points, detector.class_names) if args.operating_points else None
+        given = None
+        if args.operating_points:
+            try:
+                given = read_operating_points(args.operating_points, detector.class_names)
+            except ValueError as err:  # a broken file: said, and the report goes on without it
+                print(f"warning: {err}; not reporting at given operating points", file=sys.stderr)
         if tuple(detector.class_names) != tuple(classes):
             raise ValueError(f"the checkpoint knows {len(detector.class_names)} classes, the dataset has {len(classes)}")
         if other is not None and tuple(other.class_names) != tuple(detector.class_names):
