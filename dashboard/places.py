@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from yolo.config import DEFAULT_IMAGE_SIZE
+from yolo.config import DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE
 from yolo.data.demo import demo_path, ensure_demo, is_demo_complete
 from yolo.runs import find_runs, run_info
 
@@ -73,7 +73,8 @@ def run_image_size(checkpoint: Path | None) -> int:
         return DEFAULT_IMAGE_SIZE
     config = run_info(checkpoint.parent.parent).config or {}
     size = config.get("val_size")
-    return int(size) if isinstance(size, int) and size > 0 and size % 32 == 0 else DEFAULT_IMAGE_SIZE
+    fits = isinstance(size, int) and 32 <= size <= MAX_IMAGE_SIZE and size % 32 == 0  # 65536 crashed Detect
+    return int(size) if fits else DEFAULT_IMAGE_SIZE
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -244,3 +244,35 @@ def test_data_commands_check_their_numbers_and_outputs(voc_mini, tmp_path, capsy
     assert "exists; pass --force" in error_line(capsys) and report.read_text() == "mine"
     assert main(["check", str(voc_mini), "--json", str(report), "--quiet", "--force"]) in (0, 1)
     assert json.loads(report.read_text())["splits"]
+
+
+@pytest.mark.parametrize("size", [2080, 8192, 65536])
+def test_every_library_path_refuses_an_image_size_beyond_2048(size):
+    """yolo.config.grid_sizes bounds the size for every path that takes one (issue 21 item 1)."""
+    from yolo.config import grid_sizes
+    from yolo.detect import Detector
+    from yolo.lit import YoloLitModule
+
+    with pytest.raises(ValueError, match=r"multiple of 32 in \[32, 2048\]"):
+        grid_sizes(size)
+    with pytest.raises(ValueError, match=r"multiple of 32 in \[32, 2048\]"):
+        Detector(YOLOv3(2, 0.125), ["a", "b"], image_size=size)
+    with pytest.raises(ValueError, match=r"multiple of 32 in \[32, 2048\]"):
+        YoloLitModule(None, ["a", "b"], image_size=size, num_classes=2, width=0.125)
+    assert grid_sizes(2048) == (64, 128, 256)
+
+
+def test_the_dashboard_ignores_a_run_config_claiming_an_image_size_of_65536(tmp_path):
+    pytest.importorskip("streamlit")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
+    from places import run_image_size
+
+    run = tmp_path / "r" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = save_weights(YOLOv3(2, 0.125), run / "checkpoints" / "last.ckpt", ["a", "b"])
+    (run / "config.yaml").write_text("val_size: 65536\n")
+    assert run_image_size(ckpt) == 416
+    (run / "config.yaml").write_text("val_size: 320\n")
+    assert run_image_size(ckpt) == 320
