@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from yolo.checkpoint import save_weights
+from yolo.weights import save_weights
 from yolo.evaluate.operating import ThresholdsWriteError, read_operating_points
 from yolo.filelimits import FileLimitError, read_small_file
 from yolo.model import YOLOv3
