@@ -36,6 +36,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from yolo import evalcore as core
 from yolo.config import ACC_CLASS, ACC_NOOBJ, ACC_OBJ, MAP50, MAP50_VOC07
 
 
@@ -231,26 +232,34 @@ def first_claims(candidate: Tensor, claims: Tensor, scores: Tensor, n_gt: int) -
     return won
 
 
+def _match_np(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
+              iou_threshold: float) -> tuple[core.Table, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """VOC matching on the numpy core -> (detections table, iou, tp, ignored, n_positives, score order)."""
+    if len(detections) != len(ground_truths):
+        raise ValueError(f"{len(detections)} detection dicts but {len(ground_truths)} ground truths")
+    det, gt = core.flatten(detections, "det"), core.flatten(ground_truths, "gt")
+    core.check_labels(det.labels, num_classes, "detection")
+    core.check_labels(gt.labels, num_classes, "ground-truth")
+    cand, iou = core.voc_candidates(det, gt, num_classes)
+    hit = (cand >= 0) & (iou >= iou_threshold)
+    ignored = hit & gt.difficult[np.maximum(cand, 0)] if len(gt) else np.zeros(len(det), dtype=bool)
+    order = core.score_order(det.scores)
+    tp = core.first_claims(cand, hit & ~ignored, core.rank_of(order))
+    n_pos = np.bincount(gt.labels[~gt.difficult], minlength=num_classes)
+    return det, iou, tp, ignored, n_pos, order
+
+
 def match_detections(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
                      iou_threshold: float = 0.5) -> Matches:
     """VOC-match the detections of a list of images to their ground truth (rule: module docstring).
 
     detections, ground_truths: one dict per image (formats in the module docstring), same length.
     Matching is per image, so matching batches one at a time gives the same flags as all at once.
+    Computed on the CPU (``yolo.evalcore``); the tensors returned are CPU tensors.
     """
-    if len(detections) != len(ground_truths):
-        raise ValueError(f"{len(detections)} detection dicts but {len(ground_truths)} ground truths")
-    det, gt = _flatten(detections, "det"), _flatten(ground_truths, "gt")
-    _check_labels(det["labels"], num_classes, "detection")
-    _check_labels(gt["labels"], num_classes, "ground-truth")
-    cand, iou = candidate_boxes(det["boxes"], det["image"] * num_classes + det["labels"],
-                                gt["boxes"], gt["image"] * num_classes + gt["labels"])
-    hit = (cand >= 0) & (iou >= iou_threshold)
-    ignored = hit.clone()
-    ignored[hit] = gt["difficult"][cand[hit]]
-    tp = first_claims(cand, hit & ~ignored, det["scores"], gt["labels"].numel())
-    n_pos = torch.bincount(gt["labels"][~gt["difficult"]], minlength=num_classes)
-    return Matches(det["scores"], det["labels"], det["image"], iou, tp, ignored, n_pos)
+    det, iou, tp, ignored, n_pos, _ = _match_np(detections, ground_truths, num_classes, iou_threshold)
+    t = torch.from_numpy
+    return Matches(t(det.scores), t(det.labels), t(det.image), t(iou), t(tp), t(ignored), t(n_pos))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,19 +270,7 @@ def match_detections(detections: Sequence[dict], ground_truths: Sequence[dict], 
 # (``for t in np.arange(0., 1.1, 0.1)``), the code behind most published VOC07 numbers. They are
 # not i / 10: three are a hair above (0.30000000000000004, 0.6000000000000001, 0.7000000000000001),
 # so a class whose recall is exactly 0.3, 0.6 or 0.7 at some detection reads the next point there.
-VOC07_RECALL_POINTS = torch.from_numpy(np.arange(0., 1.1, 0.1))
-
-
-def first_count_reaching(points: Tensor, n_positives: Tensor) -> Tensor:
-    """Per class and threshold t, the smallest TP count k with ``k / npos >= t`` in float64, as
-    the devkit's ``rec >= t`` compares. points (Tensor[T] float64), n_positives (Tensor[C] int64)
-    -> Tensor[C, T] int64 (0 where npos is 0)."""
-    npos = n_positives.double().clamp(min=1)[:, None]  # (C, 1)
-    t = points.double().to(npos.device)[None, :]  # (1, T)
-    k = torch.ceil(t * npos)  # within one of the answer; settle it with the devkit's own division
-    k = torch.where(((k - 1) >= 0) & ((k - 1) / npos >= t), k - 1, k)
-    k = torch.where(k / npos < t, k + 1, k)
-    return torch.where(n_positives[:, None] > 0, k, torch.zeros_like(k)).long()
+VOC07_RECALL_POINTS = torch.from_numpy(core.VOC07_RECALL_POINTS)
 
 
 @dataclass
@@ -322,65 +319,42 @@ def average_precision(recall: Tensor, precision: Tensor, voc07: bool = False) ->
     return float(((mrec[step] - mrec[step - 1]) * mpre[step]).sum())
 
 
+def _voc_result(scores: np.ndarray, labels: np.ndarray, tp: np.ndarray, n_positives: np.ndarray,
+                by_score: np.ndarray | None = None) -> VOCResult:
+    """APs and curves of counted detections (numpy, input order) on the core; ``by_score``: their
+    score order when already known."""
+    num_classes = len(n_positives)
+    order = core.by_class(core.score_order(scores) if by_score is None else by_score, labels)
+    t = tp[order]
+    cv = core.curves(labels[order], t, n_positives)
+    has_gt = n_positives > 0
+    ap = core.ap_all_points(cv, t)
+    ap07 = np.where(has_gt, core.ap_points(cv, core.VOC07_RECALL_POINTS), np.nan)
+    cuts = cv.start[1:] if num_classes else []
+    split = lambda a: [torch.from_numpy(np.ascontiguousarray(x)) for x in np.split(a, cuts)]
+    valid = bool(has_gt.any())
+    return VOCResult(
+        map=float(ap[has_gt].mean()) if valid else float("nan"),
+        map_voc07=float(ap07[has_gt].mean()) if valid else float("nan"),
+        per_class_ap=torch.from_numpy(ap),
+        per_class_ap_voc07=torch.from_numpy(ap07),
+        precision=split(cv.precision),
+        recall=split(cv.recall),
+        scores=split(scores[order]),
+        n_positives=torch.from_numpy(n_positives.astype(np.int64)),
+    )
+
+
 def evaluate_matches(scores: Tensor, labels: Tensor, tp: Tensor, n_positives: Tensor) -> VOCResult:
     """APs and curves from matched, non-ignored detections of any number of images.
 
     scores (Tensor[D]), labels (Tensor[D] int64), tp (Tensor[D] bool) in image order;
-    n_positives (Tensor[C] int64). All classes at once: detections are sorted by class, then score
-    (both stable), and each class is a contiguous segment of the sorted arrays.
+    n_positives (Tensor[C] int64). All classes at once (``yolo.evalcore``): one stable score sort,
+    regrouped by class, each class a contiguous segment; results are CPU tensors.
     """
-    num_classes, device = n_positives.numel(), n_positives.device
-    scores, labels, tp = scores.to(device).double(), labels.to(device).long(), tp.to(device).bool()
-    order = torch.sort(scores, descending=True, stable=True).indices
-    order = order[torch.sort(labels[order], stable=True).indices]  # (D,) grouped by class
-    s, c, t = scores[order], labels[order], tp[order].long()
-    n = s.numel()
-    per_class = torch.bincount(c, minlength=num_classes)  # detections per class
-    start = torch.cumsum(per_class, 0) - per_class
-    rank = torch.arange(n, device=device) - start[c]  # 0-based position inside the class
-    tp_class = torch.zeros(num_classes, dtype=torch.long, device=device).index_add_(0, c, t)
-    ctp = torch.cumsum(t, 0) - (torch.cumsum(tp_class, 0) - tp_class)[c]  # TPs so far, this class
-    precision = ctp.double() / (rank + 1).double()
-    npos = n_positives.double()
-    has_gt = n_positives > 0
-    recall = torch.where(has_gt[c], ctp.double() / npos[c].clamp(min=1), float("nan"))
-
-    # Envelope max(precision[j:]) inside each class: one reverse cummax over all classes, each class
-    # lifted by 2 per later class (precision <= 1) so it never sees them; values read back exactly.
-    lift = 2.0 * (num_classes - 1 - c).double()
-    flipped = torch.flip(precision + lift, (0,))
-    arg = torch.cummax(flipped, 0).indices
-    envelope = torch.flip(torch.flip(precision, (0,))[arg], (0,))
-
-    # All-point area: recall steps by 1/npos at each TP, where the envelope is the height.
-    area = torch.zeros(num_classes, dtype=torch.float64, device=device)
-    area.index_add_(0, c, torch.where(t.bool(), envelope, torch.zeros_like(envelope)))
-    ap = torch.where(has_gt, area / npos.clamp(min=1), float("nan"))
-
-    # 11-point: first point whose recall ctp / npos >= t for the devkit's 11 thresholds.
-    need = first_count_reaching(VOC07_RECALL_POINTS, n_positives)  # (C, 11)
-    key = c * (n + 1) + ctp  # non-decreasing along the sorted detections
-    query = torch.arange(num_classes, device=device)[:, None] * (n + 1) + need
-    p11 = torch.zeros(num_classes, 11, dtype=torch.float64, device=device)
-    if n:
-        j = torch.searchsorted(key, query.reshape(-1)).reshape(num_classes, 11)
-        jc = j.clamp(max=n - 1)
-        ok = (j < n) & (c[jc] == torch.arange(num_classes, device=device)[:, None])
-        p11 = torch.where(ok, envelope[jc], p11)
-    ap07 = torch.where(has_gt, p11.sum(1) / 11, float("nan"))
-
-    sizes = per_class.tolist()
-    valid = int(has_gt.sum())
-    return VOCResult(
-        map=float(ap[has_gt].mean()) if valid else float("nan"),
-        map_voc07=float(ap07[has_gt].mean()) if valid else float("nan"),
-        per_class_ap=ap,
-        per_class_ap_voc07=ap07,
-        precision=list(torch.split(precision, sizes)),
-        recall=list(torch.split(recall, sizes)),
-        scores=list(torch.split(s, sizes)),
-        n_positives=n_positives,
-    )
+    as_np = lambda x, dtype: x.detach().to("cpu", dtype).numpy()
+    return _voc_result(as_np(scores, torch.float64), as_np(labels, torch.int64), as_np(tp, torch.bool),
+                       as_np(n_positives, torch.int64))
 
 
 def voc_evaluate(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
@@ -390,9 +364,14 @@ def voc_evaluate(detections: Sequence[dict], ground_truths: Sequence[dict], num_
     detections, ground_truths: one dict per image (formats and matching rule: module docstring).
     Ignored detections (on difficult boxes) are dropped from the curves; this changes neither AP.
     """
-    m = match_detections(detections, ground_truths, num_classes, iou_threshold)
-    keep = ~m.ignored
-    return evaluate_matches(m.scores[keep], m.labels[keep], m.tp[keep], m.n_positives)
+    det, _, tp, ignored, n_pos, order = _match_np(detections, ground_truths, num_classes, iou_threshold)
+    if ignored.any():  # the score order of the kept rows, renumbered
+        new_index = np.cumsum(~ignored) - 1
+        order = new_index[order[~ignored[order]]]
+        keep = ~ignored
+        return _voc_result(det.scores[keep], det.labels[keep], tp[keep], n_pos, order)
+    return _voc_result(det.scores, det.labels, tp, n_pos, order)
+
 
 
 class VOCMeanAP(Metric):

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from yolo.evaluate.ap import ap_coco101, ap_course
-from yolo.evaluate.matching import box_iof_pairs, flatten, greedy_match, pairs
-from yolo.metrics import candidate_boxes, first_claims, pair_iou, voc_evaluate
+from yolo import evalcore as core
+from yolo.evaluate.ap import ap_course
+from yolo.evaluate.matching import flatten
+from yolo.metrics import candidate_boxes, first_claims, voc_evaluate
 
 WHY: dict[str, str] = {
     "VOC (all points)": "Pascal VOC 2010+: the area under the precision envelope; difficult objects ignored.",
@@ -40,34 +42,24 @@ def coco_map50(detections: Sequence[dict], ground_truths: Sequence[dict], num_cl
                iou_threshold: float = 0.5, max_per_image: int = 100) -> tuple[float, torch.Tensor]:
     """COCO's AP at one IoU (pycocotools' rule, area range "all"): per (image, class) the
     best-scored ``max_per_image`` detections, greedy matching with fallback, difficult boxes
-    as crowd regions (a detection on one is ignored). Returns (mAP over classes with positives,
-    per-class AP Tensor[C], nan without positives)."""
-    det, truth = flatten(detections), flatten(ground_truths)
-    group = det.image * num_classes + det.labels  # COCO keeps the best max_per_image per image and class
-    order = torch.sort(det.scores, descending=True, stable=True).indices
-    order = order[torch.sort(group[order], stable=True).indices]
-    start = torch.zeros(int(group.max()) + 1 if len(group) else 1, dtype=torch.int64)
-    counts = torch.bincount(group[order], minlength=start.numel())
-    start = torch.cumsum(counts, 0) - counts
-    keep_mask = torch.zeros(len(det), dtype=torch.bool)
-    keep_mask[order[(torch.arange(len(order)) - start[group[order]]) < max_per_image]] = True
-    pd_, pg = pairs(det, truth)
-    same = det.labels[pd_] == truth.labels[pg]
-    crowd = truth.difficult
-    iou = pair_iou(det.boxes[pd_], truth.boxes[pg])
-    live = keep_mask[pd_]
-    gt_of_det, _ = greedy_match(pd_, pg, iou, same & ~crowd[pg] & live, torch.arange(len(det)),
-                                len(det), len(truth), iou_threshold)
-    tp = gt_of_det >= 0
-    on_crowd = torch.zeros(len(det), dtype=torch.bool)
-    hit = same & crowd[pg] & (box_iof_pairs(det.boxes[pd_], truth.boxes[pg]) >= iou_threshold)
-    on_crowd[pd_[hit]] = True
-    counted = keep_mask & (tp | ~on_crowd)
-    n_pos = torch.bincount(truth.labels[~crowd], minlength=num_classes)
-    ap = ap_coco101(det.scores[counted], det.labels[counted], tp[counted], n_pos)
-    ap = torch.where(n_pos > 0, ap, float("nan"))
+    as crowd regions (a detection on one is ignored), the envelope read at pycocotools' own 101
+    recall thresholds. Returns (mAP over classes with positives, per-class AP Tensor[C], nan
+    without positives)."""
+    if len(detections) != len(ground_truths):
+        raise ValueError(f"{len(detections)} detection dicts but {len(ground_truths)} ground truths")
+    det, truth = core.flatten(detections, "det"), core.flatten(ground_truths, "gt")
+    core.check_labels(det.labels, num_classes, "detection")
+    core.check_labels(truth.labels, num_classes, "ground-truth")
+    order = core.score_order(det.scores)
+    live = core.top_per_group(det.image * num_classes + det.labels, order, max_per_image)
+    gt_of_det, on_crowd = core.coco_match(det, truth, num_classes, iou_threshold, core.rank_of(order), live)
+    counted = live & ~on_crowd
+    n_pos = np.bincount(truth.labels[~truth.difficult], minlength=num_classes)
+    rows = core.by_class(order[counted[order]], det.labels)
+    cv = core.curves(det.labels[rows], gt_of_det[rows] >= 0, n_pos)
+    ap = np.where(n_pos > 0, core.ap_points(cv, core.COCO_RECALL_POINTS), np.nan)
     has = n_pos > 0
-    return (float(ap[has].mean()) if bool(has.any()) else float("nan")), ap
+    return (float(ap[has].mean()) if bool(has.any()) else float("nan")), torch.from_numpy(ap)
 
 
 def course_map50(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,

@@ -24,15 +24,12 @@ its class is ignored. APs here are in 0..1 (tidecv prints 0..100).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor
 
-from yolo.evaluate.ap import TIDE_RECALL_POINTS, ap_coco101, by_class_then_score
-from yolo.evaluate.matching import box_iof_pairs, flatten, greedy_match, group_argmax, pairs
-from yolo.metrics import pair_iou
+from yolo import evalcore as core
 
 ERROR_TYPES: tuple[str, ...] = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 ERROR_NAMES: dict[str, str] = {
@@ -67,11 +64,11 @@ class ErrorBreakdown:
         return pd.DataFrame(rows).astype({"count": "Int64"})
 
 
-def _mean_ap(scores: Tensor, labels: Tensor, tp: Tensor, n_pos: Tensor, presorted: bool = False) -> tuple[float, Tensor]:
-    """tidecv's mean: over classes with positives or any counted detection (the latter AP 0)."""
-    num_classes = n_pos.numel()
-    ap = ap_coco101(scores, labels, tp, n_pos.clamp(min=0), presorted, TIDE_RECALL_POINTS)
-    present = (n_pos > 0) | (torch.bincount(labels, minlength=num_classes) > 0)
+def _mean_ap(cv: core.Curves, counted_labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """tidecv's mean of COCO-rule APs on tidecv's grid: over classes with positives or any counted
+    detection (the latter AP 0)."""
+    ap = core.ap_points(cv, core.TIDE_RECALL_POINTS)
+    present = (cv.n_positives > 0) | (np.bincount(counted_labels, minlength=len(ap)) > 0)
     return (float(ap[present].mean()) if bool(present.any()) else float("nan")), ap
 
 
@@ -80,86 +77,103 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     """TIDE's breakdown (module docstring) of per-image detections against their ground truth."""
     if len(detections) != len(ground_truths):
         raise ValueError(f"{len(detections)} detection dicts but {len(ground_truths)} ground truths")
-    det, truth = flatten(detections, max_per_image), flatten(ground_truths)
+    if not 0 < bg <= fg:
+        raise ValueError(f"need 0 < bg <= fg, got bg={bg}, fg={fg}")
+    det, truth = core.flatten(detections, "det"), core.flatten(ground_truths, "gt")
+    core.check_labels(det.labels, num_classes, "detection")
+    core.check_labels(truth.labels, num_classes, "ground-truth")
+    # image by image, best score first (stable), at most max_per_image per image (tidecv's max_dets)
+    by_score = core.score_order(det.scores)  # ties: image order, then input order inside
+    perm = by_score[np.argsort(core.small_ints(det.image[by_score]), kind="stable")]
+    within = np.arange(len(perm)) - np.repeat(np.cumsum(det.counts) - det.counts, det.counts)
+    kept = perm[within < max_per_image]
+    if len(kept) != len(det) or not np.array_equal(kept, np.arange(len(det))):
+        new_index = np.full(len(det), -1, dtype=np.int64)
+        new_index[kept] = np.arange(len(kept))
+        by_score = new_index[by_score]
+        by_score = by_score[by_score >= 0]  # the same score order over the new rows
+        det = det.take(kept)
     crowd = truth.difficult
     n_det, n_gt = len(det), len(truth)
-    pd_, pg = pairs(det, truth)
-    iou = pair_iou(det.boxes[pd_], truth.boxes[pg])
-    same = det.labels[pd_] == truth.labels[pg]
+    rank = np.arange(n_det)  # processing order of COCO's matching: score order inside an image
+
+    # same-class pairs (image and class) carry the matching and every same-class test
+    pd_, pg = core.group_pairs(det.image * num_classes + det.labels, truth.image * num_classes + truth.labels)
+    iou = core.pair_iou(det.boxes[pd_], truth.boxes[pg])
     real = ~crowd[pg]
-    # COCO matching (image by image, detections in score order: ``det`` is already in that order)
-    gt_of_det, det_of_gt = greedy_match(pd_, pg, iou, same & real, torch.arange(n_det), n_det, n_gt, fg)
+    # COCO matching (greedy by score with fallback) against non-crowd boxes of the same class
+    cand = real & (iou >= fg)
+    gt_of_det = core.greedy_match(pd_[cand], pg[cand], iou[cand], rank, det.image * num_classes + det.labels,
+                                  n_det, n_gt)
     tp = gt_of_det >= 0
-    used = det_of_gt >= 0
+    used = np.zeros(n_gt, dtype=bool)
+    used[gt_of_det[tp]] = True
     # crowd (difficult) regions: unmatched detections mostly inside one of their class are ignored
-    iof = box_iof_pairs(det.boxes[pd_], truth.boxes[pg])
-    over_crowd = same & crowd[pg] & (iof > fg)
-    ignored = ~tp & (torch.zeros(n_det, dtype=torch.bool).index_put_((pd_[over_crowd],), torch.tensor(True)))
+    cp = crowd[pg]
+    on_crowd = np.zeros(n_det, dtype=bool)
+    if cp.any():
+        on_crowd[pd_[cp][core.pair_iof(det.boxes[pd_[cp]], truth.boxes[pg[cp]]) > fg]] = True
+    ignored = ~tp & on_crowd
 
-    # the IoU maxima TIDE tests, over non-crowd boxes of the same image
-    cls_iou, cls_at = group_argmax(torch.where(same & real, iou, 0.0), pd_, n_det, real)
-    other_iou, other_at = group_argmax(torch.where(~same & real, iou, 0.0), pd_, n_det, real)
-    used_iou, _ = group_argmax(torch.where(same & real & used[pg], iou, 0.0), pd_, n_det, real)
-    any_iou, _ = group_argmax(iou, pd_, n_det, real)
-    has_gt = torch.zeros(n_det, dtype=torch.bool)
-    has_gt[pd_[real]] = True
+    # the IoU maxima TIDE tests, over non-crowd boxes of the same image (first box on ties)
+    cls_iou, cls_at = core.segment_argmax(iou[real], pd_[real], n_det)
+    cls_target = np.where(cls_at >= 0, pg[real][np.maximum(cls_at, 0)] if real.any() else -1, -1)
+    su = real & used[pg]
+    used_iou, _ = core.segment_argmax(iou[su], pd_[su], n_det)
+    other_iou, other_target = core.best_other_class(det, truth, ~crowd)
+    any_iou = np.maximum(cls_iou, other_iou)
+    has_gt = (np.bincount(truth.image[~crowd], minlength=len(det.counts)) > 0)[det.image]
 
-    kind = torch.full((n_det,), -1, dtype=torch.int64)  # index into ERROR_TYPES, -1: true positive
-    target = torch.full((n_det,), -1, dtype=torch.int64)  # the box a Loc/Cls error points at
+    kind = np.full(n_det, -1, dtype=np.int64)  # index into ERROR_TYPES, -1: true positive
+    target = np.full(n_det, -1, dtype=np.int64)  # the box a Loc/Cls error points at
     todo = ~tp
-    bkg_no_gt = todo & ~has_gt
-    kind[bkg_no_gt] = ERROR_TYPES.index("Bkg")
+    kind[todo & ~has_gt] = ERROR_TYPES.index("Bkg")
     todo &= has_gt
-    for name, test, at in (("Loc", (cls_iou >= bg) & (cls_iou <= fg), cls_at), ("Cls", other_iou >= fg, other_at),
-                           ("Dupe", used_iou >= fg, None), ("Bkg", any_iou <= bg, None)):
+    for name, test, points_at in (("Loc", (cls_iou >= bg) & (cls_iou <= fg), cls_target),
+                                  ("Cls", other_iou >= fg, other_target),
+                                  ("Dupe", used_iou >= fg, None), ("Bkg", any_iou <= bg, None)):
         hit = todo & test
         kind[hit] = ERROR_TYPES.index(name)
-        if at is not None:
-            target[hit] = pg[at[hit]]
+        if points_at is not None:
+            target[hit] = points_at[hit]
         todo &= ~hit
     kind[todo] = ERROR_TYPES.index("Both")
 
     # Loc/Cls errors pointing at a box nobody matched: the best-scored one per box may be fixed
-    points = (target >= 0) & ~used[target.clamp(min=0)]
-    usable = torch.zeros(n_gt, dtype=torch.bool)
+    points = (target >= 0) & ~used[np.maximum(target, 0)]
+    usable = np.zeros(n_gt, dtype=bool)
     usable[target[points]] = True
-    best_score = torch.full((n_gt,), -1.0, dtype=torch.float64)
-    best_score.scatter_reduce_(0, target[points], det.scores[points], "amax")
-    winner_rank = torch.full((n_gt,), n_det, dtype=torch.int64)
-    idx = torch.nonzero(points).squeeze(1)
-    top = det.scores[idx] == best_score[target[idx]]
-    winner_rank.scatter_reduce_(0, target[idx[top]], idx[top], "amin")
-    fixable = torch.zeros(n_det, dtype=torch.bool)
-    fixable[idx] = winner_rank[target[idx]] == idx
+    fixable = core.first_claims(target, points, rank)
 
     missed_box = ~crowd & ~used & ~usable  # Miss errors
-    n_pos = torch.bincount(truth.labels[~crowd], minlength=num_classes)
+    n_pos = np.bincount(truth.labels[~crowd], minlength=num_classes)
     counted = ~ignored
 
-    def run(fix: str | None = None, oracle: str | None = None) -> tuple[float, Tensor]:
-        scores, labels, is_tp, positives = det.scores.clone(), det.labels.clone(), tp.clone(), n_pos.clone()
-        keep = counted.clone()
+    def run(fix: str | None = None, oracle: str | None = None) -> tuple[float, np.ndarray]:
+        labels, is_tp, positives, keep = det.labels, tp, n_pos, counted
         if fix in ("Loc", "Cls"):
             mine = kind == ERROR_TYPES.index(fix)
             good = mine & fixable
             keep = keep & ~(mine & ~fixable) | good  # fixed errors count even when ignored before
             is_tp = is_tp | good
             if fix == "Cls":
+                labels = labels.copy()
                 labels[good] = truth.labels[target[good]]
         elif fix in ("Both", "Dupe", "Bkg"):
             keep = keep & (kind != ERROR_TYPES.index(fix))
         elif fix == "Miss":
-            positives = positives - torch.bincount(truth.labels[missed_box], minlength=num_classes)
-        if oracle == "FalsePos":
-            scores = torch.where(is_tp, 1.0, 0.0).double()
-        elif oracle == "FalseNeg":
-            positives = torch.bincount(truth.labels[~crowd & used], minlength=num_classes)
-        if fix == "Cls" or oracle == "FalsePos":  # labels or scores changed: sort again
-            return _mean_ap(scores[keep], labels[keep], is_tp[keep], positives)
-        rows = base_order[keep[base_order]]  # a subset keeps the class-then-score order
-        return _mean_ap(scores[rows], labels[rows], is_tp[rows], positives, presorted=True)
+            positives = positives - np.bincount(truth.labels[missed_box], minlength=num_classes)
+        if oracle == "FalseNeg":
+            positives = np.bincount(truth.labels[~crowd & used], minlength=num_classes)
+        if fix in (None, "Miss") and oracle != "FalsePos":  # the same rows: reuse the base curves
+            return _mean_ap(replace(base_cv, n_positives=positives), det.labels[counted])
+        rows = core.by_class(by_score[keep[by_score]], labels)
+        if oracle == "FalsePos":  # every true positive first in its class (their order moves no AP)
+            rows = rows[np.argsort(core.small_ints(labels[rows] * 2 + ~is_tp[rows]), kind="stable")]
+        return _mean_ap(core.curves(labels[rows], is_tp[rows], positives), labels[keep])
 
-    base_order = by_class_then_score(det.scores, det.labels)
+    base_rows = core.by_class(by_score[counted[by_score]], det.labels)
+    base_cv = core.curves(det.labels[base_rows], tp[base_rows], n_pos)
     base, base_ap = run()
     delta, per_class = {}, {"class": list(range(num_classes)), "AP": base_ap.tolist(), "positives": n_pos.tolist()}
     for name in ERROR_TYPES:
@@ -171,16 +185,16 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     counts["Miss"] = int(missed_box.sum())
 
     err = kind >= 0
+
     def frame(kinds, image, labels, scores, boxes, gt) -> pd.DataFrame:
-        xyxy = boxes.numpy()
-        return pd.DataFrame({"type": pd.Categorical.from_codes(kinds.numpy(), list(ERROR_TYPES)), "image": image.numpy(),
-                             "class": labels.numpy(), "score": scores.numpy(), "x1": xyxy[:, 0], "y1": xyxy[:, 1],
-                             "x2": xyxy[:, 2], "y2": xyxy[:, 3], "gt": gt.numpy()})
+        return pd.DataFrame({"type": pd.Categorical.from_codes(kinds, list(ERROR_TYPES)), "image": image,
+                             "class": labels, "score": scores, "x1": boxes[:, 0], "y1": boxes[:, 1],
+                             "x2": boxes[:, 2], "y2": boxes[:, 3], "gt": gt})
 
     rows = frame(kind[err], det.image[err], det.labels[err], det.scores[err], det.boxes[err], target[err])
-    miss = torch.nonzero(missed_box).squeeze(1)
-    misses = frame(torch.full((len(miss),), ERROR_TYPES.index("Miss")), truth.image[miss], truth.labels[miss],
-                   torch.full((len(miss),), float("nan"), dtype=torch.float64), truth.boxes[miss], miss)
+    miss = np.flatnonzero(missed_box)
+    misses = frame(np.full(len(miss), ERROR_TYPES.index("Miss")), truth.image[miss], truth.labels[miss],
+                   np.full(len(miss), np.nan), truth.boxes[miss], miss)
     errors = pd.concat([rows, misses], ignore_index=True)
     errors["type"] = errors["type"].astype(str)
     return ErrorBreakdown(base, delta, oracle, counts, pd.DataFrame(per_class), errors)
