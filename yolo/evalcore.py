@@ -92,8 +92,22 @@ def check_labels(labels: np.ndarray, num_classes: int, kind: str) -> None:
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:
-    """Rows by score, highest first; ties keep input order (image by image)."""
-    return np.argsort(-scores, kind="stable")
+    """Rows by score, highest first; ties keep input order (image by image).
+
+    The same permutation as ``np.argsort(-scores, kind="stable")``. When every score is a float32
+    value (a model's scores are), it is found by sorting one uint64 key per row, the score's
+    order-preserving bits above the row index, which numpy's vectorised sort does about twice as
+    fast as a stable argsort."""
+    n = len(scores)
+    if n == 0 or n >= 2 ** 32:
+        return np.argsort(-scores, kind="stable")
+    f = scores.astype(np.float32) + np.float32(0)  # + 0: -0.0 becomes 0.0, as the comparison sees it
+    if not np.array_equal(f, scores):  # not float32 values (or nan): the plain stable sort
+        return np.argsort(-scores, kind="stable")
+    bits = f.view(np.uint32)
+    ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+    key = ((~ascending).astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+    return (np.sort(key) & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 def rank_of(order: np.ndarray) -> np.ndarray:
@@ -176,22 +190,32 @@ def best_other_class(det: Table, gt: Table, eligible: np.ndarray) -> tuple[np.nd
     x1, y1, x2, y2 = (np.ascontiguousarray(b[:, i]) for i in range(4))
     area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     lab, base = det.labels[order], start[det.image[order]]
-    gx1, gy1, gx2, gy2 = (np.ascontiguousarray(gt.boxes[:, i]) for i in range(4))
+    # an ineligible box becomes an empty one far away: its IoU is 0 (or nan), never the best
+    g = np.where(eligible[:, None], gt.boxes, np.array([np.inf, np.inf, -np.inf, -np.inf]))
+    gx1, gy1, gx2, gy2 = (np.ascontiguousarray(g[:, i]) for i in range(4))
     garea = np.maximum(gx2 - gx1, 0) * np.maximum(gy2 - gy1, 0)
     sbest, sat = np.zeros(n_det), np.full(n_det, -1, dtype=np.int64)
+    t1, t2, t3 = (np.empty(n_det) for _ in range(3))  # work buffers, reused (no allocation per step)
+    jb, lb = np.empty(n_det, dtype=np.int64), np.empty(n_det, dtype=np.int64)
+    m1, m2 = np.empty(n_det, dtype=bool), np.empty(n_det, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         for k in range(most):
             n = int(np.searchsorted(longer, -k, "left"))  # detections whose image has > k boxes
-            j = base[:n] + k
-            iw = np.minimum(x2[:n], gx2[j]) - np.maximum(x1[:n], gx1[j])
-            ih = np.minimum(y2[:n], gy2[j]) - np.maximum(y1[:n], gy1[j])
-            inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-            union = area[:n] + garea[j] - inter
-            iou = np.where(union > 0, inter / union, 0.0)
-            better = eligible[j] & (gt.labels[j] != lab[:n]) & (iou > sbest[:n])
-            view_best, view_at = sbest[:n], sat[:n]
-            view_best[better] = iou[better]
-            view_at[better] = j[better]
+            j = np.add(base[:n], k, out=jb[:n])
+            a, c, d = t1[:n], t2[:n], t3[:n]
+            np.minimum(x2[:n], np.take(gx2, j, out=a), out=a)
+            np.maximum(x1[:n], np.take(gx1, j, out=c), out=c)
+            np.maximum(np.subtract(a, c, out=a), 0, out=a)  # intersection width
+            np.minimum(y2[:n], np.take(gy2, j, out=c), out=c)
+            np.maximum(y1[:n], np.take(gy1, j, out=d), out=d)
+            np.maximum(np.subtract(c, d, out=c), 0, out=c)  # height
+            np.multiply(a, c, out=a)  # intersection
+            np.subtract(np.add(np.take(garea, j, out=c), area[:n], out=c), a, out=c)  # union
+            np.divide(a, c, out=a)  # as pair_iou's; nan where the union is 0 (never better)
+            better = np.greater(a, sbest[:n], out=m1[:n])
+            np.logical_and(better, np.not_equal(np.take(gt.labels, j, out=lb[:n]), lab[:n], out=m2[:n]), out=better)
+            np.copyto(sbest[:n], a, where=better)
+            np.copyto(sat[:n], j, where=better)
     best[order], at[order] = sbest, sat
     return best, at
 

@@ -120,16 +120,20 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     cls_target = np.where(cls_at >= 0, pg[real][np.maximum(cls_at, 0)] if real.any() else -1, -1)
     su = real & used[pg]
     used_iou, _ = core.segment_argmax(iou[su], pd_[su], n_det)
-    other_iou, other_target = core.best_other_class(det, truth, ~crowd)
-    any_iou = np.maximum(cls_iou, other_iou)
     has_gt = (np.bincount(truth.image[~crowd], minlength=len(det.counts)) > 0)[det.image]
+    is_loc = (cls_iou >= bg) & (cls_iou <= fg)
+    asks = np.flatnonzero(~tp & has_gt & ~is_loc)  # only these reach the Cls and Bkg tests
+    other_iou = np.zeros(n_det)
+    other_target = np.full(n_det, -1, dtype=np.int64)
+    other_iou[asks], other_target[asks] = core.best_other_class(det.take(asks), truth, ~crowd)
+    any_iou = np.maximum(cls_iou, other_iou)
 
     kind = np.full(n_det, -1, dtype=np.int64)  # index into ERROR_TYPES, -1: true positive
     target = np.full(n_det, -1, dtype=np.int64)  # the box a Loc/Cls error points at
     todo = ~tp
     kind[todo & ~has_gt] = ERROR_TYPES.index("Bkg")
     todo &= has_gt
-    for name, test, points_at in (("Loc", (cls_iou >= bg) & (cls_iou <= fg), cls_target),
+    for name, test, points_at in (("Loc", is_loc, cls_target),
                                   ("Cls", other_iou >= fg, other_target),
                                   ("Dupe", used_iou >= fg, None), ("Bkg", any_iou <= bg, None)):
         hit = todo & test
@@ -167,7 +171,10 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
             positives = np.bincount(truth.labels[~crowd & used], minlength=num_classes)
         if fix in (None, "Miss") and oracle != "FalsePos":  # the same rows: reuse the base curves
             return _mean_ap(replace(base_cv, n_positives=positives), det.labels[counted])
-        rows = core.by_class(by_score[keep[by_score]], labels)
+        if fix != "Cls" and not (keep & ~counted).any():  # fewer rows, same labels: order kept
+            rows = base_rows[keep[base_rows]]
+        else:
+            rows = core.by_class(by_score[keep[by_score]], labels)
         if oracle == "FalsePos":  # every true positive first in its class (their order moves no AP)
             rows = rows[np.argsort(core.small_ints(labels[rows] * 2 + ~is_tp[rows]), kind="stable")]
         return _mean_ap(core.curves(labels[rows], is_tp[rows], positives), labels[keep])
@@ -184,19 +191,17 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     counts = {name: int((kind == i).sum()) for i, name in enumerate(ERROR_TYPES) if name != "Miss"}
     counts["Miss"] = int(missed_box.sum())
 
-    err = kind >= 0
-
-    def frame(kinds, image, labels, scores, boxes, gt) -> pd.DataFrame:
-        return pd.DataFrame({"type": pd.Categorical.from_codes(kinds, list(ERROR_TYPES)), "image": image,
-                             "class": labels, "score": scores, "x1": boxes[:, 0], "y1": boxes[:, 1],
-                             "x2": boxes[:, 2], "y2": boxes[:, 3], "gt": gt})
-
-    rows = frame(kind[err], det.image[err], det.labels[err], det.scores[err], det.boxes[err], target[err])
+    err = np.flatnonzero(kind >= 0)
     miss = np.flatnonzero(missed_box)
-    misses = frame(np.full(len(miss), ERROR_TYPES.index("Miss")), truth.image[miss], truth.labels[miss],
-                   np.full(len(miss), np.nan), truth.boxes[miss], miss)
-    errors = pd.concat([rows, misses], ignore_index=True)
-    errors["type"] = errors["type"].astype(str)
+    boxes = np.concatenate([det.boxes[err], truth.boxes[miss]])
+    errors = pd.DataFrame({
+        "type": np.array(ERROR_TYPES, dtype=object)[np.concatenate([kind[err], np.full(len(miss), ERROR_TYPES.index("Miss"))])],
+        "image": np.concatenate([det.image[err], truth.image[miss]]),
+        "class": np.concatenate([det.labels[err], truth.labels[miss]]),
+        "score": np.concatenate([det.scores[err], np.full(len(miss), np.nan)]),
+        "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
+        "gt": np.concatenate([target[err], miss]),
+    })
     return ErrorBreakdown(base, delta, oracle, counts, pd.DataFrame(per_class), errors)
 
 
