@@ -117,7 +117,7 @@ def check_data(paths) -> None:
 
     for path in paths:
         p = Path(str(path)).expanduser()
-        if p.is_file():
+        if p.is_file() and p.suffix.lower() != ".json":  # a COCO JSON may be given by path
             raise ConfigError(f"--data {path}: is a file; give the dataset folder (the one holding VOCdevkit/)")
         if not p.is_dir():
             raise ConfigError(f"--data {path}: no such folder")

@@ -1,4 +1,4 @@
-"""``python -m yolo.data {demo,check,download} ...`` (see ``--help`` of each command)."""
+"""``python -m yolo.data {demo,check,download,convert,anchors} ...`` (see ``--help`` of each command)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,47 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from yolo.data.convert import convert
+    from yolo.data.layout import DataLayoutError
+
+    try:
+        report = convert(args.src, args.dst, args.to, args.splits, copy=args.copy, cache_dir=args.cache_dir,
+                         progress=not args.quiet)
+    except DataLayoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.format_text())
+    return 0
+
+
+def _anchors(args: argparse.Namespace) -> int:
+    from yolo.anchors import COURSE, fit, fit_anchors, index_fractions
+    from yolo.data.layout import DataLayoutError, build_index, default_splits, load_classes
+
+    try:
+        specs = args.splits or list(default_splits(args.data)["train"])
+        index = build_index([args.data], specs, load_classes(args.data), args.cache_dir, progress=not args.quiet)
+    except DataLayoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    wh = index_fractions(index)
+    if len(wh) < 9:
+        print(f"error: {len(wh)} boxes in {', '.join(specs)}: at least 9 are needed to fit anchors", file=sys.stderr)
+        return 2
+    fitted = fit_anchors(wh, args.seed)
+    print(f"{len(wh)} boxes of {', '.join(specs)}; sizes in pixels at input {args.size} (fractions x {args.size})")
+    for name, a in (("course", COURSE), ("fitted", fitted)):
+        f = fit(wh, a, args.size)
+        print(f"\n{name}: {f.line()}")
+        for stride, scale in zip((32, 16, 8), a.pixels(args.size)):
+            print(f"  stride {stride:2d}: " + "  ".join(f"{w:6.1f} x {h:6.1f}" for w, h in scale))
+    if args.out:
+        Path(args.out).write_text(fitted.to_json() + "\n")
+        print(f"\nfitted anchors written to {args.out} (train.py --anchors {args.out})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolo.data", description="Dataset tools for YOLOv3 on Pascal VOC.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +150,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=real(0, 3600, low_open=True), default=5.0,
                    help="seconds to wait for the server before giving up, in (0, 3600] (default 5)")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("convert", help="write a dataset in another layout (voc, yolo, coco); SRC is never modified",
+                       description="Read SRC (any layout python -m yolo.data check reads) as training would and write "
+                                   "it to DST as VOC, YOLO (data.yaml) or COCO JSON. Images are hard-linked (copied "
+                                   "with --copy, or when linking is impossible). Prints what could not be carried.")
+    p.add_argument("src", help="dataset folder (or COCO JSON file) to read")
+    p.add_argument("dst", help="output folder (must not exist or be empty; not inside SRC)")
+    p.add_argument("--to", required=True, choices=["voc", "yolo", "coco"], help="layout to write")
+    p.add_argument("--splits", nargs="+", metavar="SPEC", help="split specs to convert (default: every split)")
+    p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
+    p.add_argument("--cache-dir", help="where SRC's annotation index is cached (default ~/.cache/yolo-voc or "
+                                       "$YOLO_CACHE_DIR; never beside SRC)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("anchors", help="how well the course anchors fit a dataset's training boxes, and a fitted set",
+                       description="Measure the course anchors on the training boxes (best possible recall: boxes "
+                                   "whose best anchor has shape IoU > 0.5, the course's assignment threshold; mean "
+                                   "best IoU; anchors above threshold per box) and fit nine anchors (k-means with an "
+                                   "IoU distance, then evolution), sorted into the three scales.")
+    p.add_argument("data", help="dataset folder (any layout python -m yolo.data check reads)")
+    p.add_argument("--splits", nargs="+", metavar="SPEC", help="split specs whose boxes are used (default: the training split)")
+    p.add_argument("--size", type=int, default=416, help="input side in pixels the anchors are printed at (default 416)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fit; same seed, same anchors (default 0)")
+    p.add_argument("--out", metavar="FILE", help="write the fitted anchors as JSON (for train.py --anchors FILE)")
+    p.add_argument("--cache-dir", help="where annotation indexes are kept (as for check)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_anchors)
 
     args = parser.parse_args(argv)
     return args.func(args)

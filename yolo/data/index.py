@@ -31,6 +31,11 @@ INDEX_VERSION = 2  # bump when the cached arrays change meaning (2: paths kept i
 CACHE_DIRNAME = ".yolo_cache"
 
 
+class DataLayoutError(ValueError):
+    """The folder is not a dataset in a known layout, or a split is not there (re-exported by
+    ``yolo.data.layout``; defined here so that every reader can raise it)."""
+
+
 def default_cache_root() -> Path:
     """Where indexes of read-only datasets go: $YOLO_CACHE_DIR, else ~/.cache/yolo-voc."""
     env = os.environ.get("YOLO_CACHE_DIR")

@@ -1,16 +1,22 @@
 """Find what is in a dataset folder: its format, its sources (year/split or CSV) and its classes;
 ``build_index`` turns split specs into the labelled ``DetectionIndex`` (no Lightning needed).
 
-Two layouts are recognised (``detect_format``):
+Four layouts are recognised (``detect_format``), checked in this order:
 
-* VOCdevkit: ``ROOT/VOCdevkit/VOC2007``, ``ROOT/VOCdevkit/VOC2012`` (or ``ROOT`` being the
-  VOCdevkit folder, or a single folder in VOC layout) each holding ``Annotations/``,
+* VOCdevkit (``"voc"``): ``ROOT/VOCdevkit/VOC2007``, ``ROOT/VOCdevkit/VOC2012`` (or ``ROOT`` being
+  the VOCdevkit folder, or a single folder in VOC layout) each holding ``Annotations/``,
   ``JPEGImages/`` and ``ImageSets/Main/<split>.txt``.
-* Kaggle (the course's copy): ``ROOT/images/``, ``ROOT/labels/`` and ``ROOT/<split>.csv``.
+* YOLO / Ultralytics (``"yolo"``) with a ``ROOT/data.yaml`` (see ``yolo.data.yolo_txt``).
+* Kaggle (the course's copy, ``"kaggle"``): ``ROOT/images/``, ``ROOT/labels/`` and ``ROOT/<split>.csv``.
+* YOLO without data.yaml: ``ROOT/images/<split>/`` + ``ROOT/labels/<split>/`` (+ ``classes.txt``).
+* COCO JSON (``"coco"``): ``ROOT/annotations/instances_<split>.json``, or ``ROOT`` being one JSON
+  file (see ``yolo.data.coco``).
 
 A split spec names what to read: ``"2007/trainval"`` (year folder ``VOC2007`` or ``2007``,
-split ``trainval``), ``"trainval"`` (that split of every year folder that has it), or for the
-Kaggle layout the CSV name (``"train"`` or ``"train.csv"``).
+split ``trainval``), ``"trainval"`` (that split of every year folder that has it), for the
+Kaggle layout the CSV name (``"train"`` or ``"train.csv"``), for YOLO a data.yaml key or an
+``images/<split>`` folder name, for COCO the JSON's split (``"val2017"`` for
+``instances_val2017.json``) or a JSON path relative to the root.
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yolo.config import VOC_CLASSES
-from yolo.data.index import DetectionIndex, load_or_build
+from yolo.data import coco, yolo_txt
+from yolo.data.coco import CocoSource
+from yolo.data.index import DataLayoutError, DetectionIndex, load_or_build
 from yolo.data.kaggle import KaggleSource
 from yolo.data.voc import VOCSource
+from yolo.data.yolo_txt import YoloSource
+
+FORMATS = ("voc", "yolo", "kaggle", "coco")
 
 CLASSES_FILE = "classes.txt"
-
-
-class DataLayoutError(ValueError):
-    """The folder is not a dataset in a known layout, or a split is not there."""
 
 
 def _is_voc_dir(p: Path) -> bool:
@@ -53,30 +60,51 @@ def _is_kaggle_dir(root: Path) -> bool:
 
 
 def detect_format(root: str | Path) -> str:
-    """``"voc"`` or ``"kaggle"``; raises ``DataLayoutError`` saying what was expected."""
+    """``"voc"``, ``"yolo"``, ``"kaggle"`` or ``"coco"``; raises ``DataLayoutError`` saying what was expected."""
     root = Path(root).expanduser()
+    if root.is_file() and root.suffix.lower() == ".json":
+        return "coco"
     if not root.is_dir():
         raise DataLayoutError(f"dataset folder {root} does not exist. Give the folder that holds "
                               "VOCdevkit/ (or write the demo: python -m yolo.data demo OUT).")
     if voc_year_dirs(root):
         return "voc"
+    if yolo_txt.find_data_yaml(root):
+        return "yolo"
     if _is_kaggle_dir(root):
         return "kaggle"
+    if yolo_txt.folder_pairs(root):
+        return "yolo"
+    if coco.coco_files(root):
+        return "coco"
     seen = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]) or "nothing"
     raise DataLayoutError(
-        f"{root} is neither a VOCdevkit nor a Kaggle-layout dataset (it holds: {seen}).\n"
-        "Expected either\n"
+        f"{root} is neither a VOCdevkit nor a Kaggle-layout, YOLO or COCO dataset (it holds: {seen}).\n"
+        "Expected one of\n"
         "  VOCdevkit: ROOT/VOCdevkit/VOC2007|VOC2012/{Annotations/*.xml, JPEGImages/, ImageSets/Main/<split>.txt}\n"
-        "             (ROOT may also be VOCdevkit itself or one folder in that layout), or\n"
+        "             (ROOT may also be VOCdevkit itself or one folder in that layout),\n"
+        "  YOLO:      ROOT/{data.yaml, images/..., labels/...} or ROOT/{images/<split>/, labels/<split>/, classes.txt},\n"
+        "  COCO:      ROOT/{annotations/instances_<split>.json, images/<split>/ or <split>/} (or a .json file),\n"
         "  Kaggle:    ROOT/{images/, labels/<id>.txt with 'class cx cy w h', train.csv, test.csv}.\n"
         "Fetch VOC with: python -m yolo.data download ROOT")
+
+
+def dataset_folder(root: str | Path) -> Path:
+    """The folder of a dataset given as a folder or (COCO) as a JSON file."""
+    root = Path(root).expanduser()
+    return coco.coco_root(root) if root.is_file() else root
 
 
 def available_splits(root: str | Path) -> list[str]:
     """Every split spec that exists, e.g. ["2007/test", "2007/trainval", "2012/train", ...]."""
     root = Path(root).expanduser()
-    if detect_format(root) == "kaggle":
+    fmt = detect_format(root)
+    if fmt == "kaggle":
         return sorted(p.stem for p in root.glob("*.csv"))
+    if fmt == "yolo":
+        return list(yolo_txt.read_config(root).splits)
+    if fmt == "coco":
+        return list(coco.coco_files(root))
     out = []
     for year, d in voc_year_dirs(root).items():
         out += [f"{year}/{p.stem}" for p in sorted((d / "ImageSets" / "Main").glob("*.txt")) if "_" not in p.stem]
@@ -92,13 +120,40 @@ def _check_list_inside(listing: Path, folder: Path) -> None:
                               "copy the split list into the dataset instead")
 
 
-def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | KaggleSource]:
+def _yolo_source(root: Path, spec: str) -> YoloSource:
+    cfg = yolo_txt.read_config(root)
+    if spec not in cfg.splits:
+        raise DataLayoutError(f"split {spec!r} not found in {cfg.config or root}; available: {list(cfg.splits)}")
+    names = cfg.names if cfg.names is not None else _classes_txt(root)
+    return YoloSource(cfg.root, spec, cfg.splits[spec], cfg.config, len(names) if names else None)
+
+
+def _coco_source(root: Path, spec: str) -> CocoSource:
+    files = coco.coco_files(root)
+    folder = dataset_folder(root)
+    if spec in files:
+        json_file = files[spec]
+    elif spec.lower().endswith(".json") and (folder / spec).is_file():
+        json_file = folder / spec
+    else:
+        raise DataLayoutError(f"split {spec!r} not found in {root}; available: {list(files)} (or a .json path)")
+    _check_list_inside(json_file, folder)
+    return CocoSource(folder, json_file, coco.split_name(json_file))
+
+
+def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | KaggleSource | YoloSource | CocoSource]:
     """Split specs -> readable sources; raises ``DataLayoutError`` for a missing one or for a
     split list that is a link out of the dataset folder."""
     root = Path(root).expanduser()
     fmt = detect_format(root)
-    sources: list[VOCSource | KaggleSource] = []
+    sources: list[VOCSource | KaggleSource | YoloSource | CocoSource] = []
     for spec in specs:
+        if fmt == "yolo":
+            sources.append(_yolo_source(root, spec))
+            continue
+        if fmt == "coco":
+            sources.append(_coco_source(root, spec))
+            continue
         if fmt == "kaggle":
             name = spec if spec.endswith(".csv") else f"{spec.split('/')[-1]}.csv"
             if not (root / name).is_file():
@@ -158,6 +213,10 @@ def default_splits(root: str | Path) -> dict[str, tuple[str, ...]]:
         for n in names:
             if n in have:
                 return (n,)
+        for n in names:  # COCO-style names: train2017, val2017
+            starting = [h for h in have if h.startswith(n) and h[len(n):].isdigit()]
+            if len(starting) == 1:
+                return (starting[0],)
         return ()
 
     train, val = first("train", "trainval"), first("val", "test")
@@ -176,13 +235,42 @@ def find_classes_file(root: str | Path) -> Path | None:
     return next((c for c in candidates if c.is_file() and root.resolve() in c.resolve().parents), None)
 
 
+def _classes_txt(root: Path) -> tuple[str, ...] | None:
+    f = find_classes_file(root)
+    return tuple(line.strip() for line in f.read_text().splitlines() if line.strip()) if f else None
+
+
+def dataset_classes(root: str | Path) -> tuple[str, ...] | None:
+    """The class list the dataset itself states, None when it states none: YOLO data.yaml
+    ``names``; COCO ``categories`` (in file order; the first JSON of train, val, test, then the
+    others, adding classes of later files that the first lacks); else ``classes.txt``."""
+    root = Path(root).expanduser()
+    try:
+        fmt = detect_format(root)
+    except DataLayoutError:
+        fmt = ""
+    if fmt == "yolo":
+        names = yolo_txt.read_config(root).names
+        if names is not None:
+            return names
+    if fmt == "coco":
+        files = coco.coco_files(root)
+        order = sorted(files, key=lambda s: next((k for k, p in enumerate(("train", "val", "test")) if s.startswith(p)), 3))
+        out: list[str] = []
+        for split in order:
+            out += [n for n in coco.class_names(files[split]) if n not in out]
+        if out:
+            return tuple(out)
+    return _classes_txt(dataset_folder(root)) if root.exists() else None
+
+
 def load_classes(root: str | Path, classes: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The class list: ``classes`` if given, else the dataset's classes.txt, else VOC's 20."""
+    """The class list: ``classes`` if given, else the dataset's own (``dataset_classes``: YOLO
+    names, COCO categories, classes.txt), else VOC's 20."""
     if classes is not None:
         out = tuple(str(c) for c in classes)
     else:
-        f = find_classes_file(root)
-        out = tuple(line.strip() for line in f.read_text().splitlines() if line.strip()) if f else VOC_CLASSES
+        out = dataset_classes(root) or VOC_CLASSES
     if not out or len(set(out)) != len(out):
         raise DataLayoutError(f"class list must be non-empty and without repeats, got {out}")
     return out

@@ -33,6 +33,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "annotation_malformed": (SKIPPED, "the annotation file cannot be parsed"),
     "annotation_unsafe": (SKIPPED, "the XML uses entities/DTDs, refused by defusedxml"),
     "label_line_malformed": (DROPPED, "a label line is not 'class cx cy w h' with numbers"),
+    "label_out_of_range": (DROPPED, "a normalised label coordinate is negative or over 1"),
+    "entry_malformed": (DROPPED, "a COCO images/annotations/categories entry lacks a usable field: not used"),
     "unknown_class": (DROPPED, "the object's class is not in the class list"),
     "box_invalid": (DROPPED, "a box coordinate is missing or not a finite number"),
     "box_zero_area": (DROPPED, "the box has zero width or height"),
