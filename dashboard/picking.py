@@ -18,6 +18,7 @@ from yolo import viz
 
 MAX_UPLOAD_MB = 20  # also server.maxUploadSize in dashboard/.streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger uploads are refused with a message (decoding them costs seconds)
+VIDEO_FRAME = "_video_frame"  # session_state: the Picked frame Detect's Video tab handed over
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"]
 
 
@@ -85,8 +86,11 @@ def read_upload(name: str, data: bytes) -> tuple[np.ndarray | None, str | None]:
 
 def pick_image(ctx: Context, prefix: str) -> Picked | None:
     """Dataset sample (split + index) or an upload; the choice is shared by the pages."""
-    source = shared_widget(st.radio, "Image", "image_source", "Dataset sample", ["Dataset sample", "Upload"],
-                        horizontal=True)
+    video_frame = st.session_state.get(VIDEO_FRAME)
+    sources = ["Dataset sample", "Upload"] + (["Video frame"] if video_frame is not None else [])
+    source = shared_widget(st.radio, "Image", "image_source", "Dataset sample", sources, horizontal=True)
+    if source == "Video frame":
+        return video_frame
     if source == "Upload":
         upload = st.file_uploader("Image file", type=UPLOAD_TYPES, key=f"{prefix}_upload",
                                   help=f"Up to {MAX_UPLOAD_MB} MB and {MAX_PIXELS / 1e6:.0f} megapixels.")

@@ -20,8 +20,8 @@ from yolo.data.demo import DEMO_CLASSES, render_image
 from yolo.detect import Detector
 from yolo.model import YOLOv3
 from yolo.targets import encode, targets_to_logits
-from yolo.video import (ClipWriter, VideoError, detect_clip, main, output_size, probe_clip, read_frames,
-                        write_annotated)
+from yolo.video import (ClipWriter, VideoError, detect_clip, main, output_size, probe_clip, read_frame,
+                        read_frames, write_annotated)
 from yolo.weights import save_weights
 
 SIZE = 128  # model input side in these tests
@@ -354,3 +354,19 @@ def test_a_rotated_phone_clip_is_read_upright(tmp_path, detector):
     rows = frames[0][2][..., 0].mean(axis=1)
     assert rows[:14].min() > 200 and rows[18:].max() < 50  # the left band turned clockwise is on top
     assert detect_clip(detector, path).info.size == (64, 32)
+
+
+def test_read_frame_seeks_to_the_same_frame_as_decoding_in_order(tmp_path):
+    frames = [np.full((48, 64, 3), 5 * k, np.uint8) for k in range(30)]
+    for k, frame in enumerate(frames):
+        frame[:, 2 * k] = 255  # a moving bar: inter-frame coding has something to predict
+    mp4v = cv2.VideoWriter(str(tmp_path / "gop.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for frame in frames:
+        mp4v.write(frame)
+    mp4v.release()  # MPEG-4 part 2 with keyframes 12 frames apart: a seek lands between them
+    for name, clip in (("ffv1.mkv", write_clip(tmp_path / "ffv1.mkv", frames)), ("gop.mp4", tmp_path / "gop.mp4")):
+        in_order = decoded(clip)
+        for index in (0, 1, 17, 29):
+            assert np.array_equal(read_frame(clip, index), in_order[index]), (name, index)
+    with pytest.raises(VideoError, match="frame 30 cannot be decoded"):
+        read_frame(tmp_path / "ffv1.mkv", 30)

@@ -161,6 +161,21 @@ def read_frames(path: str | Path, every: int = 1, max_frames: int | None = None,
         cap.release()
 
 
+def read_frame(path: str | Path, index: int) -> np.ndarray:
+    """Frame ``index`` of the clip as RGB uint8 (H, W, 3), upright: OpenCV seeks to the keyframe
+    before it and decodes forward (for scrubbing; ``read_frames`` for whole clips)."""
+    cap = _open(path)
+    try:
+        if index > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise VideoError(f"{Path(path).name}: frame {index} cannot be decoded")
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
 # --------------------------------------------------------------------------------------------
 # Candidates per frame
 

@@ -10,6 +10,7 @@ import models
 import picking
 import pandas as pd
 import streamlit as st
+import video_tab as video
 from wording import count
 
 from yolo.evaluate.tables import match_table
@@ -57,7 +58,10 @@ def detections_view(model: models.Model, picked: picking.Picked, same_classes: b
                 + ("" if model.trained else " (an untrained model's scores are tiny, around 0.02)") + ".")
 
 
-picked = picking.pick_image(ctx, "det")
-if picked is None:
-    st.stop()
-detections_view(model, picked, same_classes)
+image_tab, video_tab = st.tabs(["Image", "Video"])
+with image_tab:
+    picked = picking.pick_image(ctx, "det")
+    if picked is not None:
+        detections_view(model, picked, same_classes)
+with video_tab:
+    video.video_tab(model, ctx)

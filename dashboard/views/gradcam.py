@@ -61,7 +61,7 @@ picture = viz.draw_detections(picture, found.boxes[shown], found.labels[shown], 
                               class_names=detector.class_names)
 what = "every detection" if target is None else (f"detection #{target}" if isinstance(target, int) else f"class {target}")
 left, right = st.columns([3, 2])
-left.image(picking.inline_image(picture), caption=f"{method} at {layer}, explaining {what} · {model.label}", width="stretch")
+left.image(picking.inline_image(picture), caption=f"{method} at {layer}, explaining {what} · {picked.name} · {model.label}", width="stretch")
 right.markdown(f"**{count(len(rows), 'detection')}** explained: "
                + ", ".join(f"#{i} {found.names[i]} {float(found.scores[i]):.2f}" for i in rows[:8])
                + (" …" if len(rows) > 8 else ""))
