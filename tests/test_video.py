@@ -318,7 +318,7 @@ def test_cli_thresholds_default_to_the_checkpoint_s_saved_operating_point(clip, 
     operating_points_path(ckpt).write_text("{" * 10)
     main([*args, "--out", str(tmp_path / "d.webm")])
     out, err = capsys.readouterr()
-    assert "ignoring the saved thresholds" in err and "at conf 0.05," in out
+    assert "using the default thresholds" in err and "at conf 0.05," in out
 
 
 def rotated_phone_clip(path: Path) -> Path:

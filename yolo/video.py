@@ -32,6 +32,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -492,12 +493,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(err)) from None
     points = _saved_operating_points(Path(args.checkpoint))
     if points is not None and args.conf is None:
-        try:
+        with warnings.catch_warnings():  # the Detector keeps what went wrong in .warnings, printed below
+            warnings.simplefilter("ignore")
             detector = Detector.from_checkpoint(args.checkpoint, device=args.device, image_size=args.image_size,
                                                 operating_points=points)
-        except (ValueError, OSError) as err:
-            print(f"ignoring the saved thresholds ({err}); using conf {detector.config.conf_threshold:g}",
-                  file=sys.stderr)
+    for note in detector.warnings:
+        print(f"warning: {note}", file=sys.stderr)
     size = output_size(info.size, args.max_side)
     conf, iou = args.conf, args.iou
     bar = tqdm(total=None, unit="frame", desc=clip_path.name)
