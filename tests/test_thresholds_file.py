@@ -119,7 +119,7 @@ def test_read_small_file_bounds(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"x" * 100)
     assert read_small_file(f, 100) == b"x" * 100
-    with pytest.raises(FileLimitError, match="100 bytes, more than"):
+    with pytest.raises(FileLimitError, match="100 bytes, over the file limit of 99 bytes"):
         read_small_file(f, 99)
     with pytest.raises(FileLimitError, match="a device"):
         read_small_file("/dev/zero", 10)

@@ -96,7 +96,7 @@ def read_small_file(path: str | Path, limit: int, what: str = "file") -> bytes:
                     or stat.S_ISBLK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file")
             raise FileLimitError(f"{path}: {kind}, not a regular {what}")
         if info.st_size > limit:
-            raise FileLimitError(f"{path}: {info.st_size:,} bytes, more than a {what} can hold ({limit:,})")
+            raise FileLimitError(f"{path}: {info.st_size:,} bytes, over the {what} limit of {limit:,} bytes")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(1 << 20, limit + 1 - total))
@@ -105,7 +105,7 @@ def read_small_file(path: str | Path, limit: int, what: str = "file") -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:  # it grew while being read
-                raise FileLimitError(f"{path}: more than {limit:,} bytes, more than a {what} can hold")
+                raise FileLimitError(f"{path}: over the {what} limit of {limit:,} bytes")
         return b"".join(chunks)
     finally:
         os.close(fd)

@@ -17,9 +17,10 @@ import re
 import torch
 from torch import Tensor
 
+from yolo.filelimits import check_class_count
 from yolo.weights.classes import default_class_names
 from yolo.weights.convs import yolo_specs
-from yolo.weights.state import CheckpointError, ModelState, WeightsFile, checked
+from yolo.weights.state import CheckpointError, ModelState, WeightsFile, checked, within_limits
 
 _STEM = re.compile(r"^(?P<prefix>(?:.*\.)?)layers\.0\.conv\.weight$")
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -67,6 +68,7 @@ def from_course(raw: dict, path: str = "checkpoint") -> ModelState | None:
                     if k.startswith(prefix + "layers.") and k.endswith("conv.weight")), key=_natural)
     last = state[convs[-1] + "weight"]
     num_classes = last.shape[0] // 3 - 5
+    within_limits(check_class_count, num_classes, path, "its last convolution's channels")
     width = state[convs[0] + "weight"].shape[0] / 32
     specs = yolo_specs(max(num_classes, 1), width)
     if len(convs) != len(specs) or num_classes < 1:

@@ -36,10 +36,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolo.filelimits import MAX_CLASSES
 from yolo.model import YOLOv3
 from yolo.weights.classes import default_class_names
 from yolo.weights.convs import BACKBONE_CONVS, ConvSpec, conv_specs, is_prediction_conv, yolo_specs
-from yolo.weights.state import CheckpointError, ModelState, WeightsFile, checked
+from yolo.weights.state import MAX_WIDTH, CheckpointError, ModelState, WeightsFile, checked
 
 # yolov3.cfg's anchors (pixels at 416) as fractions of the image, in this project's order
 # (stride 32 first, as [yolo] mask = 6,7,8 / 3,4,5 / 0,1,2).
@@ -150,7 +151,7 @@ def read_darknet(path: str | Path, specs: list[ConvSpec],
     body = path.stat().st_size - header.size
     for description, count in layouts.items():
         if body == 4 * layer_floats(specs[:count]):
-            flat = torch.from_numpy(np.fromfile(path, dtype=FLOAT, offset=header.size).astype(np.float32))
+            flat = torch.from_numpy(np.fromfile(path, dtype=FLOAT, offset=header.size))
             return header, unpack(flat, specs[:count]), count
     expected = "; ".join(f"{4 * layer_floats(specs[:n]) + header.size:,} bytes ({d})" for d, n in layouts.items())
     raise DarknetError(f"{path}: {path.stat().st_size:,} bytes ({header.size}-byte header of version "
@@ -207,61 +208,139 @@ def read(file: WeightsFile, prefer_ema: bool = True) -> ModelState | None:
     return checked(read_weights(file.path, backbone_ok=False), file.path)
 
 
+def header_sizes(header: Header) -> tuple[int, ...]:
+    """The header lengths a file of this version may have: Darknet's rule (16 bytes before version
+    0.2, 20 from it), and after a 16-byte rule also 20: PyTorch-YOLOv3 writes
+    ``np.int32([major, minor, revision, seen, 0])``, 20 bytes, whatever the version (0.0.0 for a
+    fresh model)."""
+    return (16, 20) if header.size == 16 else (header.size,)
+
+
+def max_file_bytes() -> int:
+    """The largest file this reader takes: YOLOv3 at MAX_WIDTH with MAX_CLASSES classes (~1.5 GB),
+    after a 20-byte header; anything larger is refused before a byte of it is read."""
+    return 20 + 4 * expected_floats(MAX_CLASSES, MAX_WIDTH)
+
+
+def layouts(header: Header, size: int, width: float | None = None) -> list[tuple[int, float, int]]:
+    """Every (header bytes, width, classes) reading a file of ``size`` bytes fits exactly (classes 0
+    for a backbone-only file, at most MAX_CLASSES); ``width`` restricts it to that width."""
+    found = []
+    for header_bytes in header_sizes(header):
+        floats, rest = divmod(size - header_bytes, 4)
+        if not rest and floats > 0:
+            found += [(header_bytes, w, c) for w, c in fitting_layouts(floats, width)]
+    return found
+
+
+def fitting_layouts(floats: int, width: float | None = None) -> list[tuple[float, int]]:
+    """Every (width, class count <= MAX_CLASSES) whose file holds exactly ``floats`` floats; class
+    count 0 for a backbone-only file. ``width`` restricts the search to that width."""
+    found = []
+    for w in ([width] if width else WIDTHS):
+        if floats == expected_floats(1, w, BACKBONE_CONVS):
+            found.append((w, 0))
+        one, two = expected_floats(1, w), expected_floats(2, w)  # linear in the class count
+        classes, rest = divmod(floats - one, two - one)
+        if not rest and 0 <= classes < MAX_CLASSES:
+            found.append((w, classes + 1))
+    return found
+
+
+def infer_layout(floats: int, width: float | None = None) -> tuple[float, int] | None:
+    """The first (width, class count) of ``fitting_layouts`` (the roundest width), None when none fits."""
+    found = fitting_layouts(floats, width)
+    return found[0] if found else None
+
+
+def _variances_ok(path: Path, header_bytes: int, specs: list[ConvSpec]) -> bool:
+    """Whether the file read this way has no negative BatchNorm variance (a variance never is: a
+    negative one means the floats are read from the wrong places: a padded or cut file, or another
+    layout). Only the variances are read (memory-mapped)."""
+    data = np.memmap(path, dtype=FLOAT, mode="r", offset=header_bytes, shape=(layer_floats(specs),))
+    at = 0
+    try:
+        for spec in specs:
+            out = spec.shape[0]
+            if spec.bn:
+                if bool((data[at + 3 * out: at + 4 * out] < 0).any()):
+                    return False
+                at += 4 * out
+            else:
+                at += out
+            at += math.prod(spec.shape)
+    finally:
+        del data
+    return True
+
+
+def _describe(reading: tuple[int, float, int]) -> str:
+    header_bytes, w, c = reading
+    what = "a backbone-only file" if c == 0 else f"{c} classes"
+    return f"width {w:g} with {what} after a {header_bytes}-byte header"
+
+
 def read_weights(path: str | Path, width: float | None = None, backbone_ok: bool = True) -> ModelState:
     """A Darknet .weights file for YOLOv3 -> ModelState (this project's keys and channel order).
 
-    The class count comes from the file's size, and so does the width when not given. A
-    backbone-only file (the first 52 convolutions, like ``darknet53.conv.74``) gives a state with
-    ``num_classes == 0`` and only the backbone's keys (refused unless ``backbone_ok``).
+    The class count comes from the file's size, and so does the width when not given. The size
+    must fit exactly one reading (header length, width, classes: ``layouts``) whose BatchNorm
+    variances are all non-negative; a file larger than ``max_file_bytes`` is refused before it is
+    read, two plausible readings are refused as ambiguous (``--width`` tells them apart), and a
+    reading with negative variances (a file padded by one class's worth of bytes reads as one
+    more class) is refused. A backbone-only file (the first 52 convolutions, like
+    ``darknet53.conv.74``) gives a state with ``num_classes == 0`` and only the backbone's keys
+    (refused unless ``backbone_ok``).
     """
     path = Path(path)
     with path.open("rb") as f:
-        header = Header.from_bytes(f.read(20))
-    floats, rest = divmod(path.stat().st_size - header.size, 4)
-    layout = None if rest else infer_layout(floats, width)
-    if layout is None:
-        other = None if rest or not width else infer_layout(floats)
-        hint = (f" (it fits width {other[0]:g} with {other[1]} classes: pass --width {other[0]:g})"
+        head = f.read(20)
+    header = Header.from_bytes(head)
+    size = path.stat().st_size
+    if size > max_file_bytes():
+        raise DarknetError(f"{path}: {size:,} bytes, more than the largest YOLOv3 this project reads "
+                           f"(width {MAX_WIDTH:g} with {MAX_CLASSES:,} classes: {max_file_bytes():,} bytes)")
+    readings = layouts(header, size, width)
+    if not readings:
+        other = layouts(header, size) if width else []
+        hint = (f" (it fits width {other[0][1]:g} with {other[0][2]} classes: pass --width {other[0][1]:g})"
                 if other else "")
         at = f"width {width:g}{hint}" if width else "any width"
         example = expected_floats(80, width or 1.0)
         raise DarknetError(
-            f"{path}: {path.stat().st_size:,} bytes after a {header.size}-byte header fit no YOLOv3 "
+            f"{path}: {size:,} bytes after a {header.size}-byte header fit no YOLOv3 "
             f"layout at {at}: expected 4 bytes per float for a full file (all 75 convolutions; "
             f"80 classes at width {width or 1.0}: {example:,} floats, {4 * example + header.size:,} bytes) "
             f"or a backbone-only file (the first {BACKBONE_CONVS}: "
             f"{expected_floats(80, width or 1.0, BACKBONE_CONVS):,} floats)")
-    found_width, num_classes = layout
+    specs_of = {r: yolo_specs(max(r[2], 1), r[1])[: None if r[2] else BACKBONE_CONVS] for r in readings}
+    plausible = [r for r in readings if _variances_ok(path, r[0], specs_of[r])]
+    if not plausible:
+        raise DarknetError(
+            f"{path}: its size fits {' or '.join(map(_describe, readings))}, but read that way its BatchNorm "
+            "variances are negative: the file is padded or cut (e.g. by one class's worth of bytes) or not "
+            "this architecture")
+    if len(plausible) > 1:
+        raise DarknetError(f"{path}: ambiguous: its size and contents fit {' and '.join(map(_describe, plausible))}; "
+                           "pass --width (yolo.transfer, train.py --init) to say which")
+    header_bytes, found_width, num_classes = plausible[0]
     if num_classes == 0 and not backbone_ok:
         raise DarknetError(f"{path} is a backbone-only Darknet file (the first {BACKBONE_CONVS} "
                            "convolutions, like darknet53.conv.74): it has no detection head; start "
                            "a training run from it with train.py --init PATH")
-    specs = yolo_specs(max(num_classes, 1), found_width)
-    count = len(specs) if num_classes else BACKBONE_CONVS
-    _, state, _ = read_darknet(path, specs, {"this layout": count})
-    state = _permute_heads(state, specs[:count], to_project=True)
-    names = default_class_names(num_classes)
+    specs = specs_of[plausible[0]]
+    flat = torch.from_numpy(np.fromfile(path, dtype=FLOAT, count=layer_floats(specs), offset=header_bytes))
+    state = _permute_heads(unpack(flat, specs), specs, to_project=True)
+    seen = struct.unpack_from("<q", head, 12)[0] if header_bytes == 20 else header.seen
     hparams = {"darknet": {"major": header.major, "minor": header.minor, "revision": header.revision,
-                           "seen": header.seen, "convolutions": count}}
-    return ModelState(state, num_classes, found_width, names, DARKNET_ANCHORS, "darknet", None, hparams)
+                           "seen": seen, "convolutions": len(specs), "header_bytes": header_bytes}}
+    return ModelState(state, num_classes, found_width, default_class_names(num_classes), DARKNET_ANCHORS,
+                      "darknet", None, hparams)
 
 
 def expected_floats(num_classes: int, width: float = 1.0, convs: int | None = None) -> int:
     """Floats a file holds for YOLOv3 at this class count and width (the first ``convs`` convolutions)."""
     return layer_floats(yolo_specs(num_classes, width)[:convs])
-
-
-def infer_layout(floats: int, width: float | None = None) -> tuple[float, int] | None:
-    """(width, class count) whose file holds exactly ``floats`` floats; class count 0 for a
-    backbone-only file. None when nothing fits. ``width`` restricts the search to that width."""
-    for w in ([width] if width else WIDTHS):
-        if floats == expected_floats(1, w, BACKBONE_CONVS):
-            return w, 0
-        one, two = expected_floats(1, w), expected_floats(2, w)  # linear in the class count
-        classes, rest = divmod(floats - one, two - one)
-        if not rest and classes >= 0:
-            return w, classes + 1
-    return None
 
 
 def write_weights(model: YOLOv3, path: str | Path, convs: int | None = None,

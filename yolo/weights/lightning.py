@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from yolo.config import ANCHORS, VOC_CLASSES
+from yolo.config import ANCHORS, MAX_IMAGE_SIZE, VOC_CLASSES
+from yolo.filelimits import check_zip_expansion
 from yolo.model import YOLOv3
 from yolo.weights.state import (
     MAX_WIDTH, PRED_WEIGHTS, STEM_CONV, CheckpointError, CheckpointWarning, ModelState, WeightsFile, architecture,
@@ -131,10 +132,11 @@ def from_lightning(raw: dict, path: Path, prefer_ema: bool = True) -> ModelState
 
 
 def _image_size(hparams: dict, path: Path) -> int | None:
-    """hparams["image_size"] (a positive multiple of 32), None when absent (older checkpoints)."""
+    """hparams["image_size"] (a multiple of 32 up to MAX_IMAGE_SIZE), None when absent (older checkpoints)."""
     size = _number(hparams, "image_size", path, int)
-    if size is not None and (size <= 0 or size % 32):
-        raise CheckpointError(f"{path}: hyper-parameter image_size must be a positive multiple of 32, got {size}")
+    if size is not None and (size <= 0 or size % 32 or size > MAX_IMAGE_SIZE):
+        raise CheckpointError(f"{path}: hyper-parameter image_size must be a multiple of 32 in "
+                              f"[32, {MAX_IMAGE_SIZE}], got {size}")
     return size
 
 
@@ -142,6 +144,7 @@ def saved_image_size(path: str | Path) -> int | None:
     """The input size a checkpoint was validated at, read from its hyper-parameters without
     loading its weights (memory-mapped); None for a file that does not say (or cannot be read)."""
     try:
+        check_zip_expansion(path)
         raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         hparams = raw.get("hyper_parameters") if isinstance(raw, dict) else None
         return _image_size(hparams, Path(path)) if isinstance(hparams, dict) else None

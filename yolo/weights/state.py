@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from yolo.config import ANCHORS
+from yolo.filelimits import FileLimitError, check_class_count, check_dense, check_zip_expansion
 from yolo.model import YOLOv3
 
 # The widest model a checkpoint (or --width) may describe: width 2 is 4x the course model's
@@ -76,6 +77,7 @@ def load_torch_file(path: Path) -> dict:
         raise CheckpointError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path) and _first_byte(path) != b"\x80":  # neither torch.save format
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a torch.save zip nor a pickle)")
+    within_limits(check_zip_expansion, path)  # a recompressed zip, before anything is unpacked
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -88,6 +90,14 @@ def load_torch_file(path: Path) -> dict:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(raw).__name__}")
     return raw
+
+
+def within_limits(check, *args):
+    """``check(*args)`` (a ``yolo.filelimits`` check), its FileLimitError as a CheckpointError."""
+    try:
+        return check(*args)
+    except FileLimitError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _first_byte(path: Path) -> bytes:
@@ -112,6 +122,8 @@ def architecture(state: dict, path: Path) -> tuple[int, float]:
     if out < 18 or out % 3:
         raise CheckpointError(f"{path}: prediction layers have {sorted(outs | {out})} output channels; "
                               "expected one count 3 * (5 + classes)")
+    within_limits(check_class_count, out // 3 - 5, path)  # before any model of that count is built
+    within_limits(check_dense, state, path)  # no expanded views: each becomes its full size in a model
     channels = int(state[DEEPEST_CONV].shape[0])
     return out // 3 - 5, channels / 1024
 

@@ -1,0 +1,187 @@
+"""Issue 21 items 1 and 8: sizes read from a file are bounded before anything is allocated
+(class counts from tensor shapes, zip expansion, Darknet file sizes, image sizes), and a Darknet
+file is read only under the one (header, width, classes) layout its size fits, with contents that
+make sense. Peak memory of each refused file: ``python -m bench.hostile_files``. The
+operating-points file (item 3): tests/test_thresholds_file.py."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from yolo.config import MAX_IMAGE_SIZE
+from yolo.filelimits import MAX_CLASSES, FileLimitError, check_zip_expansion
+from yolo.model import YOLOv3
+from yolo.weights import CheckpointError, read_checkpoint, save_weights, saved_image_size
+from yolo.weights import darknet
+from yolo.weights.darknet import Header, write_weights
+
+
+def small_state(classes: int = 2, width: float = 0.125) -> dict:
+    torch.manual_seed(0)
+    return YOLOv3(classes, width).state_dict()
+
+
+def no_model_built(monkeypatch):
+    """Fail the test if a YOLOv3 is built on a real device (what a bound must prevent)."""
+    real = YOLOv3.__init__
+
+    def guarded(self, num_classes=20, width=1.0, *a, **k):
+        if num_classes > MAX_CLASSES:
+            pytest.fail(f"a model with {num_classes} classes was built")
+        real(self, num_classes, width, *a, **k)
+
+    monkeypatch.setattr(YOLOv3, "__init__", guarded)
+
+
+# ------------------------------------------------------------------ item 1: class counts, zips, views
+@pytest.mark.parametrize("classes", [10_000_000, MAX_CLASSES + 1])
+def test_prediction_layers_claiming_too_many_classes_are_refused(classes, tmp_path, monkeypatch):
+    state = small_state()
+    for key in [k for k in state if k.endswith(("pred.weight", "pred.bias"))]:
+        state[key] = state[key][:1].expand(3 * (5 + classes), *state[key].shape[1:])
+    path = tmp_path / "heads.pt"
+    torch.save({"model": state}, path)
+    assert path.stat().st_size < 5_000_000
+    no_model_built(monkeypatch)
+    with pytest.raises(CheckpointError, match=f"claim {classes:,} classes; this project reads at most 10,000"):
+        read_checkpoint(path)
+    from yolo.detect import Detector
+
+    with pytest.raises(CheckpointError, match="at most 10,000"):
+        Detector.from_checkpoint(path)
+
+
+def test_expanded_views_are_refused_even_within_the_class_bound(tmp_path):
+    state = small_state(classes=30)
+    key = "layers.head32_out.predict.pred.weight"
+    state[key] = state[key][:1].clone().expand_as(state[key])  # 3 * 35 rows over one row's storage
+    path = tmp_path / "views.pt"
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError, match="an expanded view"):
+        read_checkpoint(path)
+
+
+def recompress(src: Path, dst: Path) -> Path:
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as b:
+        for info in a.infolist():
+            b.writestr(info.filename, a.read(info))
+    return dst
+
+
+def test_a_recompressed_zip_is_refused_before_torch_load(tmp_path, monkeypatch):
+    state = small_state()
+    state["extra"] = torch.zeros(16 << 20)  # 64 MiB of zeros: deflated to ~64 KB
+    torch.save({"model": state}, tmp_path / "raw.pt")
+    bomb = recompress(tmp_path / "raw.pt", tmp_path / "bomb.pt")
+    assert bomb.stat().st_size < 4_000_000
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load ran on a zip bomb"))
+    with pytest.raises(FileLimitError, match=r"unpack to [\d,]+ bytes, \d+x the file's"):
+        check_zip_expansion(bomb)
+    with pytest.raises(CheckpointError, match="a recompressed file is refused"):
+        read_checkpoint(bomb)
+    monkeypatch.undo()
+    # an honest torch.save file (entries stored) passes, and so does the same file recompressed
+    # when it is not a bomb (weights do not compress)
+    honest = save_weights(YOLOv3(2, 0.125), tmp_path / "honest.pt", ["a", "b"])
+    check_zip_expansion(honest)
+    assert read_checkpoint(recompress(honest, tmp_path / "small.pt")).num_classes == 2
+
+
+# ------------------------------------------------------------------ item 1: image sizes
+@pytest.mark.parametrize("size", [8192, 65536, MAX_IMAGE_SIZE + 32])
+def test_an_image_size_beyond_the_bound_is_refused_everywhere(size, tmp_path):
+    from yolo.detect import Detector
+
+    path = tmp_path / "sized.pt"
+    torch.save({"model": small_state(), "hyper_parameters": {"image_size": size}}, path)
+    with pytest.raises(CheckpointError, match=f"image_size must be a multiple of 32 in \\[32, {MAX_IMAGE_SIZE}\\]"):
+        read_checkpoint(path)
+    assert saved_image_size(path) is None
+    with pytest.raises(ValueError, match="multiple of 32 in"):
+        Detector(YOLOv3(2, 0.125), ["a", "b"], image_size=size)
+
+
+# ------------------------------------------------------------------ item 1: Darknet sizes
+def test_a_sparse_6_gib_darknet_file_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "big.weights"
+    with open(path, "wb") as f:
+        f.write(Header(0, 2, 0).to_bytes())
+        f.truncate(6 << 30)  # sparse: no disk used
+    monkeypatch.setattr(np, "fromfile", lambda *a, **k: pytest.fail("the file was read"))
+    with pytest.raises(CheckpointError, match="more than the largest YOLOv3 this project reads"):
+        read_checkpoint(path)
+    from yolo.transfer import read_initial
+
+    with pytest.raises(CheckpointError, match="more than the largest"):
+        read_initial(path, 1.0)
+
+
+# ------------------------------------------------------------------ item 8: Darknet layouts
+def pytorch_yolov3_header(seen: int = 0) -> bytes:
+    """What PyTorch-YOLOv3 writes: np.array([0, 0, 0, seen, 0], dtype=np.int32), 20 bytes at version
+    0.0.0 (Darknet's rule gives 16 for that version)."""
+    return np.array([0, 0, 0, seen, 0], dtype=np.int32).tobytes()
+
+
+def test_a_pytorch_yolov3_file_of_a_fresh_model_loads(tmp_path):
+    model = randomised_bn(YOLOv3(3, 0.125))
+    ours = write_weights(model, tmp_path / "ours.weights")  # version 0.2: 20-byte header
+    theirs = tmp_path / "theirs.weights"
+    theirs.write_bytes(pytorch_yolov3_header(seen=7) + ours.read_bytes()[20:])
+    state = read_checkpoint(theirs)
+    assert state.num_classes == 3 and state.width == 0.125
+    assert state.hparams["darknet"]["seen"] == 7 and state.hparams["darknet"]["header_bytes"] == 20
+    for key, value in model.state_dict().items():
+        assert torch.equal(state.state_dict[key], value), key
+    # Darknet's own 0.0.0 file (16-byte header, int32 seen) still loads
+    old = tmp_path / "old.weights"
+    old.write_bytes(struct.pack("<4i", 0, 0, 0, 5) + ours.read_bytes()[20:])
+    assert read_checkpoint(old).hparams["darknet"]["header_bytes"] == 16
+
+
+def test_a_file_padded_by_one_class_is_not_read_as_one_more_class(tmp_path):
+    model = YOLOv3(3, 0.125).eval()  # a fresh model: variances 1, weights around 0
+    path = write_weights(model, tmp_path / "three.weights")
+    per_class = darknet.expected_floats(4, 0.125) - darknet.expected_floats(3, 0.125)
+    padded = tmp_path / "padded.weights"
+    for filler in (b"\0", b"\x01"):  # zeros, or bytes that read as tiny positive floats
+        padded.write_bytes(path.read_bytes() + filler * (4 * per_class))
+        with pytest.raises(CheckpointError, match="BatchNorm variances"):
+            read_checkpoint(padded)
+    assert read_checkpoint(path).num_classes == 3
+
+
+def test_a_size_with_two_plausible_readings_is_ambiguous(tmp_path):
+    """Width 0.125 with 20 classes and width 0.0625 with 2,148 classes hold the same number of
+    floats. A real file of either is told apart by its contents (read the other way, its BatchNorm
+    variances are negative); a file whose every float is 1.0 fits both and is refused, unless
+    --width says which."""
+    from yolo.transfer import read_initial
+
+    floats = darknet.expected_floats(20, 0.125)
+    assert floats == darknet.expected_floats(2148, 0.0625)
+    real = write_weights(randomised_bn(YOLOv3(20, 0.125)), tmp_path / "real.weights")
+    assert read_checkpoint(real).num_classes == 20
+    ones = tmp_path / "ones.weights"
+    ones.write_bytes(Header(0, 2, 0).to_bytes() + np.ones(floats, "<f4").tobytes())
+    with pytest.raises(CheckpointError, match="ambiguous.*width 0.125 with 20 classes.*width 0.0625 with 2148"):
+        read_checkpoint(ones)
+    assert read_initial(ones, 0.125).num_classes == 20
+    assert read_initial(ones, 0.0625).num_classes == 2148
+
+
+def randomised_bn(model):
+    """Weights spread around 0, variances in [0.5, 1.5] (as trained files have)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.dtype.is_floating_point:
+                values = torch.rand(t.shape, generator=g)
+                t.copy_(values + 0.5 if "running_var" in name else (values - 0.5) * 0.2)
+    return model.eval()
