@@ -185,3 +185,54 @@ def randomised_bn(model):
                 values = torch.rand(t.shape, generator=g)
                 t.copy_(values + 0.5 if "running_var" in name else (values - 0.5) * 0.2)
     return model.eval()
+
+
+def test_the_detect_page_says_a_refused_file_in_one_message(tmp_path, voc_mini, monkeypatch):
+    """A checkpoint claiming 10 million classes, one claiming image_size 65536 and a sparse 6 GiB
+    Darknet file: the Detect page shows one error each and no exception."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    heads = tmp_path / "heads.pt"
+    state = small_state()
+    for key in [k for k in state if k.endswith(("pred.weight", "pred.bias"))]:
+        state[key] = state[key][:1].expand(3 * (5 + 10_000_000), *state[key].shape[1:])
+    torch.save({"model": state}, heads)
+    sized = tmp_path / "sized.pt"
+    torch.save({"model": small_state(), "hyper_parameters": {"image_size": 65536}}, sized)
+    big = tmp_path / "big.weights"
+    with open(big, "wb") as f:
+        f.write(Header(0, 2, 0).to_bytes())
+        f.truncate(6 << 30)
+    dashboard = Path(__file__).resolve().parents[1] / "dashboard"
+    for name in ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("YOLO_DATA", str(voc_mini))
+    monkeypatch.setenv("YOLO_LOGS", str(tmp_path / "logs"))
+    monkeypatch.setenv("YOLO_CACHE_DIR", str(tmp_path / "cache"))
+    for path, words in ((heads, "at most 10,000"), (sized, "in [32, 2048]"), (big, "more than the largest")):
+        monkeypatch.setenv("YOLO_CHECKPOINT", str(path))
+        at = AppTest.from_file(str(dashboard / "Home.py"), default_timeout=1800).run()
+        at.switch_page("views/detect.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and words in errors[0], errors
+
+
+def test_the_clis_say_a_refused_file_in_one_line(tmp_path, voc_mini, capsys):
+    from yolo.evaluate.__main__ import main as evaluate
+    from yolo.export import main as export
+    from yolo.transfer import main as transfer
+
+    heads = tmp_path / "heads.pt"
+    state = small_state()
+    for key in [k for k in state if k.endswith(("pred.weight", "pred.bias"))]:
+        state[key] = state[key][:1].expand(3 * (5 + 10_000_000), *state[key].shape[1:])
+    torch.save({"model": state}, heads)
+    for main, argv in ((export, ["--onnx", str(tmp_path / "m.onnx")]), (transfer, ["--out", str(tmp_path / "t.pt")])):
+        with pytest.raises(SystemExit) as exc:
+            main([str(heads), *argv])
+        assert "claim 10,000,000 classes" in str(exc.value) and len(str(exc.value).splitlines()) == 1
+    assert evaluate([str(heads), "--data", str(voc_mini), "--split", "val", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "claim 10,000,000 classes" in err[0]
