@@ -30,7 +30,7 @@ def _limit(text: str) -> float | int:
 GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("data", "format", "train_sets", "val_sets", "use_difficult", "cache_ram", "workers"),
     "schedule": ("epochs", "batch_size", "min_size", "max_size", "val_size", "mosaic"),
-    "model and optimisation": ("model", "optim", "lr_find", "grad_clip", "precision"),
+    "model and optimisation": ("model", "anchors", "optim", "lr_find", "grad_clip", "precision"),
     "loss and targets": ("loss", "target"),
     "validation": ("val",),
     "hardware and scale-out": ("accelerator", "devices", "num_nodes", "strategy", "sync_bn"),

@@ -69,6 +69,9 @@ class TrainConfig:
     lr_find: bool = False  # run Lightning's LR finder first and use its suggestion as the peak LR
     grad_clip: float = 10.0  # gradient-norm clip, 0 for none
     precision: str = "auto"  # auto (16-mixed on CUDA, bf16-mixed on CPU), 32-true, 16-mixed, bf16-mixed
+    anchors: str = "course"  # course (the seed's nine), auto (fitted to the training boxes when the course
+    #                          anchors' best possible recall there is below 0.8, yolo.anchors; says what it
+    #                          did) or an anchors JSON file (python -m yolo.data anchors DATA --out FILE)
     # model, loss, optimisation, validation: the LightningModule's settings
     module: ModuleConfig = field(default_factory=ModuleConfig)
     # hardware and scale-out
@@ -115,6 +118,22 @@ PRESETS: dict[str, dict] = {
         obj_prior=0.0, warmup_epochs=0.0, warmup_bias_lr=0.0, lambda_class=1.0,
     ),
 }
+
+
+def _own_data_splits(config: TrainConfig) -> None:
+    """A YOLO or COCO dataset given without --train-sets/--val-sets: its own train/val splits
+    (``default_splits``) instead of VOC's 07+12 defaults, which it cannot have."""
+    from yolo.data.layout import DataLayoutError, default_splits, detect_format
+
+    try:
+        if detect_format(config.data[0]) not in ("yolo", "coco"):
+            return
+        splits = default_splits(config.data[0])
+    except DataLayoutError:
+        return  # check_config reports the folder
+    config.train_sets, config.val_sets = list(splits["train"]), list(splits["val"])
+    print(f"--data {config.data[0]}: training on {', '.join(config.train_sets)}, validating on "
+          f"{', '.join(config.val_sets) or 'nothing'} (its own splits; --train-sets/--val-sets choose)", file=sys.stderr)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -266,12 +285,33 @@ def build_datamodule(config: TrainConfig):
     )
 
 
-def build_module(config: TrainConfig, num_classes: int, class_names: list[str]):
+def build_module(config: TrainConfig, num_classes: int, class_names: list[str], anchors=None):
     """The LightningModule of ``config.module`` for the dataset's classes, validated at
-    ``config.val_size`` (saved in its checkpoints)."""
+    ``config.val_size`` (saved in its checkpoints); ``anchors`` (3, 3, 2) fractions, default the course's."""
+    from yolo.config import ANCHORS
     from yolo.lit import YoloLitModule
 
-    return YoloLitModule(config.module, class_names, image_size=config.val_size, num_classes=num_classes)
+    return YoloLitModule(config.module, class_names, image_size=config.val_size, num_classes=num_classes,
+                         anchors=ANCHORS if anchors is None else anchors)
+
+
+def pick_anchors(config: TrainConfig, datamodule, quiet: bool = False):
+    """``--anchors`` -> (3, 3, 2) fraction anchors for the run; ``auto`` measures the course
+    anchors on the training boxes and fits new ones below ``AUTO_MIN_BPR`` (deterministic for the
+    seed, so every DDP process picks the same)."""
+    from yolo.anchors import choose_anchors, index_fractions
+
+    wh = index_fractions(datamodule.indexes["train"]) if config.anchors == "auto" else None
+    try:
+        choice = choose_anchors(config.anchors, wh, seed=config.seed)
+    except ValueError as err:
+        raise ConfigError(f"--anchors: {err}") from None
+    if choice.anchors.unit != "fraction":
+        raise ConfigError(f"--anchors {config.anchors}: {choice.anchors.unit} anchors; training uses "
+                          "fractions of the input side (write the file with python -m yolo.data anchors)")
+    if not quiet and config.anchors != "course":
+        print(choice.message(), file=sys.stderr)
+    return choice.anchors.as_list()
 
 
 def init_weights(module, path: str, class_names: list[str]) -> None:
@@ -364,6 +404,8 @@ def find_lr(trainer: pl.Trainer, module, datamodule, config: TrainConfig) -> Non
 
 def fit(config: TrainConfig) -> Path:
     """Train (or resume) as configured; returns the run folder."""
+    if config.data and config.train_sets == TrainConfig().train_sets and config.val_sets == TrainConfig().val_sets:
+        _own_data_splits(config)
     check_config(config)  # every setting, before any folder, index or process is made
     config = resolve(config)
     pl.seed_everything(config.seed, workers=True)
@@ -538,7 +580,8 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
     if resumed is not None and list(resumed[0].class_names) != list(datamodule.classes):
         raise ConfigError(f"--resume {ckpt_path}: the checkpoint's classes are {resumed[0].class_names}, "
                           f"the dataset's {list(datamodule.classes)}; resume with the dataset it was trained on")
-    module = build_module(config, datamodule.num_classes, list(datamodule.classes))
+    anchors = resumed[0].anchors if resumed is not None else pick_anchors(config, datamodule, quiet=child)
+    module = build_module(config, datamodule.num_classes, list(datamodule.classes), anchors)
     if ckpt_path is not None:
         check_resume_restores(ckpt_path, module, config.epochs)
     # the run's logged history is cut back to the checkpoint only once every check has passed

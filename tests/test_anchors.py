@@ -1,0 +1,165 @@
+"""Anchor fit measures against hand-worked values, the fit on a synthetic long-thin dataset written
+here (aspect 6:1 and 1:6), determinism, the three scales, units, the CLI, and --anchors auto's choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from yolo.anchors import (
+    ASSIGN_IOU,
+    AUTO_MIN_BPR,
+    COURSE,
+    Anchors,
+    choose_anchors,
+    fit,
+    fit_anchors,
+    index_fractions,
+    read_anchors,
+    sort_into_scales,
+    wh_iou,
+)
+from yolo.config import ANCHORS, VOC_CLASSES
+from yolo.data.__main__ import main as data_cli
+from yolo.data.layout import build_index, load_classes
+
+
+def write_thin_dataset(root: Path, n_train: int = 48, n_val: int = 16, size: int = 96, seed: int = 0) -> Path:
+    """YOLO layout: one or two bright bars of aspect 6:1 (class 0) or 1:6 (class 1) per image,
+    long side 30..80% of the image, on dark noise."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            image = rng.integers(0, 50, (size, size, 3)).astype(np.uint8)
+            lines = []
+            for _ in range(rng.integers(1, 3)):
+                long = rng.uniform(0.3, 0.8) * size
+                vertical = rng.random() < 0.5
+                w, h = (long / 6, long) if vertical else (long, long / 6)
+                x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
+                xa, ya, xb, yb = int(round(x0)), int(round(y0)), int(round(x0 + w)), int(round(y0 + h))
+                image[ya:yb, xa:xb] = (230, 200, 40) if vertical else (40, 200, 230)
+                lines.append(f"{int(vertical)} {(xa + xb) / 2 / size:.6f} {(ya + yb) / 2 / size:.6f} "
+                             f"{(xb - xa) / size:.6f} {(yb - ya) / size:.6f}")
+            Image.fromarray(image).save(root / "images" / split / f"{i:03d}.png")
+            (root / "labels" / split / f"{i:03d}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [horizontal, vertical]\n")
+    return root
+
+
+def test_measures_against_hand_worked_values():
+    # (2, 1) against (1, 2): intersection 1, union 2 + 2 - 1 = 3
+    np.testing.assert_allclose(wh_iou([[2, 1]], [[1, 2], [2, 1], [4, 2]]), [[1 / 3, 1.0, 2 / 8]])
+    anchors = np.array([[1.0, 1.0]] * 8 + [[2.0, 2.0]])
+    wh = np.array([[1.0, 1.0], [2.0, 2.0], [1.0, 4.0]])  # best IoU: 1, 1, max(1/4, 2/(4+4-2)) = 1/3
+    f = fit(wh, anchors)
+    assert f.threshold == ASSIGN_IOU == 0.5
+    assert f.bpr == pytest.approx(2 / 3) and f.mean_best_iou == pytest.approx((1 + 1 + 1 / 3) / 3)
+    assert f.anchors_above == pytest.approx((8 + 1 + 0) / 3)  # box 2: 1/4 for the 1x1s, 1 for 2x2
+    assert f.unfit.tolist() == [False, False, True]
+
+
+def test_units_and_scales():
+    pix = Anchors.from_array(np.arange(1, 19).reshape(3, 3, 2) * 10.0, "pixels")
+    np.testing.assert_allclose(pix.pixels(320), pix.pixels(608))  # pixels do not scale with the input
+    np.testing.assert_allclose(pix.fractions(416), pix.array() / 416)
+    np.testing.assert_allclose(COURSE.pixels(608), np.asarray(ANCHORS) * 608)  # fractions do
+    with pytest.raises(ValueError):
+        Anchors.from_array(COURSE.array(), "inches")
+    a = sort_into_scales(np.array([[k, k] for k in (5, 1, 9, 3, 7, 2, 8, 4, 6)], float))
+    np.testing.assert_array_equal(a[..., 0], [[7, 8, 9], [4, 5, 6], [1, 2, 3]])  # largest first (stride 32)
+
+
+@pytest.fixture(scope="module")
+def thin(tmp_path_factory) -> Path:
+    return write_thin_dataset(tmp_path_factory.mktemp("thin") / "ds")
+
+
+def test_thin_dataset_course_below_fitted_above(thin, tmp_path):
+    index = build_index([thin], ["train"], load_classes(thin), tmp_path / "cache", progress=False)
+    wh = index_fractions(index)
+    assert len(wh) > 60 and not index.problems or all(p.kind == "box_clipped" for p in index.problems)
+    course, fitted = fit(wh, COURSE), fit(wh, fit_anchors(wh, seed=0))
+    print(f"thin: course {course.line()}\n      fitted {fitted.line()}")
+    assert course.bpr < 0.9 and fitted.bpr > 0.98
+    assert fitted.mean_best_iou > course.mean_best_iou
+    again = fit_anchors(wh, seed=0)
+    assert again == fit_anchors(wh, seed=0)  # deterministic for a seed
+    areas = again.array().prod(axis=-1)
+    assert areas[0].min() >= areas[1].max() and areas[1].min() >= areas[2].max()
+    choice = choose_anchors("auto", wh)
+    assert choice.how == "fitted" and "fitted anchors are used" in choice.message()
+
+
+def test_voc_mini_keeps_course_anchors_under_auto(voc_mini, tmp_path):
+    index = build_index([voc_mini], ["train"], VOC_CLASSES, tmp_path / "cache", progress=False)
+    choice = choose_anchors("auto", index_fractions(index))
+    print(choice.message())
+    assert choice.how == "course" and choice.anchors == COURSE
+    assert AUTO_MIN_BPR <= choice.course_fit.bpr < 0.9  # measured 0.8812 on 2735 boxes (IoU > 0.5)
+
+
+def test_cli_prints_both_and_writes_a_file_train_reads(thin, tmp_path, capsys):
+    out = tmp_path / "anchors.json"
+    assert data_cli(["anchors", str(thin), "--size", "320", "--out", str(out), "--quiet",
+                     "--cache-dir", str(tmp_path / "c")]) == 0
+    text = capsys.readouterr().out
+    assert "course: best possible recall" in text and "fitted: best possible recall" in text
+    assert "stride 32" in text and "stride  8" in text
+    written = read_anchors(out)
+    assert written.unit == "fraction" and json.loads(out.read_text())["anchors"] == written.as_list()
+    assert choose_anchors(str(out)).anchors == written
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"anchors": [1, 2]}')
+    with pytest.raises(ValueError, match="not an anchors file"):
+        read_anchors(bad)
+    assert data_cli(["anchors", str(tmp_path / "nothing")]) == 2
+
+
+def _train(data: Path, logs: Path, anchors: str, *extra: str) -> Path:
+    from train import main
+
+    main(["--data", str(data), "--log-dir", str(logs), "--name", anchors.replace("/", "_")[-20:], "--workers", "0",
+          "--batch-size", "8", "--min-size", "96", "--max-size", "96", "--val-size", "96", "--precision", "32-true",
+          "--width", "0.25", "--accelerator", "cpu", "--devices", "1", "--anchors", anchors, *extra])
+    return next(logs.rglob("last.ckpt"))
+
+
+def test_train_auto_fits_stores_and_every_reader_uses_them(thin, tmp_path, capsys):
+    from yolo.weights import read_checkpoint
+    from yolo.detect import Detector
+
+    ckpt = _train(thin, tmp_path / "logs", "auto", "--epochs", "1", "--limit-train-batches", "1",
+                  "--limit-val-batches", "1", "--mosaic", "0")
+    err = capsys.readouterr().err
+    assert "fitted anchors are used" in err and "best possible recall 0.0000" in err
+    index = build_index([thin], ["train"], load_classes(thin), tmp_path / "c", progress=False)
+    want = fit_anchors(index_fractions(index), seed=0).as_list()
+    state = read_checkpoint(ckpt)
+    np.testing.assert_allclose(state.anchors, want)
+    assert state.class_names == ["horizontal", "vertical"]  # classes from the dataset's data.yaml
+    np.testing.assert_allclose(Detector.from_checkpoint(ckpt).anchors, want)
+
+
+@pytest.mark.slow
+def test_auto_anchors_train_better_than_course_on_thin_objects(tmp_path):
+    """Equal steps (8 epochs x 8 batches of 8 at 96 px, width 0.25, no mosaic), same seed: val mAP@0.5."""
+    import os
+
+    import pandas as pd
+
+    data = write_thin_dataset(tmp_path / "thin", n_train=64, n_val=24)
+    found = {}
+    for mode in ("course", "auto"):
+        logs = tmp_path / f"logs_{mode}"
+        _train(data, logs, mode, "--epochs", "8", "--mosaic", "0", "--lr", "3e-3")
+        metrics = pd.read_csv(next(logs.rglob("metrics.csv")))
+        found[mode] = float(metrics["val/map50"].dropna().iloc[-1])
+    print(f"thin objects, val mAP@0.5 after equal steps: {found}, load {os.getloadavg()}")
+    assert found["auto"] > found["course"]
