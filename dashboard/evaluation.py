@@ -1,6 +1,6 @@
 """The Evaluate page's data: a model's predictions over a split, saved once, and every view of them
 (VOC mAP, PR curves, confusion matrix, threshold sweeps, error breakdown, operating points, A/B,
-metric rules), cached and computed without the model. The maths is ``yolo.evaluate``'s; this
+metric rules, calibration), cached and computed without the model. The maths is ``yolo.evaluate``'s; this
 module only caches it.
 
 Predictions are written by ``yolo.predictions.predict_samples`` under ``<logs>/.dashboard/predictions/``,
@@ -190,6 +190,37 @@ def metric_rules(path: str, mtime_ns: int, iou: float):
     preds = _predictions(path, mtime_ns)
     detections = nms_at(path, mtime_ns, (iou,))[iou]
     return metric_table(detections, preds.ground_truth(), list(preds.class_names))
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring the calibration…")
+def calibration(path: str, mtime_ns: int, iou: float, correct_iou: float, n_bins: int):
+    """``yolo.evaluate.calibration`` (ECE, MCE, reliability bins overall and per class) at NMS
+    ``iou``; a detection is correct when COCO-matched at ``correct_iou``."""
+    from yolo.evaluate import calibration as measure
+
+    preds = _predictions(path, mtime_ns)
+    detections = nms_at(path, mtime_ns, (iou,))[iou]
+    return _workers().submit(measure, detections, preds.ground_truth(), len(preds.class_names), correct_iou,
+                             n_bins).result()
+
+
+def operating_marks(class_bins: pd.DataFrame, thresholds: dict[str, float], names: list[str]) -> pd.DataFrame:
+    """Where each class's saved threshold sits on its reliability curve: class, threshold, and the
+    precision of the bin holding it (the nearest bin with detections when that one is empty; none
+    when the class has no detection). Table lookups only."""
+    rows = []
+    for c, name in enumerate(names):
+        if name not in thresholds:
+            continue
+        t = float(thresholds[name])
+        bins = class_bins[(class_bins["class"] == c) & (class_bins["count"] > 0)]
+        if bins.empty:
+            continue
+        holding = bins[(bins["lower"] <= t) & (t < bins["upper"])]
+        row = holding.iloc[0] if len(holding) else bins.iloc[(bins["confidence"] - t).abs().argmin()]
+        rows.append({"class": name, "threshold": t, "precision": float(row["precision"]),
+                     "bin": f"{row['lower']:.2f}-{row['upper']:.2f}", "detections in bin": int(row["count"])})
+    return pd.DataFrame(rows, columns=["class", "threshold", "precision", "bin", "detections in bin"])
 
 
 def other_model(ctx: frame.Context, path: Path) -> models.Model | None:

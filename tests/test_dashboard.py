@@ -542,3 +542,50 @@ def test_home_button_starts_background_training_with_live_progress(fresh, jobs_m
     assert_clean(at)
     assert jobs_module.status(fresh).state == "stopped"
     assert any("stopped" in t for t in texts(at, "warning"))
+
+
+def test_evaluate_calibration_tab_diagram_per_class_table_and_saved_operating_points(voc, tmp_path, monkeypatch):
+    """The Calibration tab: the reliability diagram (bars as wide as their share of detections, the
+    diagonal), its ECE equal to the bars it draws, the per-class table, and once operating points
+    are saved each shown class's threshold marked on its curve."""
+    import shutil
+
+    from yolo.config import VOC_CLASSES
+    from yolo.evaluate import read_operating_points
+
+    logs = tmp_path / "logs"
+    shutil.copytree(voc, logs)
+    monkeypatch.setenv("YOLO_LOGS", str(logs))
+    at = open_page("Evaluate")
+    at.number_input(key="ev_limit").set_value(8).run()
+    at.button(key="ev_run").click().run()
+    assert_clean(at)
+    at.slider(key="ev_cal_bins").set_value(8).run()
+    diagram = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Reliability: precision"))
+    bars = next(t for t in diagram["data"] if t["type"] == "bar")
+    counts = plotly_array(bars["customdata"])[:, 0].astype(float)
+    conf = plotly_array(bars["customdata"])[:, 1].astype(float)
+    precision = plotly_array(bars["y"]).astype(float)
+    assert len(precision) <= 8 and counts.sum() > 0
+    width = plotly_array(bars["width"]).astype(float)
+    assert np.allclose(width, 0.125 * counts / counts.max()), "bar widths by count"
+    assert any(t.get("name") == "calibrated" and list(t["x"]) == [0, 1] for t in diagram["data"])
+    ece = float((counts / counts.sum() * np.abs(precision - conf)).sum())
+    assert metric(at, "ECE (expected calibration error)") == f"{ece:.3f}"
+    table = next(d.value for d in at.dataframe if {"ECE", "MCE", "saved threshold"} <= set(d.value.columns))
+    assert len(table) == 20 and table["detections"].sum() == counts.sum()
+    per_class = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Reliability per class"))
+    assert not any(t.get("name") == "saved operating point" for t in per_class["data"])
+    assert any("No operating points saved" in t for t in texts(at, "info"))
+
+    at.button(key="ev_op_save").click().run()
+    assert_clean(at)
+    saved = read_operating_points(next(logs.rglob("*.thresholds.json")), list(VOC_CLASSES))
+    thresholds = dict(zip(saved.class_names, saved.class_thresholds))
+    per_class = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Reliability per class"))
+    marks = next(t for t in per_class["data"] if t.get("name") == "saved operating point")
+    shown = at.multiselect(key="ev_cal_classes").value
+    assert list(marks["text"]) and set(marks["text"]) <= set(shown)
+    assert [float(x) for x in plotly_array(marks["x"])] == pytest.approx([thresholds[n] for n in marks["text"]])
+    table = next(d.value for d in at.dataframe if {"ECE", "saved threshold"} <= set(d.value.columns))
+    assert table.set_index("class")["saved threshold"].to_dict() == pytest.approx(thresholds, abs=1e-4)  # shown to 4 places

@@ -82,3 +82,19 @@ def test_first_count_reaching_equals_a_scan_in_float64():
         for t, k in zip(points, got[p]):
             assert k / p >= t and (k == 0 or (k - 1) / p < t)
     assert (got[0] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ap_from_the_true_positives_alone_equals_the_full_curve_read(seed):
+    """Bit-equal to reading the envelope of the whole class-sorted curve, with rows skipped too."""
+    rng = np.random.default_rng(seed)
+    n, classes = 400, 6
+    labels = np.sort(rng.integers(0, classes, n))
+    tp = rng.random(n) < rng.uniform(0.05, 0.6)
+    keep = rng.random(n) < 0.8
+    n_pos = np.bincount(labels[tp & keep], minlength=classes) + rng.integers(0, 4, classes)
+    n_pos[0] = 0  # a class without positives
+    for points in (core.COCO_RECALL_POINTS, core.TIDE_RECALL_POINTS, core.VOC07_RECALL_POINTS):
+        full = core.ap_points(core.curves(labels[keep], tp[keep], n_pos), points)
+        fast = core.ap_from_tp_ranks(*core.tp_ranks(labels, tp, keep), n_pos, points)
+        assert np.array_equal(full, fast)

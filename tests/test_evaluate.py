@@ -529,6 +529,20 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["splits"]["val"]["map50"]) == {"VOC (all points)", "VOC07 (11 points)", "COCO (101 points)", "course"}
     assert "compare" in summary["splits"]["val"] and "f1_gain" in summary["held_out_f1"]
+    # calibration: printed, written, and the same numbers as yolo.evaluate.calibration on the cached predictions
+    from yolo.evaluate import calibration
+    from yolo.predictions import PredictionSet
+
+    assert "calibration at IoU 0.5" in printed and (folder / "calibration.csv").is_file()
+    preds = PredictionSet.load(next(out.glob("predictions-A-*.pt")))
+    from yolo.config import EVAL_NMS
+
+    direct = calibration(preds.detections(conf=preds.conf_floor, iou=0.45, max_detections=EVAL_NMS.max_detections),
+                         preds.ground_truth(), 20)
+    written = summary["splits"]["val"]["calibration"]
+    assert written["detections"] == direct.detections and written["n_bins"] == 10
+    assert (math.isnan(direct.ece) and written["ece"] is None) or written["ece"] == pytest.approx(direct.ece, abs=1e-12)
+    assert [b["count"] for b in written["bins"]] == direct.bins["count"].tolist()
     points = read_operating_points(folder / "operating_points.json", VOC_NAMES)
     assert len(points.class_thresholds) == 20
     again = main(args + ["--operating-points", str(folder / "operating_points.json"), "--force"])

@@ -408,3 +408,43 @@ def ap_points(cv: Curves, points: np.ndarray) -> np.ndarray:
     decide whether such a class counts)."""
     read = read_points(cv, points)
     return np.where(cv.n_positives > 0, read.sum(1) / len(points), 0.0)
+
+
+def tp_ranks(labels: np.ndarray, tp: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows in class-then-score order (labels (N,), tp (N,) bool; ``keep`` (N,) bool: the rows
+    counted, the others skipped) -> (class, 0-based position inside its class among the kept rows)
+    of every kept true positive, in that order."""
+    if keep is None:
+        keep = np.ones(len(labels), dtype=bool)
+    position = np.cumsum(keep) - 1  # among the kept rows
+    first = np.searchsorted(labels, np.arange(int(labels.max()) + 1 if len(labels) else 0), "left")
+    before = np.concatenate([[0], np.cumsum(keep)])[first]  # kept rows before each class's segment
+    sel = np.flatnonzero(tp & keep)
+    lab = labels[sel]
+    return lab, position[sel] - before[lab]
+
+
+def ap_from_tp_ranks(tp_labels: np.ndarray, tp_rank: np.ndarray, n_positives: np.ndarray,
+                     points: np.ndarray) -> np.ndarray:
+    """The envelope-at-points AP (COCO's rule, as ``ap_points(curves(...))``) from the true positives
+    alone: tp_labels (T,) non-decreasing and tp_rank (T,) their 0-based position inside their
+    class's score order. -> (C,) float64, 0 without positives.
+
+    Exact, not an approximation: the k-th TP of a class sits at rank r with precision k / (r + 1),
+    and a false positive's precision is below that of the row before it, so the maximum precision
+    from any row on is reached at a TP row; the first row reaching a recall threshold is a TP row
+    (or the class's first row, where the maximum is over all its TPs). Only the TPs are touched."""
+    num_classes = len(n_positives)
+    count = np.bincount(tp_labels, minlength=num_classes)
+    start = np.cumsum(count) - count
+    k = np.arange(1, len(tp_labels) + 1) - np.repeat(start, count)
+    precision = k / (tp_rank + 1.0)
+    envelope = np.empty_like(precision)
+    for c in np.flatnonzero(count):
+        s, e = start[c], start[c] + count[c]
+        envelope[s:e] = np.maximum.accumulate(precision[s:e][::-1])[::-1]
+    need = np.maximum(first_count_reaching(points, n_positives), 1) - 1  # (C, P) 0-based TP index
+    ok = (need < count[:, None]) & (n_positives[:, None] > 0)
+    read = np.zeros(need.shape)
+    read[ok] = envelope[(start[:, None] + need)[ok]]
+    return np.where(n_positives > 0, read.sum(1) / len(points), 0.0)

@@ -1,7 +1,8 @@
 """Evaluate: the model over a split once (cached predictions), then per-class AP, PR curves, the
 confusion matrix, how mAP / precision / recall move with the confidence and NMS IoU thresholds,
 the worst images first, the error breakdown (TIDE), operating points (saved for Detect and
-GradCAM), a second checkpoint compared, and mAP by every rule. Nothing re-runs the model."""
+GradCAM), confidence calibration (reliability diagram, ECE, each saved operating point on its
+class's curve), a second checkpoint compared, and mAP by every rule. Nothing re-runs the model."""
 
 import evaluation
 import frame
@@ -58,9 +59,9 @@ m[3].metric(f"Recall at {conf:.2f}", evaluation.fmt(result["recall"]))
 st.caption(f"{len(preds)} images of {spec} · {model.label} · candidates above {preds.conf_floor} kept, "
            f"at most {evaluation.MAX_DETECTIONS} detections per image after NMS.")
 
-ap_tab, pr_tab, cm_tab, sweep_tab, worst_tab, err_tab, op_tab, ab_tab, rule_tab = st.tabs(
+ap_tab, pr_tab, cm_tab, sweep_tab, worst_tab, err_tab, op_tab, cal_tab, ab_tab, rule_tab = st.tabs(
     ["Per-class AP", "PR curves", "Confusion matrix", "Thresholds", "Worst images", "Errors", "Operating points",
-     "Compare", "Metrics"])
+     "Calibration", "Compare", "Metrics"])
 with ap_tab:
     ap = result["ap"].sort_values("AP", ascending=False)
     st.plotly_chart(px.bar(ap, x="class", y="AP", hover_data=["objects", "AP (VOC07 11-point)"],
@@ -166,6 +167,69 @@ with op_tab:
                        "(and Detector.from_checkpoint(..., operating_points=...) reads it).")
         except ThresholdsWriteError as err:  # e.g. a checkpoint in a read-only folder
             st.error(str(err))
+with cal_tab:
+    k1, k2 = st.columns(2)
+    correct_iou = k1.select_slider("A detection is correct at IoU", [0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9],
+                                   value=0.5, key="ev_cal_iou")
+    n_bins = k2.slider("Confidence bins", 4, 20, 10, key="ev_cal_bins")
+    cal = evaluation.calibration(str(path), stamp, iou, correct_iou, n_bins)
+    c = st.columns(3)
+    c[0].metric("ECE (expected calibration error)", evaluation.fmt(cal.ece))
+    c[1].metric("MCE (worst bin)", evaluation.fmt(cal.mce))
+    c[2].metric("Detections counted", f"{cal.detections}")
+    st.caption("Does a confidence of 0.8 mean right 80% of the time? Each bar is one confidence bin: its height the "
+               "precision of the detections in it (COCO-matched at the IoU above; difficult objects left out), its "
+               "width the bin's share of the detections. On the dashed diagonal the model is calibrated; below it, "
+               "overconfident. ECE: the detection-weighted mean gap; MCE: the largest gap (yolo.evaluate.calibration).")
+    bins = cal.bins[cal.bins["count"] > 0]
+    if bins.empty:
+        st.info("No detection above the saved confidence floor: nothing to calibrate.")
+    else:
+        import plotly.graph_objects as go
+
+        width = (bins["upper"] - bins["lower"]) * bins["count"] / bins["count"].max()
+        fig = go.Figure()
+        fig.add_bar(x=(bins["lower"] + bins["upper"]) / 2, y=bins["precision"], width=width, name="precision",
+                    customdata=bins[["count", "confidence"]], hovertemplate="precision %{y:.3f}<br>detections "
+                    "%{customdata[0]}<br>mean confidence %{customdata[1]:.3f}<extra></extra>")
+        fig.add_scatter(x=bins["confidence"], y=bins["precision"], mode="markers", name="mean confidence")
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"}, name="calibrated")
+        fig.update_layout(title=f"Reliability: precision against confidence (ECE {evaluation.fmt(cal.ece)})",
+                          xaxis={"title": "confidence", "range": [0, 1]},
+                          yaxis={"title": "precision", "range": [0, 1.02]}, font={"size": 14})
+        st.plotly_chart(fig, width="stretch", key="ev_cal_chart")
+    saved = models.operating_points(ctx.checkpoint, result["names"]) if ctx.checkpoint is not None else None
+    thresholds = dict(zip(saved.class_names, saved.class_thresholds)) if saved is not None else {}
+    per_class = cal.per_class.assign(**{"class": result["names"]})
+    per_class["saved threshold"] = per_class["class"].map(thresholds)
+    marks = evaluation.operating_marks(cal.class_bins, thresholds, result["names"])
+    per_class = per_class.merge(marks[["class", "precision"]].rename(columns={"precision": "precision at saved"}),
+                                on="class", how="left")
+    ranked = per_class.sort_values("detections", ascending=False)
+    shown_cal = st.multiselect("Curves of", result["names"], default=list(ranked["class"][ranked["detections"] > 0][:4]),
+                               key="ev_cal_classes")
+    curve = cal.class_bins[cal.class_bins["count"] > 0].assign(
+        **{"class": lambda f: [result["names"][i] for i in f["class"]]})
+    curve = curve[curve["class"].isin(shown_cal)]
+    fig = px.line(curve, x="confidence", y="precision", color="class", markers=True, hover_data=["count"],
+                  range_x=[0, 1], range_y=[0, 1.02], title="Reliability per class, with each saved operating point")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"}, name="calibrated")
+    shown_marks = marks[marks["class"].isin(shown_cal)]
+    if len(shown_marks):
+        fig.add_scatter(x=shown_marks["threshold"], y=shown_marks["precision"], mode="markers+text",
+                        text=shown_marks["class"], textposition="top center", name="saved operating point",
+                        marker={"symbol": "x", "size": 14, "color": "black"})
+    fig.update_layout(font={"size": 14})
+    st.plotly_chart(fig, width="stretch", key="ev_cal_class_chart")
+    if not thresholds:
+        st.info("No operating points saved for this checkpoint yet: save them on the Operating points tab to see "
+                "where each class's threshold sits on its curve.")
+    else:
+        st.caption("A cross marks each class's saved threshold, at the precision of the bin holding it (the nearest "
+                   "bin with detections when that one is empty): what a detection scored right at the threshold "
+                   "turns out to be.")
+    st.dataframe(per_class[["class", "detections", "ece", "mce", "saved threshold", "precision at saved"]]
+                 .rename(columns={"ece": "ECE", "mce": "MCE"}).round(4), hide_index=True, width="stretch")
 with ab_tab:
     others = {label: p for label, p in places.checkpoint_options(ctx.logs_root).items() if p != ctx.checkpoint}
     if not others:

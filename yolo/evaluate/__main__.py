@@ -5,6 +5,7 @@ reuses them), then prints and writes, per split:
 
     rules.csv, per_class.csv      mAP@0.5 by the VOC, VOC07, COCO and course rules (and per class)
     errors.csv, errors_per_class.csv, error_instances.csv   the TIDE breakdown and every error
+    calibration.csv, calibration_per_class.csv   reliability bins (confidence vs precision), ECE, MCE
     operating_points.json, operating_points.csv   per-class thresholds (Detector reads the JSON)
     coco_results.json, coco_ground_truth.json     what other tools read
     compare.csv, regressions.csv  with --compare: per-class dAP with its interval, worst images
@@ -25,6 +26,7 @@ import pandas as pd
 from yolo.argtypes import OutputError, image_size, integer, output_folder, real, write_message
 from yolo.config import EVAL_NMS, MAX_IMAGE_SIZE
 from yolo.evaluate import (
+    calibration,
     compare,
     error_breakdown,
     fit_operating_points,
@@ -68,6 +70,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=integer(1, MAX_BATCH), default=8,
                    help=f"images per forward pass, 1..{MAX_BATCH} (default 8)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    p.add_argument("--calibration-iou", type=real(0, 1, low_open=True), default=0.5,
+                   help="IoU at which a detection counts as correct for calibration (COCO matching), in (0, 1] "
+                   "(default 0.5)")
+    p.add_argument("--calibration-bins", type=integer(1, 1000), default=10,
+                   help="equal-width confidence bins of the reliability diagram, 1..1000 (default 10)")
     args = p.parse_args(argv)
     if args.operating_points is not None and not args.operating_points.is_file():
         p.error(f"no operating-points file at {args.operating_points}")
@@ -166,6 +173,11 @@ def report(args, detector, other, given, sets, classes, out: Path) -> int:
         breakdown = error_breakdown(dets, truth, len(names))
         show(f"-- {spec}: TIDE error breakdown (dAP, 0..1; mAP {breakdown.map:.4f} by COCO's 101 points)",
              breakdown.table())
+        cal = calibration(dets, truth, len(names), args.calibration_iou, args.calibration_bins)
+        show(f"-- {spec}: calibration at IoU {cal.iou:g} ({cal.detections} detections): ECE {cal.ece:.4f}, "
+             f"MCE {cal.mce:.4f}", cal.bins)
+        write_csv(cal.bins, folder / "calibration.csv")
+        write_csv(cal.per_class.assign(**{"class": names}), folder / "calibration_per_class.csv")
         points = fit_operating_points(dets, truth, names, args.target_precision, args.iou)
         points.meta = {"split": spec, "images": len(preds), "checkpoint": str(args.checkpoint)}
         thresholds = pd.DataFrame({"class": names, "threshold": points.class_thresholds,
@@ -188,6 +200,7 @@ def report(args, detector, other, given, sets, classes, out: Path) -> int:
                   f"{at['precision']:.4f}, recall {at['recall']:.4f}, F1 {at['f1']:.4f}")
         entry = {"images": len(preds), "map50": dict(zip(rules["rule"], rules["mAP@0.5"])),
                  "tide": {"map": breakdown.map, **breakdown.delta, **breakdown.oracle},
+                 "calibration": cal.summary(names),
                  "global_threshold": points.global_threshold, "class_thresholds": dict(zip(names, points.class_thresholds))}
         if other is not None:
             preds_b = split_predictions(other, args.data, spec, classes, out, args, f"B-{spec.replace('/', '-')}")

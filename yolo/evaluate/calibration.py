@@ -47,7 +47,7 @@ class Calibration:
         """JSON-able: ece, mce, iou, n_bins, detections, bins (list of dicts), per-class ECE/MCE."""
         names = list(class_names) if class_names is not None else [str(c) for c in self.per_class["class"]]
         return {
-            "ece": self.ece, "mce": self.mce, "iou": self.iou, "n_bins": self.n_bins, "detections": self.detections,
+            "ece": None if np.isnan(self.ece) else self.ece, "mce": None if np.isnan(self.mce) else self.mce, "iou": self.iou, "n_bins": self.n_bins, "detections": self.detections,
             "bins": [{k: (None if pd.isna(v) else float(v)) for k, v in row.items()} for row in self.bins.to_dict("records")],
             "per_class": {names[int(r["class"])]: {"ece": None if pd.isna(r["ece"]) else float(r["ece"]),
                                                    "mce": None if pd.isna(r["mce"]) else float(r["mce"]),

@@ -24,7 +24,7 @@ its class is ignored. APs here are in 0..1 (tidecv prints 0..100).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ class ErrorBreakdown:
     map: mAP@fg before fixing anything; delta: error type -> dAP (mAP gained by fixing only it,
     floored at 0 as tidecv does); oracle: "FalsePos"/"FalseNeg" -> dAP; counts: type -> errors;
     per_class: one row per class: AP and the dAP of each type; errors: one row per error
-    instance: type, image (index), class, score, box, the box it points at (gt index, -1 none).
+    instance: type (categorical), image (index), class, score, box, the box it points at (gt index, -1 none).
     """
 
     map: float
@@ -64,11 +64,12 @@ class ErrorBreakdown:
         return pd.DataFrame(rows).astype({"count": "Int64"})
 
 
-def _mean_ap(cv: core.Curves, counted_labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """tidecv's mean of COCO-rule APs on tidecv's grid: over classes with positives or any counted
-    detection (the latter AP 0)."""
-    ap = core.ap_points(cv, core.TIDE_RECALL_POINTS)
-    present = (cv.n_positives > 0) | (np.bincount(counted_labels, minlength=len(ap)) > 0)
+def _mean_ap(tp_labels: np.ndarray, tp_rank: np.ndarray, positives: np.ndarray,
+             counted_labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """tidecv's mean of COCO-rule APs on tidecv's grid, from the true positives' places
+    (``core.ap_from_tp_ranks``): over classes with positives or any counted detection (the latter AP 0)."""
+    ap = core.ap_from_tp_ranks(tp_labels, tp_rank, np.maximum(positives, 0), core.TIDE_RECALL_POINTS)
+    present = (positives > 0) | (np.bincount(counted_labels, minlength=len(ap)) > 0)
     return (float(ap[present].mean()) if bool(present.any()) else float("nan")), ap
 
 
@@ -169,18 +170,18 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
             positives = positives - np.bincount(truth.labels[missed_box], minlength=num_classes)
         if oracle == "FalseNeg":
             positives = np.bincount(truth.labels[~crowd & used], minlength=num_classes)
-        if fix in (None, "Miss") and oracle != "FalsePos":  # the same rows: reuse the base curves
-            return _mean_ap(replace(base_cv, n_positives=positives), det.labels[counted])
-        if fix != "Cls" and not (keep & ~counted).any():  # fewer rows, same labels: order kept
-            rows = base_rows[keep[base_rows]]
-        else:
-            rows = core.by_class(by_score[keep[by_score]], labels)
-        if oracle == "FalsePos":  # every true positive first in its class (their order moves no AP)
-            rows = rows[np.argsort(core.small_ints(labels[rows] * 2 + ~is_tp[rows]), kind="stable")]
-        return _mean_ap(core.curves(labels[rows], is_tp[rows], positives), labels[keep])
+        if oracle == "FalsePos":  # every TP first in its class: the k-th TP at rank k - 1 (order moves no AP)
+            lab = np.sort(labels[keep & is_tp])
+            count = np.bincount(lab, minlength=num_classes)
+            return _mean_ap(lab, np.arange(len(lab)) - np.repeat(np.cumsum(count) - count, count), positives,
+                            labels[keep])
+        if fix != "Cls" and not (keep & ~counted).any():  # the base rows or fewer, same labels: order kept
+            return _mean_ap(*core.tp_ranks(base_labels, is_tp[base_rows], keep[base_rows]), positives, labels[keep])
+        rows = core.by_class(by_score[keep[by_score]], labels)
+        return _mean_ap(*core.tp_ranks(labels[rows], is_tp[rows]), positives, labels[keep])
 
     base_rows = core.by_class(by_score[counted[by_score]], det.labels)
-    base_cv = core.curves(det.labels[base_rows], tp[base_rows], n_pos)
+    base_labels = det.labels[base_rows]
     base, base_ap = run()
     delta, per_class = {}, {"class": list(range(num_classes)), "AP": base_ap.tolist(), "positives": n_pos.tolist()}
     for name in ERROR_TYPES:
@@ -195,7 +196,8 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     miss = np.flatnonzero(missed_box)
     boxes = np.concatenate([det.boxes[err], truth.boxes[miss]])
     errors = pd.DataFrame({
-        "type": np.array(ERROR_TYPES, dtype=object)[np.concatenate([kind[err], np.full(len(miss), ERROR_TYPES.index("Miss"))])],
+        "type": pd.Categorical.from_codes(np.concatenate([kind[err], np.full(len(miss), ERROR_TYPES.index("Miss"))]),
+                                          list(ERROR_TYPES)),
         "image": np.concatenate([det.image[err], truth.image[miss]]),
         "class": np.concatenate([det.labels[err], truth.labels[miss]]),
         "score": np.concatenate([det.scores[err], np.full(len(miss), np.nan)]),
