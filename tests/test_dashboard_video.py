@@ -89,3 +89,17 @@ def test_video_tab_says_what_is_wrong_with_a_file_that_is_not_a_video(voc, tmp_p
     at.text_input(key="vid_path").input(str(tmp_path / "missing.mp4")).run()
     assert any("No file at" in t for t in texts(at, "error"))
     assert_clean(at)
+
+
+def test_camera_tab_has_its_own_sliders_read_by_the_media_thread(voc):
+    """AppTest has no server session, so streamlit-webrtc cannot start: the tab says so; the
+    sliders and what the media thread reads are checked here, the frames in yolo.video's tests."""
+    at = open_page("Detect")
+    assert_clean(at)
+    assert at.slider(key="cam_conf").value == 0.25 and at.slider(key="cam_iou").value == 0.45
+    assert any("The camera cannot start here" in t for t in texts(at, "warning"))
+    at.slider(key="cam_conf").set_value(0.5)
+    at.multiselect(key="cam_classes").set_value(["dog"]).run()
+    assert_clean(at)
+    live = at.session_state["_camera_live"]
+    assert live._thresholds == (0.5, 0.45, ["dog"]), "the media thread reads the sliders' values"

@@ -20,8 +20,9 @@ from yolo.data.demo import DEMO_CLASSES, render_image
 from yolo.detect import Detector
 from yolo.model import YOLOv3
 from yolo.targets import encode, targets_to_logits
+from yolo.viz import draw_detections
 from yolo.video import (ClipWriter, VideoError, detect_clip, main, output_size, probe_clip, read_frame,
-                        read_frames, write_annotated)
+                        read_frames, write_annotated, LiveDetection)
 from yolo.weights import save_weights
 
 SIZE = 128  # model input side in these tests
@@ -370,3 +371,21 @@ def test_read_frame_seeks_to_the_same_frame_as_decoding_in_order(tmp_path):
             assert np.array_equal(read_frame(clip, index), in_order[index]), (name, index)
     with pytest.raises(VideoError, match="frame 30 cannot be decoded"):
         read_frame(tmp_path / "ffv1.mkv", 30)
+
+
+def test_live_detection_draws_the_boxes_at_the_current_thresholds_and_counts_frames_per_second():
+    ticks = iter(np.arange(0, 10, 0.25))  # a frame every 0.25 s: 4 frames/s
+    live = LiveDetection(Detector(BrightBoxModel(), ["a", "b"], SIZE), conf=0.5, clock=lambda: float(next(ticks)))
+    frame = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    frame[40:140, 60:200] = 255
+    for _ in range(6):
+        drawn = live(frame)
+    assert drawn.shape == frame.shape and live.stats()["detections"] == 1
+    assert live.stats()["fps"] == pytest.approx(4.0) and live.stats()["frames"] == 6
+    want = draw_detections(frame, torch.tensor([[60.0, 40, 200, 140]]), [1], [1.0], class_names=["a", "b"])
+    box_rows = slice(30, HEIGHT)  # below the frames/s text in the top-left corner
+    assert np.abs(drawn[box_rows].astype(int) - want[box_rows]).mean() < 1.0  # the box where the rectangle is
+    assert (drawn[:30] != frame[:30]).any()  # the frames/s text
+    live.set_thresholds(conf=0.5, classes=["a"])
+    live(frame)
+    assert live.stats()["detections"] == 0  # class filter at once, on the next frame

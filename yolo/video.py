@@ -422,6 +422,62 @@ def write_annotated(clip: ClipDetections, out: str | Path, conf=None, iou: float
 
 
 # --------------------------------------------------------------------------------------------
+# Live frames (a camera)
+
+
+class LiveDetection:
+    """Detection on live frames (a camera): ``__call__(rgb) -> rgb`` with the detections at the
+    current thresholds drawn, plus frames/s and model milliseconds drawn in the corner.
+
+    Thread-safe: a UI thread calls ``set_thresholds`` while a media thread calls the object. It
+    never queues: whoever feeds it (streamlit-webrtc) hands it the newest frame each time it is
+    free, so on a slow CPU frames are skipped, not delayed. ``stats()`` gives frames/s over the
+    last ``window_s`` seconds, the last model milliseconds and the frames done.
+    """
+
+    def __init__(self, detector: Detector, conf=None, iou: float | None = None, classes=None,
+                 window_s: float = 2.0, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.detector = detector
+        self._lock = threading.Lock()
+        self._thresholds = (conf, iou, classes)
+        self._clock = clock
+        self._window = window_s
+        self._ends: list[float] = []
+        self._model_ms = 0.0
+        self._frames = 0
+        self._found = 0
+
+    def set_thresholds(self, conf=None, iou: float | None = None, classes=None) -> None:
+        with self._lock:
+            self._thresholds = (conf, iou, list(classes) if classes else None)
+
+    def stats(self) -> dict:
+        with self._lock:
+            ends = self._ends  # the frames of the last ``window_s`` before the newest
+            fps = (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else 0.0
+            return {"fps": fps, "model_ms": self._model_ms, "frames": self._frames, "detections": self._found}
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        with self._lock:
+            conf, iou, classes = self._thresholds
+        prediction = self.detector.predict(rgb)
+        found = prediction.select(conf=conf, iou=iou, classes=classes)
+        drawn = draw_detections(prediction.image, found.boxes, found.labels, found.scores,
+                                class_names=self.detector.class_names)
+        now = self._clock()
+        with self._lock:
+            self._ends = [t for t in self._ends if t >= now - self._window] + [now]
+            self._model_ms = prediction.timings.model_ms
+            self._frames += 1
+            self._found = len(found)
+        stats = self.stats()
+        text = f"{stats['fps']:.1f} frames/s  model {stats['model_ms']:.0f} ms  {len(found)} found"
+        cv2.putText(drawn, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(drawn, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        return drawn
+
+
+# --------------------------------------------------------------------------------------------
 # CLI
 
 

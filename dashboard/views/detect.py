@@ -5,6 +5,7 @@ The controls and everything they change are one fragment (``st.fragment``): a sl
 only that part, never the picker or the model, and the picture travels inline (a data URL), so a
 burst of slider steps never leaves a broken-image icon or a table of an older value."""
 
+import camera_tab as camera
 import frame
 import models
 import picking
@@ -58,10 +59,12 @@ def detections_view(model: models.Model, picked: picking.Picked, same_classes: b
                 + ("" if model.trained else " (an untrained model's scores are tiny, around 0.02)") + ".")
 
 
-image_tab, video_tab = st.tabs(["Image", "Video"])
+image_tab, video_tab, camera_tab = st.tabs(["Image", "Video", "Camera"])
 with image_tab:
     picked = picking.pick_image(ctx, "det")
     if picked is not None:
         detections_view(model, picked, same_classes)
 with video_tab:
     video.video_tab(model, ctx)
+with camera_tab:
+    camera.camera_tab(model, ctx)
