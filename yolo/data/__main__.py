@@ -1,4 +1,4 @@
-"""``python -m yolo.data {demo,check,download,convert,anchors} ...`` (see ``--help`` of each command)."""
+"""``python -m yolo.data {demo,check,download,convert,anchors,apply-review} ...`` (see ``--help`` of each command)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,19 @@ def _anchors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _apply_review(args: argparse.Namespace) -> int:
+    from yolo.data.apply_review import apply_review
+    from yolo.data.layout import DataLayoutError
+
+    try:
+        summary = apply_review(args.data, args.review, args.out, args.to, args.cache_dir)
+    except (DataLayoutError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolo.data", description="Dataset tools for YOLOv3 on Pascal VOC.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", help="where annotation indexes are kept (as for check)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_anchors)
+
+    p = sub.add_parser("apply-review", help="write a corrected copy of a dataset from a label-review file",
+                       description="Apply the accepted decisions of a label-review file (the dashboard's Label "
+                                   "review, next to the dataset) to a copy of DATA written to OUT; DATA is never "
+                                   "modified. Prints what changed.")
+    p.add_argument("data", help="dataset folder the review was made on")
+    p.add_argument("review", help="the review file (label_review-<split>.json)")
+    p.add_argument("out", help="new (or empty) folder for the corrected copy, outside DATA")
+    p.add_argument("--to", choices=["voc", "kaggle"], help="layout of the copy (default: DATA's own, whole dataset "
+                                                           "copied; another layout writes the reviewed split only)")
+    p.add_argument("--cache-dir", help="where annotation indexes are kept (as for check)")
+    p.set_defaults(func=_apply_review)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -296,6 +296,21 @@ def image_table(boxes: pd.DataFrame, n: int, image_ids: np.ndarray, flag: float 
                          "kind": kind[rank], "issues": issues[rank], "total": total[rank]}).reset_index(drop=True)
 
 
+def truth_for(index, image_ids: Sequence[str]) -> list[dict]:
+    """The labels of ``image_ids`` from an annotation index (``yolo.data.DetectionIndex``): per
+    image {"boxes" (G, 4) float32 pixel xyxy, "labels" (G,), "difficult" (G,)} in the index's
+    order, so a row's ``gt_in_image`` is the label's position in its annotation."""
+    where = {str(i): n for n, i in enumerate(index.ids)}
+    missing = [i for i in image_ids if str(i) not in where]
+    if missing:
+        raise ValueError(f"{len(missing)} predicted images are not in the annotation index, e.g. {missing[0]}")
+    out = []
+    for image_id in image_ids:
+        boxes, labels, difficult = index.annotation(where[str(image_id)])
+        out.append({"boxes": boxes, "labels": labels, "difficult": difficult})
+    return out
+
+
 # ------------------------------------------------------------------------------- thresholds
 def thresholds_for(checkpoint: str | Path | None, class_names: Sequence[str], default: float = 0.5
                    ) -> tuple[float | tuple[float, ...], str]:
