@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolo.data.layout import DataLayoutError, build_index, load_classes
     from yolo.detect import Detector
     from yolo.evaluate.__main__ import split_predictions
-    from yolo.review import ReviewConfig, review, thresholds_for, truth_for
+    from yolo.review import ReviewConfig, review_predictions, thresholds_for, truth_for
 
     try:
         classes = load_classes(args.data)
@@ -89,10 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"thresholds: {source}")
-    dets = preds.detections(conf=preds.conf_floor, iou=args.iou, max_detections=EVAL_NMS.max_detections)
-    result = review(dets, truth_for(index, preds.image_ids), ReviewConfig(conf=conf, nms_iou=args.iou,
-                                                                         min_score=args.min_score),
-                    preds.image_ids, classes)
+    config = ReviewConfig(conf=conf, nms_iou=args.iou, min_score=args.min_score)
+    result = review_predictions(preds, truth_for(index, preds.image_ids), config, classes)
     ranked = result.ranked()
     out = args.out or args.checkpoint.parent / "review" / f"{args.split.replace('/', '-')}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)

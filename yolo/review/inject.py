@@ -111,10 +111,11 @@ def hits(boxes: pd.DataFrame, planted: pd.DataFrame, kind: str, match_iou: float
     mine = planted[planted["kind"] == kind]
     if kind == "missing":
         cand = np.flatnonzero(boxes["gt_row"].to_numpy() < 0)
+        suggested = boxes[["sx1", "sy1", "sx2", "sy2"]].to_numpy(np.float32)
         for image, group in mine.groupby("image"):  # per image with a dropped box (few)
             rows = cand[boxes["image"].to_numpy()[cand] == image]
             if len(rows):
-                iou = box_iou(torch.as_tensor(boxes.loc[rows, ["sx1", "sy1", "sx2", "sy2"]].to_numpy(np.float32)),
+                iou = box_iou(torch.as_tensor(suggested[rows]),
                               torch.as_tensor(group[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))).numpy()
                 best = iou.argmax(1)
                 ok = iou.max(1) >= match_iou
