@@ -23,6 +23,7 @@ PAGES = [
     st.Page("views/detect.py", title="Detect", icon=":material/center_focus_strong:", url_path="Detect"),
     st.Page("views/gradcam.py", title="GradCAM", icon=":material/local_fire_department:", url_path="GradCAM"),
     st.Page("views/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="Evaluate"),
+    st.Page("views/review.py", title="Label review", icon=":material/fact_check:", url_path="Label_review"),
 ]
 
 page = st.navigation(PAGES)
