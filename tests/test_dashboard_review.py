@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from test_apply_review import assert_index_is, expected_index, hashes
 from test_dashboard import ENV, calibrated_random_model
-from yolo.checkpoint import save_weights
+from yolo.weights import save_weights
 from yolo.data.decisions import ReviewLog, review_file_path
 from yolo.data.demo import write_demo
 from yolo.data.layout import build_index, load_classes

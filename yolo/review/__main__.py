@@ -62,7 +62,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from yolo.checkpoint import CheckpointError
+    from yolo.weights import CheckpointError
     from yolo.data.layout import DataLayoutError, build_index, load_classes
     from yolo.detect import Detector
     from yolo.evaluate.__main__ import split_predictions
