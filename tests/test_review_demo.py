@@ -2,7 +2,7 @@
 found (issue 22's targets), and the scores are compared with cleanlab's object-detection label
 issues (``cleanlab.object_detection``, the reference; the project does not use it inside: see
 yolo.review's README section). Slow: the fixture trains the demo preset (width 0.25, 128 px) for
-20 epochs (~90 s idle), since its 10-epoch model detects too weakly to tell its own false
+20 epochs (~3 min single-thread CPU), since its 10-epoch model detects too weakly to tell its own false
 detections from objects left unlabelled (measured: missing-label top-k 0.76 vs 0.83)."""
 
 from __future__ import annotations
