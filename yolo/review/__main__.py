@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from yolo.argtypes import OutputError, image_size, integer, output_file, real
 from yolo.config import EVAL_NMS
 
 
@@ -30,25 +31,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                                             "beside the checkpoint)")
     p.add_argument("--cache", type=Path, help="where predictions are cached (default: evaluate/ beside the "
                                               "checkpoint, shared with python -m yolo.evaluate)")
-    p.add_argument("--conf", type=float, default=0.5,
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--conf", type=real(0, 1), default=0.5,
                    help="confidence a prediction needs to count as the model's opinion, when the checkpoint "
                         "has no saved operating points (default 0.5)")
     p.add_argument("--operating-points", type=Path,
                    help="an operating-points JSON to use instead of the one beside the checkpoint")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
-    p.add_argument("--min-score", type=float, default=0.05, help="rows scoring below this in every kind are "
+    p.add_argument("--iou", type=real(0, 1), default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--min-score", type=real(0, 1), default=0.05, help="rows scoring below this in every kind are "
                                                                  "left out of the list (default 0.05)")
-    p.add_argument("--top", type=int, default=20, help="images printed (default 20; the file has them all)")
-    p.add_argument("--image-size", type=int, default=None, help="input size, a multiple of 32 (default: the size "
+    p.add_argument("--top", type=integer(0), default=20, help="images printed (default 20; the file has them all)")
+    p.add_argument("--image-size", type=image_size, default=None, help="input size, a multiple of 32 (default: the size "
                    "the checkpoint was validated at, else 416)")
-    p.add_argument("--conf-floor", type=float, default=EVAL_NMS.conf_threshold,
+    p.add_argument("--conf-floor", type=real(0, 1), default=EVAL_NMS.conf_threshold,
                    help=f"lowest confidence kept in the cached predictions (default {EVAL_NMS.conf_threshold})")
-    p.add_argument("--limit", type=int, help="only the first N images of the split")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--limit", type=integer(1), help="only the first N images of the split")
+    p.add_argument("--batch-size", type=integer(1, 1024), default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     args = p.parse_args(argv)
-    if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
-        p.error(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if not args.checkpoint.is_file():
         p.error(f"no checkpoint at {args.checkpoint}")
     if not args.data.exists():
@@ -57,6 +57,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--out must end in .csv or .json, got {args.out.name}")
     if args.operating_points is not None and not args.operating_points.is_file():
         p.error(f"no operating-points file at {args.operating_points}")
+    try:  # before the model runs: a file that cannot be written, or an earlier list without --force
+        default = args.checkpoint.parent / "review" / f"{args.split.replace('/', '-')}.csv"
+        args.out = output_file(args.out or default, args.force, "--out")
+    except OutputError as err:
+        p.error(str(err))
     return args
 
 
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ReviewConfig(conf=conf, nms_iou=args.iou, min_score=args.min_score)
     result = review_predictions(preds, truth_for(index, preds.image_ids), config, classes)
     ranked = result.ranked()
-    out = args.out or args.checkpoint.parent / "review" / f"{args.split.replace('/', '-')}.csv"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".json":
         ranked.to_json(out, orient="records", indent=1)
