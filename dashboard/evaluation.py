@@ -223,6 +223,22 @@ def operating_marks(class_bins: pd.DataFrame, thresholds: dict[str, float], name
     return pd.DataFrame(rows, columns=["class", "threshold", "precision", "bin", "detections in bin"])
 
 
+@st.cache_resource
+def _same_weights_seen() -> dict:
+    return {}
+
+
+def same_weights(a: models.Model, b: models.Model) -> bool:
+    """``yolo.evaluate.compare.same_weights`` of the two models' networks, once per pair of files
+    (model keys carry the file's path and modification time)."""
+    from yolo.evaluate.compare import same_weights as same
+
+    seen = _same_weights_seen()
+    if (a.key, b.key) not in seen:
+        seen[(a.key, b.key)] = same(a.detector.model, b.detector.model)
+    return seen[(a.key, b.key)]
+
+
 def other_model(ctx: frame.Context, path: Path) -> models.Model | None:
     """A second checkpoint (for Compare) as a ``models.Model``; None (and the sidebar's message)
     for a file that cannot be used, so the other tabs still draw."""

@@ -589,3 +589,34 @@ def test_evaluate_calibration_tab_diagram_per_class_table_and_saved_operating_po
     assert [float(x) for x in plotly_array(marks["x"])] == pytest.approx([thresholds[n] for n in marks["text"]])
     table = next(d.value for d in at.dataframe if {"ECE", "saved threshold"} <= set(d.value.columns))
     assert table.set_index("class")["saved threshold"].to_dict() == pytest.approx(thresholds, abs=1e-4)  # shown to 4 places
+
+
+def test_evaluate_slips_ids_names_same_weights_rule_choices_and_readable_sweeps(voc, tmp_path, monkeypatch):
+    """Issue 21 item 19 on the Evaluate page: the Errors examples show image ids and class names (not
+    indices); Compare says when B holds the same weights as A (a copy of the checkpoint); every
+    operating-point rule is visible (a radio, not a select-slider showing one value); the sweep
+    charts' text is at least 14 px."""
+    import shutil
+
+    from yolo.config import VOC_CLASSES
+
+    logs = tmp_path / "logs"
+    shutil.copytree(voc, logs)
+    original = next(logs.rglob("best-epoch=000.ckpt"))
+    shutil.copy(original, logs / "copy-of-best.ckpt")
+    monkeypatch.setenv("YOLO_LOGS", str(logs))
+    at = open_page("Evaluate")
+    at.number_input(key="ev_limit").set_value(6).run()
+    at.button(key="ev_run").click().run()
+    assert_clean(at)
+    examples = next(d.value for d in at.dataframe if {"type", "image", "class", "score"} <= set(d.value.columns))
+    assert len(examples) and all(isinstance(i, str) and not i.isdigit() for i in examples["image"])
+    assert set(examples["class"]) <= set(VOC_CLASSES)
+    assert at.radio(key="ev_op_rule").options == ["max F1", "precision >= 0.5", "precision >= 0.7", "precision >= 0.9"]
+    for title in ("Precision, recall and F1 against the confidence threshold", "mAP@0.5 against NMS IoU"):
+        chart = next(c for c in charts(at) if c["layout"]["title"]["text"] == title)
+        assert chart["layout"]["font"]["size"] >= 14
+    at.selectbox(key="ev_ab_other").set_value(next(o for o in at.selectbox(key="ev_ab_other").options
+                                                  if "copy-of-best" in o)).run()
+    assert_clean(at)
+    assert any("same weights" in t for t in texts(at, "info")) and "ev_ab_run" not in [b.key for b in at.button]

@@ -89,12 +89,13 @@ with sweep_tab:
                f"{best['NMS IoU']:.2f} (precision {best['precision']:.3f}, recall {best['recall']:.3f}).")
     s1, s2 = st.columns(2)
     long = sweep.melt(["NMS IoU", "confidence"], ["precision", "recall", "F1"], var_name="measure")
+    readable = {"font": {"size": 14}, "legend": {"font": {"size": 14}}}
     s1.plotly_chart(px.line(long, x="confidence", y="value", color="measure", line_dash="NMS IoU",
-                            title="Precision, recall and F1 against the confidence threshold"),
+                            title="Precision, recall and F1 against the confidence threshold").update_layout(**readable),
                     width="stretch", key="ev_sweep_chart")
     per_iou = sweep.drop_duplicates("NMS IoU")
-    s2.plotly_chart(px.line(per_iou, x="NMS IoU", y="mAP@0.5", markers=True, title="mAP@0.5 against NMS IoU"),
-                    width="stretch", key="ev_map_chart")
+    s2.plotly_chart(px.line(per_iou, x="NMS IoU", y="mAP@0.5", markers=True, title="mAP@0.5 against NMS IoU")
+                    .update_layout(**readable), width="stretch", key="ev_map_chart")
 with worst_tab:
     worst = result["per_image"]
     st.dataframe(worst.drop(columns=["position"]).head(50), hide_index=True, width="stretch")
@@ -134,10 +135,12 @@ with err_tab:
             captions.append(f"{preds.image_ids[int(row['image'])]}: {kind} {result['names'][int(row['class'])]}")
         st.image(viz.tile_images(tiles, cols=3, captions=captions), width="stretch",
                  caption="Ground truth dashed; the erring detection solid (for Miss: the missed object is dashed)")
-        st.dataframe(examples.round(3), hide_index=True, width="stretch")
+        st.dataframe(examples.assign(image=[preds.image_ids[int(i)] for i in examples["image"]],
+                                     **{"class": [result["names"][int(c)] for c in examples["class"]]})
+                     .drop(columns=["gt"]).round(3), hide_index=True, width="stretch")
 with op_tab:
-    target = st.select_slider("Rule", ["max F1", "precision >= 0.5", "precision >= 0.7", "precision >= 0.9"],
-                              key="ev_op_rule")
+    target = st.radio("Rule", ["max F1", "precision >= 0.5", "precision >= 0.7", "precision >= 0.9"],
+                      horizontal=True, key="ev_op_rule")
     wanted = None if target == "max F1" else float(target.split(">=")[1])
     points, op_curves, gain = evaluation.operating(str(path), stamp, iou, wanted)
     chosen = {"class": points.class_names, "threshold": points.class_thresholds,
@@ -244,6 +247,9 @@ with ab_tab:
             st.warning(f"{label_b} knows {len(model_b.detector.class_names)} classes "
                        f"({', '.join(model_b.detector.class_names[:6])}…), not this model's: its AP per class "
                        "cannot be compared. Pick a checkpoint trained on the same classes.")
+        elif evaluation.same_weights(model, model_b):
+            st.info(f"{label_b} holds exactly the same weights as this checkpoint (A): comparing them would show no "
+                    "difference. Pick a checkpoint of another epoch or run.")
         elif evaluation.load_predictions(path_b) is None:
             if st.button(f"Run B over the same {limit} images", key="ev_ab_run"):
                 evaluation.compute_predictions(ctx, model_b, spec, limit, path_b)

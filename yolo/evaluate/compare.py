@@ -19,6 +19,14 @@ from torch import Tensor
 from yolo.metrics import match_detections
 
 
+def same_weights(model_a: torch.nn.Module, model_b: torch.nn.Module) -> bool:
+    """True when two models hold exactly the same parameters and buffers (names, shapes, values):
+    comparing them would only compare a checkpoint with itself (e.g. last.ckpt beside best.ckpt
+    after a run whose last epoch was its best)."""
+    a, b = model_a.state_dict(), model_b.state_dict()
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
 @dataclass
 class Comparison:
     """per_class: class, objects, AP A, AP B, dAP (B - A), low and high of the 95% interval,
