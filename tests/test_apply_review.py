@@ -161,3 +161,20 @@ def test_apply_decisions_agrees_with_the_hand_edit(demo, tmp_path):
         b, l, _, _ = apply_decisions(*index.annotation(i), log.for_image(str(image_id)))
         assert l.tolist() == list(expected[str(image_id)][1])
         np.testing.assert_allclose(b, expected[str(image_id)][0])
+
+
+@pytest.mark.parametrize("layout", ["yolo", "coco"])
+def test_apply_review_to_yolo_and_coco_through_convert(demo, tmp_path, layout):
+    from yolo.data.layout import available_splits, detect_format
+
+    before = hashes(demo)
+    log, decisions = decide_some(demo, "val", tmp_path / "cache")
+    original = build_index([demo], ["val"], load_classes(demo), tmp_path / "cache", progress=False)
+    out = tmp_path / layout
+    assert data_main(["apply-review", str(demo), str(log.path), str(out), "--to", layout,
+                      "--cache-dir", str(tmp_path / "c")]) == 0
+    assert hashes(demo) == before and detect_format(out) == layout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".apply-review-")]  # staging removed
+    (spec,) = available_splits(out)
+    copy = build_index([out], [spec], load_classes(out), tmp_path / "c2", progress=False)
+    assert_index_is(copy, expected_index(original, decisions))

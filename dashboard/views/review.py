@@ -108,5 +108,5 @@ for n, r in enumerate(rows):
 
 with st.expander("Write the corrected copy"):
     st.code(f"python -m yolo.data apply-review {root} {log_path} OUT", language="bash")
-    st.caption("OUT: a new folder; the dataset itself is never modified. Add --to voc or --to kaggle for "
-               "another layout.")
+    st.caption("OUT: a new folder; the dataset itself is never modified. Add --to voc, kaggle, yolo or coco "
+               "for another layout.")

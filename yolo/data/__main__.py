@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", help="dataset folder the review was made on")
     p.add_argument("review", help="the review file (label_review-<split>.json)")
     p.add_argument("out", help="new (or empty) folder for the corrected copy, outside DATA")
-    p.add_argument("--to", choices=["voc", "kaggle"], help="layout of the copy (default: DATA's own, whole dataset "
-                                                           "copied; another layout writes the reviewed split only)")
+    p.add_argument("--to", choices=["voc", "kaggle", "yolo", "coco"],
+                   help="layout of the copy (default: DATA's own; VOC and Kaggle sources are copied whole, otherwise "
+                        "the reviewed split only is written)")
     p.add_argument("--cache-dir", help="where annotation indexes are kept (as for check)")
     p.set_defaults(func=_apply_review)
 

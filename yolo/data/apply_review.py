@@ -7,9 +7,11 @@ Same layout as the source by default: the whole dataset folder is copied (its in
 review files left out) and the annotation of every image with an applied decision is rewritten
 (VOC: ``Annotations/<id>.xml`` written from the index, so the copy's index is the original's
 plus the decisions; Kaggle: ``labels/<file>.txt`` as ``class cx cy w h``). ``to`` = "voc" or
-"kaggle" from the other layout writes the reviewed split only, in that layout (VOC:
+"kaggle" from another layout writes the reviewed split only, in that layout (VOC:
 ``OUT/VOCdevkit/VOCreview/``, split list named after the split; Kaggle: ``OUT/images``,
-``OUT/labels``, ``OUT/<split>.csv``), with ``classes.txt``. VOC attributes the reader does not
+``OUT/labels``, ``OUT/<split>.csv``), with ``classes.txt``; "yolo" or "coco" (and a YOLO or
+COCO source in its own layout) goes through a VOC copy of the reviewed split in a temporary
+folder beside OUT, written out by ``yolo.data.convert`` (files copied, the temporary folder removed). VOC attributes the reader does not
 keep (pose, truncated, extra fields) are not carried into rewritten annotations.
 """
 
@@ -28,7 +30,7 @@ from yolo.data.index import CACHE_DIRNAME, DetectionIndex
 from yolo.data.layout import CLASSES_FILE, DataLayoutError, build_index, detect_format, voc_year_dirs
 from yolo.data.voc import format_voc_xml
 
-LAYOUTS = ("voc", "kaggle")
+LAYOUTS = ("voc", "kaggle", "yolo", "coco")
 
 
 @dataclass
@@ -126,6 +128,20 @@ def apply_review(data: str | Path, review: str | Path, out: str | Path, to: str 
     index = build_index([data], [log.split], log.classes, cache_dir, progress=False)
     changed, changes, unknown = corrected(index, log)
     summary = ApplySummary(out, target, [str(index.ids[i]) for i in sorted(changed)], changes, unknown)
+    if target in ("yolo", "coco"):
+        import tempfile
+
+        from yolo.data.convert import convert
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".apply-review-", dir=out.parent))
+        try:
+            _write_split(index, changed, log.split, staging / "voc", "voc")
+            convert(staging / "voc", out, target, [log.split.split("/")[-1].removesuffix(".csv")], copy=True,
+                    cache_dir=cache_dir or staging / "cache")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return summary
     if target == layout:
         shutil.copytree(data, out, ignore=_ignore, dirs_exist_ok=True)
         if layout == "voc":
@@ -140,7 +156,13 @@ def apply_review(data: str | Path, review: str | Path, out: str | Path, to: str 
             for i, ann in changed.items():
                 (out / "labels" / files[str(index.ids[i])]).write_text(_kaggle_lines(index, i, ann))
         return summary
-    split = log.split.split("/")[-1].removesuffix(".csv")
+    _write_split(index, changed, log.split, out, target)
+    return summary
+
+
+def _write_split(index: DetectionIndex, changed: dict[int, tuple], spec: str, out: Path, target: str) -> None:
+    """The reviewed split alone, corrected, in the VOC or Kaggle layout (see the module docstring)."""
+    split = spec.split("/")[-1].removesuffix(".csv")
     out.mkdir(parents=True, exist_ok=True)
     (out / CLASSES_FILE).write_text("\n".join(index.classes) + "\n")
     if target == "voc":
@@ -166,4 +188,3 @@ def apply_review(data: str | Path, review: str | Path, out: str | Path, to: str 
             rows.append((name, f"{index.ids[i]}.txt"))
         with open(out / f"{split}.csv", "w", newline="") as f:
             csv.writer(f).writerows([("image", "label"), *rows])
-    return summary
