@@ -503,3 +503,16 @@ def test_sigterm_exits_non_zero_and_the_run_resumes(tiny_demo, tmp_path):
              (logs / "term" / "version_0" / "sizes_rank0.txt").read_text().splitlines()]
     resumed = [step for step, _ in trace][-(6 - killed_at):]
     assert resumed == list(range(killed_at, 6))  # continues at the checkpointed step
+
+
+def test_resume_auto_of_a_broken_last_ckpt_is_one_line_and_touches_nothing(tiny_demo, tmp_path, capsys):
+    """--resume auto picks the newest last.ckpt; a truncated one is refused in one line, not a traceback."""
+    logs = tmp_path / "logs"
+    ckpts = logs / "r" / "version_0" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    (logs / "r" / "version_0" / "metrics.csv").write_text("epoch,step\n0,1\n")
+    before = listing(logs)
+    line = refused(tiny_args(tiny_demo, logs, "--name", "r", "--resume", "auto"), capsys)
+    assert "last.ckpt" in line and "not a PyTorch checkpoint" in line, line
+    assert listing(logs) == before

@@ -570,7 +570,10 @@ def check_resume_restores(ckpt_path: Path, module: YoloLitModule, epochs: int) -
 
 def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool) -> Path:
     directory = run_dir(config.log_dir, config.name, version)
-    resumed = read_training_checkpoint(ckpt_path) if ckpt_path is not None else None
+    try:  # --resume auto's newest last.ckpt is read here first (an explicit path by check_config)
+        resumed = read_training_checkpoint(ckpt_path) if ckpt_path is not None else None
+    except CheckpointError as err:
+        raise ConfigError(f"--resume {ckpt_path}: {err}") from None
     datamodule = build_datamodule(config)
     datamodule.prepare_data()
     datamodule.setup("fit")
