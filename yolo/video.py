@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 import torch
 
+from yolo.argtypes import OutputError, image_size, integer, output_file, real
 from yolo.config import PostprocessConfig
 from yolo.detect import PRE_NMS_TOP_K, Detector, select_candidates
 from yolo.imageio import ImageError, check_size
@@ -489,35 +490,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help=f"the annotated clip, WebM/VP8 (default: CLIP's name + "
                    f".detections{SUFFIX} beside it); refuses to overwrite without --force")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--conf", type=float, default=None, help="confidence threshold, in [0, 1] (default: the "
+    p.add_argument("--conf", type=real(0, 1), default=None, help="confidence threshold, in [0, 1] (default: the "
                    "checkpoint's saved per-class operating point, else the detector's 0.05)")
-    p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold, in (0, 1] (default 0.45)")
-    p.add_argument("--every", type=int, default=1, help="run the model on every N-th frame; the clip written "
+    p.add_argument("--iou", type=real(0, 1, low_open=True), default=None, help="NMS IoU threshold, in (0, 1] (default 0.45)")
+    p.add_argument("--every", type=integer(1), default=1, help="run the model on every N-th frame; the clip written "
                    "has those frames at fps / N (default 1)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames (default: all)")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default 4)")
-    p.add_argument("--image-size", type=int, default=None, help="model input side, a multiple of 32 (default: "
+    p.add_argument("--max-frames", type=integer(1), default=None, help="stop after this many processed frames (default: all)")
+    p.add_argument("--batch-size", type=integer(1, 1024), default=4, help="frames per forward pass (default 4)")
+    p.add_argument("--image-size", type=image_size, default=None, help="model input side, a multiple of 32 (default: "
                    "the checkpoint's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--max-side", type=int, default=OUT_SIDE, help=f"long side of the written clip (default {OUT_SIDE})")
+    p.add_argument("--max-side", type=integer(2, 8192), default=OUT_SIDE, help=f"long side of the written clip (default {OUT_SIDE})")
     return p
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    def bad(flag: str, value, rule: str) -> None:
-        raise SystemExit(f"{flag} {value}: must be {rule}")
-
-    if args.conf is not None and not (math.isfinite(args.conf) and 0 <= args.conf <= 1):
-        bad("--conf", args.conf, "in [0, 1]")
-    if args.iou is not None and not (math.isfinite(args.iou) and 0 < args.iou <= 1):
-        bad("--iou", args.iou, "in (0, 1]")
-    for flag, value in (("--every", args.every), ("--batch-size", args.batch_size), ("--max-side", args.max_side)):
-        if value < 1:
-            bad(flag, value, ">= 1")
-    if args.max_frames is not None and args.max_frames < 1:
-        bad("--max-frames", args.max_frames, ">= 1")
-    if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
-        bad("--image-size", args.image_size, "a positive multiple of 32")
 
 
 def _saved_operating_points(checkpoint: Path) -> Path | None:
@@ -533,15 +517,16 @@ def main(argv: list[str] | None = None) -> int:
     from yolo.weights import CheckpointError
 
     args = build_parser().parse_args(argv)
-    _check_args(args)
     clip_path = Path(args.clip)
     out = Path(args.out) if args.out else clip_path.with_name(clip_path.stem + ".detections" + SUFFIX)
     if out.suffix.lower() != SUFFIX:
         raise SystemExit(f"--out {out}: the annotated clip is WebM (VP8); name it *{SUFFIX}")
-    if out.exists() and not args.force:
-        raise SystemExit(f"{out} exists; pass --force to overwrite it or choose another --out")
     if out.resolve() == clip_path.resolve():
         raise SystemExit(f"--out {out} is the input clip")
+    try:
+        output_file(out, args.force, "--out")  # before the model runs
+    except OutputError as err:
+        raise SystemExit(str(err)) from None
     try:
         info = probe_clip(clip_path)
         detector = Detector.from_checkpoint(args.checkpoint, device=args.device, image_size=args.image_size)
