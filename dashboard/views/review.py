@@ -54,7 +54,11 @@ if preds is None:
         st.rerun()
     st.stop()
 
-conf, source = thresholds_for(ctx.checkpoint, ctx.classes) if ctx.checkpoint else (0.5, "one threshold 0.5")
+try:
+    conf, source = thresholds_for(ctx.checkpoint, ctx.classes) if ctx.checkpoint else (0.5, "one threshold 0.5")
+except ValueError as err:  # a thresholds file beside the checkpoint that cannot be used
+    st.warning(f"{err}. Using one threshold, 0.5.")
+    conf, source = 0.5, "one threshold 0.5"
 result = scores(str(path), path.stat().st_mtime_ns, conf, index, f"{root}|{spec}|{loaders.stamp(root, spec)}")
 log_path = review_file_path(root, spec)
 log = ReviewLog.open(log_path, root, spec, ctx.classes)
