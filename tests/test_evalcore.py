@@ -52,8 +52,9 @@ def test_greedy_match_equals_the_loop_also_with_fallbacks(seed):
     assert (np.bincount(pair_det, minlength=n_det) > 1).any()
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_best_other_class_equals_every_pair(seed):
+@pytest.mark.parametrize("seed,chunk", [(0, 1 << 15), (1, 1 << 15), (2, 7), (3, 1)])
+def test_best_other_class_equals_every_pair(seed, chunk, monkeypatch):
+    monkeypatch.setattr(core, "CHUNK", chunk)  # several chunks, each starting at its own box count
     rng = np.random.default_rng(seed)
     dets, truths = [], []
     for _ in range(30):

@@ -168,6 +168,9 @@ def pair_iof(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(area_a > 0, inter / area_a, 0.0)
 
 
+CHUNK = 1 << 15  # detections per step of best_other_class: its work buffers fit a core's cache
+
+
 def best_other_class(det: Table, gt: Table, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per detection, the highest IoU with an ``eligible`` box of another class in its image
     (the first such box on ties) -> (IoU (D,) float64, 0 when none; gt index (D,) int64, -1 when
@@ -195,27 +198,32 @@ def best_other_class(det: Table, gt: Table, eligible: np.ndarray) -> tuple[np.nd
     gx1, gy1, gx2, gy2 = (np.ascontiguousarray(g[:, i]) for i in range(4))
     garea = np.maximum(gx2 - gx1, 0) * np.maximum(gy2 - gy1, 0)
     sbest, sat = np.zeros(n_det), np.full(n_det, -1, dtype=np.int64)
-    t1, t2, t3 = (np.empty(n_det) for _ in range(3))  # work buffers, reused (no allocation per step)
-    jb, lb = np.empty(n_det, dtype=np.int64), np.empty(n_det, dtype=np.int64)
-    m1, m2 = np.empty(n_det, dtype=bool), np.empty(n_det, dtype=bool)
+    size = min(n_det, CHUNK)
+    t1, t2, t3 = (np.empty(size) for _ in range(3))  # work buffers, reused (no allocation per step)
+    jb, lb = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64)
+    m1, m2 = np.empty(size, dtype=bool), np.empty(size, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for k in range(most):
-            n = int(np.searchsorted(longer, -k, "left"))  # detections whose image has > k boxes
-            j = np.add(base[:n], k, out=jb[:n])
-            a, c, d = t1[:n], t2[:n], t3[:n]
-            np.minimum(x2[:n], np.take(gx2, j, out=a), out=a)
-            np.maximum(x1[:n], np.take(gx1, j, out=c), out=c)
-            np.maximum(np.subtract(a, c, out=a), 0, out=a)  # intersection width
-            np.minimum(y2[:n], np.take(gy2, j, out=c), out=c)
-            np.maximum(y1[:n], np.take(gy1, j, out=d), out=d)
-            np.maximum(np.subtract(c, d, out=c), 0, out=c)  # height
-            np.multiply(a, c, out=a)  # intersection
-            np.subtract(np.add(np.take(garea, j, out=c), area[:n], out=c), a, out=c)  # union
-            np.divide(a, c, out=a)  # as pair_iou's; nan where the union is 0 (never better)
-            better = np.greater(a, sbest[:n], out=m1[:n])
-            np.logical_and(better, np.not_equal(np.take(gt.labels, j, out=lb[:n]), lab[:n], out=m2[:n]), out=better)
-            np.copyto(sbest[:n], a, where=better)
-            np.copyto(sat[:n], j, where=better)
+        for lo in range(0, n_det, CHUNK):  # a chunk's temporaries stay in the cache across its steps
+            hi = min(lo + CHUNK, n_det)
+            for k in range(int(-longer[lo])):
+                n = int(np.searchsorted(longer[lo:hi], -k, "left"))  # detections whose image has > k boxes
+                sl = slice(lo, lo + n)
+                j = np.add(base[sl], k, out=jb[:n])
+                a, c, d = t1[:n], t2[:n], t3[:n]
+                np.minimum(x2[sl], np.take(gx2, j, out=a), out=a)
+                np.maximum(x1[sl], np.take(gx1, j, out=c), out=c)
+                np.maximum(np.subtract(a, c, out=a), 0, out=a)  # intersection width
+                np.minimum(y2[sl], np.take(gy2, j, out=c), out=c)
+                np.maximum(y1[sl], np.take(gy1, j, out=d), out=d)
+                np.maximum(np.subtract(c, d, out=c), 0, out=c)  # height
+                np.multiply(a, c, out=a)  # intersection
+                np.subtract(np.add(np.take(garea, j, out=c), area[sl], out=c), a, out=c)  # union
+                np.divide(a, c, out=a)  # as pair_iou's; nan where the union is 0 (never better)
+                better = np.greater(a, sbest[sl], out=m1[:n])
+                np.logical_and(better, np.not_equal(np.take(gt.labels, j, out=lb[:n]), lab[sl], out=m2[:n]),
+                               out=better)
+                np.copyto(sbest[sl], a, where=better)
+                np.copyto(sat[sl], j, where=better)
     best[order], at[order] = sbest, sat
     return best, at
 
