@@ -99,3 +99,11 @@ def test_ap_from_the_true_positives_alone_equals_the_full_curve_read(seed):
         full = core.ap_points(core.curves(labels[keep], tp[keep], n_pos), points)
         fast = core.ap_from_tp_ranks(*core.tp_ranks(labels, tp, keep), n_pos, points)
         assert np.array_equal(full, fast)
+
+
+@pytest.mark.parametrize("groups", [3, 40000])
+def test_by_group_is_a_stable_regrouping(groups):
+    rng = np.random.default_rng(groups)
+    order = rng.permutation(5000)
+    group = rng.integers(0, groups, 5000)
+    assert np.array_equal(core.by_group(order, group), order[np.argsort(group[order], kind="stable")])

@@ -85,7 +85,7 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
     core.check_labels(truth.labels, num_classes, "ground-truth")
     # image by image, best score first (stable), at most max_per_image per image (tidecv's max_dets)
     by_score = core.score_order(det.scores)  # ties: image order, then input order inside
-    perm = by_score[np.argsort(core.small_ints(det.image[by_score]), kind="stable")]
+    perm = core.by_group(by_score, det.image)  # image by image, best score first inside
     within = np.arange(len(perm)) - np.repeat(np.cumsum(det.counts) - det.counts, det.counts)
     kept = perm[within < max_per_image]
     if len(kept) != len(det) or not np.array_equal(kept, np.arange(len(det))):
