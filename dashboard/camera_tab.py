@@ -58,7 +58,8 @@ def camera_tab(model: models.Model, ctx: Context) -> None:
 
 def camera_stats(live) -> None:
     stats = live.stats()
-    c = st.columns(3)
+    c = st.columns(4)
     c[0].metric("Frames/s", f"{stats['fps']:.1f}" if stats["frames"] else "–")
     c[1].metric("Model", f"{stats['model_ms']:.0f} ms" if stats["frames"] else "–", help="the last frame's forward pass")
     c[2].metric("Frames processed", stats["frames"])
+    c[3].metric("Detections", stats["detections"], help="on the last frame processed")
