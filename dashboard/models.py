@@ -26,14 +26,16 @@ class Model:
     label: str
     trained: bool
     key: str  # identity for caches: file, its mtime and the input size
-    thresholds: Any = None  # yolo.evaluate.OperatingPoints saved beside the checkpoint, if any
+    thresholds: Any = None  # yolo.thresholds.OperatingPoints saved beside the checkpoint, if any
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the checkpoint…")
 def _checkpoint_detector(path: str, mtime_ns: int, image_size: int):
     from yolo.detect import Detector
 
-    return Detector.from_checkpoint(path, image_size=image_size)
+    # no thresholds in the cached Detector: the page reads the file beside the checkpoint on every
+    # run (``operating_points``), so a file saved meanwhile is used at once
+    return Detector.from_checkpoint(path, image_size=image_size, operating_points=False)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Building an untrained model…")
@@ -92,18 +94,15 @@ def load_model(ctx: Context, allow_untrained: bool = True) -> Model:
 
 
 def operating_points(checkpoint: Path, class_names):
-    """The operating points saved beside a checkpoint (Evaluate's button writes them), or None;
-    a broken file is reported and ignored."""
-    from yolo.evaluate.operating import operating_points_path, read_operating_points
+    """The operating points saved beside a checkpoint (``yolo.thresholds``: written by the
+    Evaluate page's button and by ``python -m yolo.evaluate``), or None; a broken file is
+    reported and ignored."""
+    from yolo.thresholds import thresholds_for
 
-    path = operating_points_path(checkpoint)
-    if not path.is_file():
-        return None
-    try:
-        return read_operating_points(path, class_names)
-    except ValueError as err:
-        st.warning(f"Ignoring the saved thresholds: {err}")
-        return None
+    found = thresholds_for(checkpoint, class_names)
+    if found.message:
+        st.warning(f"Ignoring the saved thresholds: {found.message}")
+    return found.points
 
 
 def check_classes(model: Model, ctx: Context, consequence: str) -> bool:
@@ -167,7 +166,8 @@ def starting_threshold(model: Model, default: float) -> tuple[float, str]:
     if model.thresholds is not None:
         return round(float(model.thresholds.global_threshold), 2), (
             f"starts at {model.thresholds.global_threshold:.2f}, the single threshold of best F1 saved for this "
-            f"checkpoint on the Evaluate page ({model.thresholds.rule}); per-class thresholds are one toggle away")
+            f"checkpoint (Evaluate page or python -m yolo.evaluate; {model.thresholds.rule}); per-class thresholds "
+            "are one toggle away")
     if not model.trained:
         return default, (f"starts at {default:.2f}: an untrained model's scores are tiny, so a low threshold shows "
                          "its mechanics")
@@ -199,7 +199,8 @@ def confidence_controls(model: Model, prefix: str, trained_start: float = 0.25,
     Returns (conf: one threshold, or one per class; NMS IoU)."""
     per_class = model.thresholds is not None and st.toggle(
         "Per-class thresholds (the saved operating point)", value=True, key=f"{prefix}_per_class",
-        help="On: each class at its own threshold saved on the Evaluate page (the confidence slider is off); "
+        help="On: each class at its own threshold saved for this checkpoint (the Evaluate page or python -m "
+             "yolo.evaluate; the confidence slider is off); "
              "off: the slider's one threshold for every class")
     start, why = starting_threshold(model, trained_start if model.trained else untrained_start)
     conf, iou = threshold_sliders(prefix, conf=start, why=None if per_class else why, conf_disabled=per_class)

@@ -380,6 +380,31 @@ def test_evaluate_errors_operating_points_compare_and_metrics(voc, tmp_path, mon
     assert any("best F1 saved for this checkpoint" in t for t in [c.value for c in detect.caption])
 
 
+def test_detect_starts_from_the_thresholds_that_python_m_yolo_evaluate_saved(voc, voc_mini, tmp_path, monkeypatch, capsys):
+    """``python -m yolo.evaluate CKPT`` with no thresholds flag saves the operating points where the
+    Detect page looks: it opens with the per-class toggle on, those thresholds listed, and the
+    slider at their single best threshold."""
+    import shutil
+
+    from yolo.config import VOC_CLASSES
+    from yolo.evaluate.__main__ import main
+    from yolo.thresholds import load_thresholds, thresholds_path
+
+    logs = tmp_path / "logs"
+    shutil.copytree(voc, logs)
+    monkeypatch.setenv("YOLO_LOGS", str(logs))
+    ckpt = logs / "tiny" / "version_0" / "checkpoints" / "best-epoch=000.ckpt"
+    assert main([str(ckpt), "--data", str(voc_mini), "--split", "val", "--limit", "4", "--image-size", "256",
+                 "--out", str(tmp_path / "eval")]) == 0
+    capsys.readouterr()
+    points = load_thresholds(thresholds_path(ckpt), VOC_CLASSES)
+    detect = open_page("Detect")
+    assert detect.toggle(key="det_per_class").value, "Detect starts at the saved per-class thresholds"
+    assert detect.slider(key="det_conf").value == pytest.approx(round(points.global_threshold, 2))
+    listed = next(c.value for c in detect.caption if "Each class at its own saved threshold" in c.value)
+    assert all(f"{n} {t:.2f}" in listed for n, t in zip(points.class_names, points.class_thresholds))
+
+
 def test_compare_refuses_a_b_of_other_classes_or_unreadable_and_still_draws_the_other_tabs(voc, tmp_path, monkeypatch):
     """B with 5 classes gets a warning (not a comparison of unrelated class indices), a B that is
     not a checkpoint a message (old code: an exception element that also ended the page)."""

@@ -20,8 +20,8 @@ from test_dashboard import (assert_clean, demo_root, fresh, index_cache, metric,
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
 from wording import count  # noqa: E402
 
-from yolo.evaluate.operating import OperatingPoints, operating_points_path, save_operating_points  # noqa: E402
 from yolo.config import VOC_CLASSES  # noqa: E402
+from yolo.thresholds import OperatingPoints, thresholds_path, write_thresholds  # noqa: E402
 
 
 def decoded_picture(at) -> np.ndarray:
@@ -75,7 +75,7 @@ def saved_point(voc, tmp_path, monkeypatch) -> Path:
     shutil.copytree(voc, logs)
     checkpoint = logs / "tiny" / "version_0" / "checkpoints" / "best-epoch=000.ckpt"
     thresholds = [0.05 + 0.005 * i for i in range(len(VOC_CLASSES))]
-    save_operating_points(OperatingPoints(list(VOC_CLASSES), thresholds, 0.07), operating_points_path(checkpoint))
+    write_thresholds(OperatingPoints(list(VOC_CLASSES), thresholds, 0.07), thresholds_path(checkpoint))
     monkeypatch.setenv("YOLO_LOGS", str(logs))
     return checkpoint
 

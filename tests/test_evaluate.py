@@ -26,11 +26,10 @@ from yolo.evaluate import (
     fit_operating_points,
     held_out_gain,
     metric_table,
-    read_operating_points,
-    save_operating_points,
     scores_at,
 )
 from yolo.model import YOLOv3
+from yolo.thresholds import load_thresholds, thresholds_path, write_thresholds
 from yolo.weights import save_weights
 
 A, B, C = [0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 60, 60]
@@ -386,27 +385,27 @@ def test_optimiser_finds_each_classes_best_threshold():
 def test_saved_thresholds_round_trip_through_the_detector(tmp_path):
     dets, truths = constructed_split()
     points = fit_operating_points(dets, truths, ["a", "b"])
-    path = save_operating_points(points, tmp_path / "best.thresholds.json")
-    assert read_operating_points(path, ["a", "b"]).class_thresholds == pytest.approx(points.class_thresholds)
+    path = write_thresholds(points, tmp_path / "best.thresholds.json")
+    assert load_thresholds(path, ["a", "b"]).class_thresholds == pytest.approx(points.class_thresholds)
     with pytest.raises(ValueError, match="no threshold for c"):
-        read_operating_points(path, ["a", "c"])
+        load_thresholds(path, ["a", "c"])
     good = json.loads(path.read_text())
     for field, value in [("thresholds", [0.5, 0.5]), ("thresholds", {"a": "high", "b": 0.5}),
                          ("thresholds", {"a": None, "b": 0.5}), ("global_threshold", [1]), ("f1", 3),
                          ("global_threshold", 2.0)]:
         path.with_name("bad.json").write_text(json.dumps({**good, field: value}))
         with pytest.raises(ValueError, match="bad.json"):  # one ValueError naming the file, never a TypeError
-            read_operating_points(path.with_name("bad.json"), ["a", "b"])
+            load_thresholds(path.with_name("bad.json"), ["a", "b"])
     torch.manual_seed(0)
     ckpt = save_weights(calibrated_random_model_2(), tmp_path / "best.ckpt", ["a", "b"])
     image = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
-    plain = Detector.from_checkpoint(ckpt, image_size=128).predict(image)
+    plain = Detector.from_checkpoint(ckpt, image_size=128, operating_points=False).predict(image)
     tuned = Detector.from_checkpoint(ckpt, image_size=128, operating_points=path).predict(image)
     # scale the saved thresholds into this random model's score range: write them again
     scores = plain.select(conf=0.0, max_detections=10_000)
     low = [float(scores.scores[scores.labels == c].quantile(0.9)) for c in range(2)]
     points.class_thresholds = low
-    save_operating_points(points, path)
+    write_thresholds(points, path)
     tuned = Detector.from_checkpoint(ckpt, image_size=128, operating_points=path).predict(image)
     got = tuned.select(max_detections=10_000)
     assert len(got) > 0
@@ -512,6 +511,7 @@ def test_coco_exports_are_xywh_with_one_based_categories_and_crowd_difficult():
 # ------------------------------------------------------------------------------------ the CLI
 def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys):
     from yolo.evaluate.__main__ import main
+    from yolo.predictions import PredictionSet
 
     a = save_weights(calibrated_random_model(), tmp_path / "a.ckpt", VOC_NAMES)
     torch.manual_seed(3)
@@ -523,7 +523,7 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "mAP@0.5 by rule" in printed and "TIDE error breakdown" in printed and "Held-out F1" in printed
     folder = out / "val"
-    for name in ("rules.csv", "per_class.csv", "errors.csv", "error_instances.csv", "operating_points.json",
+    for name in ("rules.csv", "per_class.csv", "errors.csv", "error_instances.csv", "operating_points.csv",
                  "coco_results.json", "coco_ground_truth.json", "compare.csv", "regressions.csv"):
         assert (folder / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
@@ -531,7 +531,6 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     assert "compare" in summary["splits"]["val"] and "f1_gain" in summary["held_out_f1"]
     # calibration: printed, written, and the same numbers as yolo.evaluate.calibration on the cached predictions
     from yolo.evaluate import calibration
-    from yolo.predictions import PredictionSet
 
     assert "calibration at IoU 0.5" in printed and (folder / "calibration.csv").is_file()
     preds = PredictionSet.load(next(out.glob("predictions-A-*.pt")))
@@ -543,26 +542,60 @@ def test_cli_evaluates_compares_and_writes_every_file(voc_mini, tmp_path, capsys
     assert written["detections"] == direct.detections and written["n_bins"] == 10
     assert (math.isnan(direct.ece) and written["ece"] is None) or written["ece"] == pytest.approx(direct.ece, abs=1e-12)
     assert [b["count"] for b in written["bins"]] == direct.bins["count"].tolist()
-    points = read_operating_points(folder / "operating_points.json", VOC_NAMES)
-    assert len(points.class_thresholds) == 20
-    again = main(args + ["--operating-points", str(folder / "operating_points.json"), "--force"])
+    # the thresholds are saved in one place: beside the checkpoint, not in the output folder
+    saved = thresholds_path(a)
+    assert summary["thresholds_file"] == str(saved) and not (folder / "operating_points.json").exists()
+    points = load_thresholds(saved, VOC_NAMES)
+    fitted = fit_operating_points(preds.detections(conf=preds.conf_floor, iou=0.45, max_detections=300),
+                                  preds.ground_truth(), VOC_NAMES)  # on what they were fitted on
+    assert points.class_thresholds == pytest.approx(fitted.class_thresholds) and points.meta["split"] == "val"
+    again = main(args + ["--operating-points", str(saved), "--force"])
     printed = capsys.readouterr().out
     assert again == 0 and "reusing" in printed, "the model ran once per split"
     assert "at the given operating points" in printed
     assert "given_operating_points" in json.loads((out / "summary.json").read_text())["splits"]["val"]
+    # an existing thresholds file is replaced only with --force; --no-thresholds leaves it alone
+    before = saved.read_bytes()
+    with pytest.raises(SystemExit):
+        main(args[:-1] + [str(tmp_path / "out2")])
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(args[:-1] + [str(tmp_path / "out2"), "--no-thresholds"]) == 0
+    assert saved.read_bytes() == before and "thresholds_file" not in json.loads((tmp_path / "out2" / "summary.json").read_text())
+    capsys.readouterr()
     more = main([str(a), "--data", str(voc_mini), "--split", "val", "--limit", "7", "--image-size", "128",
                  "--out", str(out), "--force"])
     printed = capsys.readouterr().out
     assert more == 0 and "reusing" not in printed, "another --limit is other predictions"
     assert json.loads((out / "summary.json").read_text())["splits"]["val"]["images"] == 7
     # bad input: one line, no traceback
-    assert main([str(a), "--data", str(tmp_path), "--split", "val"]) == 2
+    assert main([str(a), "--data", str(tmp_path), "--split", "val", "--no-thresholds"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     five = save_weights(YOLOv3(5, 0.125).eval(), tmp_path / "five.ckpt", ["a", "b", "c", "d", "e"])
     assert main(args[:-4] + ["--compare", str(five), "--out", str(out), "--force"]) == 2
     assert "cannot be compared" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.ckpt"), "--data", str(voc_mini), "--split", "val"])
+
+
+def test_cli_thresholds_are_what_the_next_detector_starts_from(voc_mini, tmp_path, capsys):
+    """``python -m yolo.evaluate CKPT`` with no thresholds flag, then ``Detector.from_checkpoint(CKPT)``
+    with no extra argument: its per-class thresholds are the ones the evaluation fitted, and
+    ``select()`` with no threshold keeps exactly what those thresholds keep."""
+    from yolo.evaluate.__main__ import main
+
+    ckpt = save_weights(calibrated_random_model(), tmp_path / "run" / "best.ckpt", VOC_NAMES)
+    assert Detector.from_checkpoint(ckpt, image_size=128).class_conf is None  # nothing saved yet
+    assert main([str(ckpt), "--data", str(voc_mini), "--split", "val", "--limit", "4", "--image-size", "128"]) == 0
+    assert "Detector.from_checkpoint and the dashboard" in capsys.readouterr().out
+    fitted = json.loads((tmp_path / "run" / "evaluate" / "summary.json").read_text())["splits"]["val"]["class_thresholds"]
+    detector = Detector.from_checkpoint(ckpt, image_size=128)
+    assert detector.thresholds_file == str(tmp_path / "run" / "best.thresholds.json")
+    assert list(detector.class_conf) == pytest.approx([fitted[n] for n in VOC_NAMES])
+    image = (np.random.default_rng(1).random((120, 160, 3)) * 255).astype(np.uint8)
+    found = detector.predict(image)
+    by_hand = found.select(conf=[fitted[n] for n in VOC_NAMES])
+    got = found.select()
+    assert torch.equal(got.boxes, by_hand.boxes) and torch.equal(got.labels, by_hand.labels)
 
 
 def test_box_statistics_by_hand():

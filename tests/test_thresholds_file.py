@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from yolo.weights import save_weights
-from yolo.evaluate.operating import ThresholdsWriteError, read_operating_points
 from yolo.filelimits import FileLimitError, read_small_file
 from yolo.model import YOLOv3
+from yolo.thresholds import ThresholdsWriteError, load_thresholds
+from yolo.weights import save_weights
 
 
 def thresholds_text(**override) -> str:
@@ -68,18 +68,19 @@ def within(call, seconds: float = 30.0) -> dict:
 
 def test_hostile_operating_points_are_one_line_value_errors(tmp_path):
     for name, path in hostile_thresholds(tmp_path).items():
-        result = within(lambda: read_operating_points(path, ["a", "b"]))
+        result = within(lambda: load_thresholds(path, ["a", "b"]))
         err = result.get("error")
         assert type(err) is not RecursionError and isinstance(err, ValueError), (name, result)
         assert len(str(err).splitlines()) == 1 and str(path) in str(err), (name, str(err)[:300])
     good = tmp_path / "good.json"
     good.write_text(thresholds_text())
-    points = read_operating_points(good, ["a", "b"])
+    points = load_thresholds(good, ["a", "b"])
     assert points.class_thresholds == [0.3, 0.6] and points.global_threshold == 0.5
 
 
 def test_the_detector_and_the_cli_fall_back_to_default_thresholds(tmp_path, voc_mini, capsys):
-    from yolo.detect import Detector, ThresholdsWarning
+    from yolo.detect import Detector
+    from yolo.thresholds import ThresholdsWarning
     from yolo.evaluate.__main__ import main
 
     ckpt = save_weights(YOLOv3(2, 0.125), tmp_path / "w.pt", ["a", "b"])
@@ -106,13 +107,13 @@ def test_an_unchanged_thresholds_file_is_read_once(tmp_path, monkeypatch):
     reads = []
     real = filelimits.read_small_file
     monkeypatch.setattr(filelimits, "read_small_file", lambda *a, **k: (reads.append(a[0]), real(*a, **k))[1])
-    first = read_operating_points(path, ["a", "b"])
-    second = read_operating_points(path, ["a", "b"])
+    first = load_thresholds(path, ["a", "b"])
+    second = load_thresholds(path, ["a", "b"])
     assert len(reads) == 1 and first.class_thresholds == second.class_thresholds == [0.3, 0.6]
     second.meta["pad"] = "changed by a caller"  # does not reach the cache
-    assert read_operating_points(path, ["a", "b"]).meta["pad"] == "x" * 200_000
+    assert load_thresholds(path, ["a", "b"]).meta["pad"] == "x" * 200_000
     path.write_text(thresholds_text().replace("0.3", "0.4"))  # changed (size, mtime): read again
-    assert read_operating_points(path, ["a", "b"]).class_thresholds[0] == 0.4 and len(reads) == 2
+    assert load_thresholds(path, ["a", "b"]).class_thresholds[0] == 0.4 and len(reads) == 2
 
 
 def test_read_small_file_bounds(tmp_path):
@@ -129,11 +130,11 @@ def test_read_small_file_bounds(tmp_path):
 
 # ------------------------------------------------------------------ item 6
 def test_saving_thresholds_where_nothing_can_be_written_is_a_clear_error(tmp_path, monkeypatch):
-    from yolo.evaluate.operating import OperatingPoints, operating_points_path, save_operating_points
+    from yolo.thresholds import OperatingPoints, thresholds_path, write_thresholds
 
     points = OperatingPoints(["a", "b"], [0.3, 0.6], 0.5)
     with pytest.raises(ThresholdsWriteError, match="cannot save the thresholds to /sys/.*read-only folder"):
-        save_operating_points(points, operating_points_path("/sys/yolo/last.ckpt"))
+        write_thresholds(points, thresholds_path("/sys/yolo/last.ckpt"))
     real = Path.write_text
 
     def read_only(self, *a, **k):
@@ -143,7 +144,7 @@ def test_saving_thresholds_where_nothing_can_be_written_is_a_clear_error(tmp_pat
 
     monkeypatch.setattr(Path, "write_text", read_only)
     with pytest.raises(ThresholdsWriteError, match="Permission denied") as exc:
-        save_operating_points(points, tmp_path / "last.thresholds.json")
+        write_thresholds(points, tmp_path / "last.thresholds.json")
     assert isinstance(exc.value, OSError) and len(str(exc.value).splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
@@ -185,10 +186,10 @@ def test_pages_say_nan_weights_and_a_broken_thresholds_file(page, tmp_path, voc_
     from streamlit.testing.v1 import AppTest
 
     from yolo.config import VOC_CLASSES
-    from yolo.evaluate.operating import operating_points_path
+    from yolo.thresholds import thresholds_path
 
     ckpt = nan_weights(tmp_path / "nan.pt", list(VOC_CLASSES))
-    operating_points_path(ckpt).write_text("[" * 10_000 + "]" * 10_000)
+    thresholds_path(ckpt).write_text("[" * 10_000 + "]" * 10_000)
     for name in ("YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT", "YOLO_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("YOLO_DATA", str(voc_mini))

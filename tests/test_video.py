@@ -304,7 +304,7 @@ def test_cli_writes_the_annotated_clip_and_refuses_bad_flags(clip, tmp_path, cap
 
 
 def test_cli_thresholds_default_to_the_checkpoint_s_saved_operating_point(clip, tmp_path, capsys):
-    from yolo.evaluate.operating import OperatingPoints, operating_points_path, save_operating_points
+    from yolo.thresholds import OperatingPoints, thresholds_path, write_thresholds
 
     path, _ = clip
     ckpt = save_weights(spread_model(), tmp_path / "tiny.ckpt", list(DEMO_CLASSES))
@@ -312,7 +312,7 @@ def test_cli_thresholds_default_to_the_checkpoint_s_saved_operating_point(clip, 
     main([*args, "--out", str(tmp_path / "a.webm")])
     assert "at conf 0.05," in capsys.readouterr().out  # no file: the detector's default
     thresholds = [0.06, 0.07, 0.08, 0.09, 1.0]
-    save_operating_points(OperatingPoints(list(DEMO_CLASSES), thresholds, 0.07), operating_points_path(ckpt))
+    write_thresholds(OperatingPoints(list(DEMO_CLASSES), thresholds, 0.07), thresholds_path(ckpt))
     detector = Detector.from_checkpoint(ckpt, image_size=SIZE)
     counts = detect_clip(detector, path, max_frames=2).counts(conf=thresholds).sum(axis=0)
     assert counts[-1] == 0 and counts.sum() > 0
@@ -321,7 +321,7 @@ def test_cli_thresholds_default_to_the_checkpoint_s_saved_operating_point(clip, 
     assert f"at per-class operating point, iou 0.45: {found}\n" in capsys.readouterr().out
     main([*args, "--out", str(tmp_path / "c.webm"), "--conf", "0.05"])
     assert "at conf 0.05," in capsys.readouterr().out  # a flag wins over the file
-    operating_points_path(ckpt).write_text("{" * 10)
+    thresholds_path(ckpt).write_text("{" * 10)
     main([*args, "--out", str(tmp_path / "d.webm")])
     out, err = capsys.readouterr()
     assert "using the default thresholds" in err and "at conf 0.05," in out

@@ -32,13 +32,10 @@ from yolo.imageio import load_image
 from yolo.letterbox import Letterbox, letterbox
 from yolo.model import YOLOv3
 from yolo.selection import Candidates, Detections, class_ids, decode_candidates, select, unravel_slot
+from yolo.thresholds import ThresholdsWarning, read_thresholds, thresholds_for
 from yolo.weights import load_into, read_checkpoint
 
 PRE_NMS_TOP_K = EVAL_NMS.pre_nms_top_k  # the Detector's default: candidates per image entering NMS
-
-
-class ThresholdsWarning(UserWarning):
-    """An operating-points file that cannot be used: the Detector runs at its default thresholds."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,6 +194,7 @@ class Detector:
         self.config = config or PostprocessConfig(pre_nms_top_k=PRE_NMS_TOP_K)
         self.class_conf = tuple(float(c) for c in class_conf) if class_conf is not None else None
         self.checkpoint: str | None = None
+        self.thresholds_file: str | None = None  # the operating-points file class_conf came from
         # what a user should know about this model, one line each (NaN/Inf weights, a thresholds
         # file that could not be used): the dashboard shows them beside the detections
         self.warnings: list[str] = []
@@ -211,7 +209,7 @@ class Detector:
         width: float | None = None,
         prefer_ema: bool = True,
         config: PostprocessConfig | None = None,
-        operating_points: str | Path | None = None,
+        operating_points: str | Path | bool | None = None,
     ) -> Detector:
         """Load safely (``torch.load(weights_only=True)``); EMA weights when present.
 
@@ -219,28 +217,36 @@ class Detector:
         size), else at ``DEFAULT_IMAGE_SIZE`` (older checkpoints).
         ``num_classes``/``width``, when given, are what the caller expects: a checkpoint for
         another class count or width raises ``CheckpointError`` saying both.
-        ``operating_points``: a JSON file written by ``yolo.evaluate.save_operating_points``;
-        its per-class thresholds become ``class_conf`` (``select``'s default).
+        ``operating_points``: per-class thresholds (``yolo.thresholds``) that become ``class_conf``
+        (``select``'s default). None (or True): the file beside the checkpoint (``<stem>.thresholds.json``,
+        written by ``python -m yolo.evaluate`` and the Evaluate page) when there is one. A path:
+        that file. False: none. A file that cannot be used gives a ``ThresholdsWarning`` (also in
+        ``detector.warnings``) and the default thresholds.
         """
         state = read_checkpoint(path, prefer_ema=prefer_ema)
         model = YOLOv3(num_classes or state.num_classes, width or state.width)
         load_into(model, state)
-        class_conf, notes = None, []
+        notes = []
         if state.nonfinite:
             notes.append(f"{len(state.nonfinite)} weight tensors of {Path(path).name} hold NaN or Inf (first: "
                          f"{state.nonfinite[0]}): its scores are NaN, so it finds nothing")
-        if operating_points is not None:
-            from yolo.evaluate.operating import read_operating_points
-
-            try:
-                class_conf = read_operating_points(operating_points, state.class_names).class_thresholds
-            except ValueError as err:  # a broken file: a message, and the default thresholds
-                notes.append(f"{err}; using the default thresholds")
+        points = None
+        if operating_points is not False:
+            named = operating_points is not None and operating_points is not True
+            found = (read_thresholds(operating_points, state.class_names) if named
+                     else thresholds_for(path, state.class_names))
+            points = found.points
+            problem = found.message or (f"no operating-points file at {operating_points}" if named and points is None
+                                        else None)
+            if problem:  # a broken file: a message, and the default thresholds
+                notes.append(f"{problem}; using the default thresholds")
                 warnings.warn(notes[-1], ThresholdsWarning, stacklevel=2)
         size = image_size or state.image_size or DEFAULT_IMAGE_SIZE  # the size it was validated at
+        class_conf = points.class_thresholds if points is not None else None
         detector = cls(model, state.class_names, size, device, state.anchors, config, class_conf)
         detector.checkpoint = str(path)
         detector.warnings = notes
+        detector.thresholds_file = str(found.path) if points is not None else None
         return detector
 
     # ---------------------------------------------------------------------------------------

@@ -504,11 +504,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _saved_operating_points(checkpoint: Path) -> Path | None:
-    """The operating-points file the Evaluate page saves beside a checkpoint
-    (``<stem>.thresholds.json``, ``yolo.evaluate.operating.operating_points_path``), if present."""
-    path = checkpoint.with_name(checkpoint.stem + ".thresholds.json")
-    return path if path.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -529,16 +524,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(err)) from None
     try:
         info = probe_clip(clip_path)
-        detector = Detector.from_checkpoint(args.checkpoint, device=args.device, image_size=args.image_size)
-    except (VideoError, CheckpointError, ValueError) as err:
-        raise SystemExit(str(err)) from None
-    points = _saved_operating_points(Path(args.checkpoint))
-    if points is not None and args.conf is None:
-        with warnings.catch_warnings():  # the Detector keeps what went wrong in .warnings, printed below
+        # without --conf, the operating points saved beside the checkpoint (yolo.thresholds) if any;
+        # the Detector keeps what went wrong in .warnings, printed below
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             detector = Detector.from_checkpoint(args.checkpoint, device=args.device, image_size=args.image_size,
-                                                operating_points=points)
-    for note in detector.warnings:
+                                                operating_points=False if args.conf is not None else None)
+    except (VideoError, CheckpointError, ValueError) as err:
+        raise SystemExit(str(err)) from None
+    for note in detector.warnings:  # a saved thresholds file it could not use, NaN weights: one line each
         print(f"warning: {note}", file=sys.stderr)
     size = output_size(info.size, args.max_side)
     conf, iou = args.conf, args.iou

@@ -160,14 +160,13 @@ with op_tab:
     if ctx.checkpoint is None:
         st.info("Save needs a checkpoint file: thresholds are stored beside it.")
     elif st.button("Save these thresholds for Detect and GradCAM", key="ev_op_save", type="primary"):
-        from yolo.evaluate import operating_points_path, save_operating_points
-        from yolo.evaluate.operating import ThresholdsWriteError
+        from yolo.thresholds import ThresholdsWriteError, thresholds_path, write_thresholds
 
         points.meta = {"split": spec, "images": len(preds), "checkpoint": str(ctx.checkpoint)}
         try:
-            written = save_operating_points(points, operating_points_path(ctx.checkpoint))
-            st.success(f"Saved to `{written}`; Detect and GradCAM now start there "
-                       "(and Detector.from_checkpoint(..., operating_points=...) reads it).")
+            written = write_thresholds(points, thresholds_path(ctx.checkpoint))
+            st.success(f"Saved to `{written}`; Detect and GradCAM now start there, and so does "
+                       "Detector.from_checkpoint for this checkpoint.")
         except ThresholdsWriteError as err:  # e.g. a checkpoint in a read-only folder
             st.error(str(err))
 with cal_tab:

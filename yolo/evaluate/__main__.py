@@ -6,10 +6,14 @@ reuses them), then prints and writes, per split:
     rules.csv, per_class.csv      mAP@0.5 by the VOC, VOC07, COCO and course rules (and per class)
     errors.csv, errors_per_class.csv, error_instances.csv   the TIDE breakdown and every error
     calibration.csv, calibration_per_class.csv   reliability bins (confidence vs precision), ECE, MCE
-    operating_points.json, operating_points.csv   per-class thresholds (Detector reads the JSON)
+    operating_points.csv          per-class thresholds fitted on that split
     coco_results.json, coco_ground_truth.json     what other tools read
     compare.csv, regressions.csv  with --compare: per-class dAP with its interval, worst images
     summary.json                  the headline numbers of all of it
+
+The thresholds fitted on the first split are saved beside the checkpoint (``<name>.thresholds.json``,
+``yolo.thresholds``), where ``Detector.from_checkpoint`` and the dashboard's Detect and GradCAM pages
+start from them (``--thresholds FILE`` elsewhere, ``--no-thresholds`` not at all).
 
 The held-out F1 gain of per-class thresholds: fitted on the first split and measured on the
 second when two are given, else fitted on the first half of the images and measured on the rest.
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from yolo.argtypes import OutputError, image_size, integer, output_folder, real, write_message
+from yolo.argtypes import OutputError, image_size, integer, output_file, output_folder, real, write_message
 from yolo.config import EVAL_NMS, MAX_IMAGE_SIZE
 from yolo.evaluate import (
     calibration,
@@ -32,11 +36,10 @@ from yolo.evaluate import (
     fit_operating_points,
     held_out_gain,
     metric_table,
-    read_operating_points,
-    save_operating_points,
     scores_at,
 )
 from yolo.evaluate.export import coco_ground_truth, coco_results, write_csv, write_json
+from yolo.thresholds import read_thresholds, thresholds_path, write_thresholds
 
 
 # Images per forward pass: 1024 images at 608 px are ~4.5 GB of float input alone; more is a typo.
@@ -66,6 +69,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="choose thresholds reaching this precision, in (0, 1], instead of max F1")
     p.add_argument("--operating-points", type=Path,
                    help="a saved operating-points JSON: also report precision, recall and F1 at its per-class thresholds")
+    p.add_argument("--thresholds", type=Path, default=None,
+                   help="where to save the per-class thresholds fitted on the first split (default: beside the "
+                        "checkpoint, <name>.thresholds.json, where Detector.from_checkpoint and the dashboard look); "
+                        "an existing file is replaced only with --force")
+    p.add_argument("--no-thresholds", action="store_true", help="do not save the fitted thresholds anywhere")
     p.add_argument("--limit", type=integer(1), help="only the first N images of each split, N >= 1")
     p.add_argument("--batch-size", type=integer(1, MAX_BATCH), default=8,
                    help=f"images per forward pass, 1..{MAX_BATCH} (default 8)")
@@ -88,6 +96,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.out = output_folder(args.out or args.checkpoint.parent / "evaluate", args.force, "--out", "summary.json")
     except OutputError as err:
         p.error(str(err))
+    if args.no_thresholds:
+        args.thresholds = None
+    else:  # the same for the thresholds file, beside the checkpoint unless --thresholds says
+        flag = "--thresholds" if args.thresholds is not None else "thresholds beside the checkpoint:"
+        try:
+            args.thresholds = output_file(args.thresholds or thresholds_path(args.checkpoint), args.force, flag)
+        except OutputError as err:
+            p.error(f"{err} (--no-thresholds: do not save them)")
     return args
 
 
@@ -130,15 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     try:
         classes = load_classes(args.data)
-        detector = Detector.from_checkpoint(args.checkpoint, args.device, args.image_size)
-        other = (Detector.from_checkpoint(args.compare, args.device, args.image_size or detector.image_size)
+        # the evaluation never depends on thresholds saved earlier: predictions keep every candidate
+        detector = Detector.from_checkpoint(args.checkpoint, args.device, args.image_size, operating_points=False)
+        other = (Detector.from_checkpoint(args.compare, args.device, args.image_size or detector.image_size,
+                                          operating_points=False)
                  if args.compare else None)  # B at A's size: one input for both
         given = None
         if args.operating_points:
-            try:
-                given = read_operating_points(args.operating_points, detector.class_names)
-            except ValueError as err:  # a broken file: said, and the report goes on without it
-                print(f"warning: {err}; not reporting at given operating points", file=sys.stderr)
+            found = read_thresholds(args.operating_points, detector.class_names)
+            given = found.points
+            if given is None:  # a broken file: said, and the report goes on without it
+                print(f"warning: {found.message or f'no operating-points file at {args.operating_points}'}; "
+                      "not reporting at given operating points", file=sys.stderr)
         if tuple(detector.class_names) != tuple(classes):
             raise ValueError(f"the checkpoint knows {len(detector.class_names)} classes, the dataset has {len(classes)}")
         if other is not None and tuple(other.class_names) != tuple(detector.class_names):
@@ -191,7 +210,8 @@ def report(args, detector, other, given, sets, classes, out: Path) -> int:
         write_csv(breakdown.per_class.assign(**{"class": names}), folder / "errors_per_class.csv")
         write_csv(instances, folder / "error_instances.csv")
         write_csv(thresholds, folder / "operating_points.csv")
-        save_operating_points(points, folder / "operating_points.json")
+        if spec == args.split[0] and args.thresholds is not None:
+            summary["thresholds_file"] = str(write_thresholds(points, args.thresholds))
         write_json(coco_results(dets), folder / "coco_results.json")
         write_json(coco_ground_truth(truth, preds.image_ids, preds.sizes, names), folder / "coco_ground_truth.json")
         if given is not None:
@@ -231,6 +251,9 @@ def report(args, detector, other, given, sets, classes, out: Path) -> int:
     print(f"\nHeld-out F1 ({how}): per-class thresholds {gain['f1_per_class_thresholds']:.4f}, "
           f"one global threshold {gain['f1_global_threshold']:.4f}, gain {gain['f1_gain']:+.4f}")
     write_json(summary, out / "summary.json")
+    if args.thresholds is not None:
+        print(f"\nsaved the thresholds fitted on {first} to {args.thresholds}: Detector.from_checkpoint and the "
+              "dashboard's Detect and GradCAM pages start from them")
     print(f"\nwrote {out}")
     return 0
 

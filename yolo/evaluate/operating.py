@@ -1,6 +1,7 @@
 """Operating points: precision, recall and F1 against the confidence threshold, per class and
-overall; the threshold that maximises F1 (or reaches a target precision) per class; saved as a
-small JSON file that ``yolo.detect.Detector`` reads as per-class thresholds.
+overall; the threshold that maximises F1 (or reaches a target precision) per class. The result,
+``OperatingPoints``, and its file (format, home beside the checkpoint, reading and writing) live
+in ``yolo.thresholds``, below ``yolo.detect``, which reads it as per-class thresholds.
 
 Thresholds follow the Detector's rule: a detection is kept when its score is ABOVE the
 threshold. A chosen threshold is the midpoint between the last score kept and the next one, so
@@ -12,38 +13,14 @@ here comes from one matching pass.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-from yolo.filelimits import read_json_file
-
-OPERATING_POINTS_VERSION = 1
-
-
-@dataclass
-class OperatingPoints:
-    """Per-class confidence thresholds and what they were chosen for.
-
-    class_thresholds: one per class (classes without evidence get ``global_threshold``);
-    global_threshold: the best single threshold for all classes; rule: "max F1" or
-    "precision >= p"; f1: class -> F1 at its threshold on the split it was fitted on.
-    """
-
-    class_names: list[str]
-    class_thresholds: list[float]
-    global_threshold: float
-    rule: str = "max F1"
-    iou: float = 0.45
-    f1: dict[str, float] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+from yolo.thresholds import OperatingPoints
 
 
 def f1_score(tp: Tensor | float, fp: Tensor | float, positives: Tensor | float) -> Tensor:
@@ -154,76 +131,3 @@ def held_out_gain(fit: tuple[Sequence[dict], Sequence[dict]], test: tuple[Sequen
     single = scores_at(*test, n, points.global_threshold)
     return {"points": points, "f1_per_class_thresholds": per_class["f1"], "f1_global_threshold": single["f1"],
             "f1_gain": per_class["f1"] - single["f1"], "global_threshold": points.global_threshold}
-
-
-class ThresholdsWriteError(OSError):
-    """The operating-points file cannot be written (a read-only folder, a full disk, ...); the
-    message says where and why in one line."""
-
-
-# An operating-points file for 10,000 classes (yolo.filelimits.MAX_CLASSES) is ~1 MB; 4 MiB is the most read.
-MAX_OPERATING_POINTS_BYTES = 4 << 20
-
-
-def save_operating_points(points: OperatingPoints, path: str | Path) -> Path:
-    """Write the JSON file ``Detector.from_checkpoint(..., operating_points=path)`` reads; written
-    beside it and renamed into place. ``ThresholdsWriteError`` (an OSError) when it cannot be."""
-    path = Path(path)
-    payload = {"version": OPERATING_POINTS_VERSION, **asdict(points),
-               "thresholds": dict(zip(points.class_names, points.class_thresholds))}
-    payload.pop("class_thresholds")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise ThresholdsWriteError(err.errno, f"cannot save the thresholds to {path}: {err.strerror or err} "
-                                   f"(a read-only folder? copy the checkpoint somewhere writable)") from None
-    return path
-
-
-def _number(value, path: Path, what: str) -> float:
-    """A JSON number (not a bool or a string) as a float in [0, 1]; ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{path}: {what} must be a number, found {type(value).__name__}")
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"{path}: thresholds must lie in [0, 1] ({what} is {number:g})")
-    return number
-
-
-def read_operating_points(path: str | Path, class_names: Sequence[str] | None = None) -> OperatingPoints:
-    """Read and check a file written by ``save_operating_points``; ``class_names``: the model's,
-    which the file must name. Any problem is a one-line ValueError: a file that is not a regular
-    file of at most 4 MiB (a FIFO, /dev/zero, a folder), not strict JSON (nested too deep, a
-    400-digit integer, NaN), or with values of the wrong type or range. An unchanged file is read
-    once (``yolo.filelimits.read_json_file`` caches it by path, inode, mtime and size)."""
-    path = Path(path)
-    raw = read_json_file(path, MAX_OPERATING_POINTS_BYTES, "operating-points file")
-    if not isinstance(raw, dict) or raw.get("version") != OPERATING_POINTS_VERSION or "thresholds" not in raw:
-        raise ValueError(f"{path} is not an operating-points file (version {OPERATING_POINTS_VERSION})")
-    thresholds = raw["thresholds"]
-    if not isinstance(thresholds, dict):
-        raise ValueError(f"{path}: \"thresholds\" must map class names to numbers, got {type(thresholds).__name__}")
-    names = list(class_names) if class_names is not None else list(thresholds)
-    missing = [n for n in names if n not in thresholds]
-    if missing:
-        raise ValueError(f"{path} has no threshold for {', '.join(map(str, missing[:5]))}: it was fitted for other classes")
-    values = [_number(thresholds[n], path, f"the threshold of {n!r}") for n in names]
-    glob = _number(raw.get("global_threshold", 0.5), path, "global_threshold")
-    iou = _number(raw.get("iou", 0.45), path, "iou")
-    f1, meta = raw.get("f1", {}), raw.get("meta", {})
-    if not isinstance(f1, dict) or not isinstance(meta, dict) or not isinstance(raw.get("rule", ""), str):
-        raise ValueError(f"{path}: malformed operating points (\"f1\" and \"meta\" must be objects, \"rule\" text)")
-    return OperatingPoints(names, values, glob, str(raw.get("rule", "max F1")), iou, dict(f1), dict(meta))
-
-
-def operating_points_path(checkpoint: str | Path) -> Path:
-    """Where a checkpoint's operating points live: beside it, ``<name>.thresholds.json``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + ".thresholds.json")
