@@ -45,12 +45,12 @@ from torch.utils.data import DataLoader
 from bench import ultralytics_data
 from bench.common import print_table, write_results
 from yolo.config import VOC_CLASSES
+from yolo.data.augment import AugConfig
 from yolo.data.collate import collate
 from yolo.data.datasets import DetectionDataset, EvalDataset, ImageCache
 from yolo.data.layout import build_index
 from yolo.data.mosaic import TrainDataset
 from yolo.data.multiscale import MultiScaleBatchSampler
-from yolo.data.transforms import AugConfig
 
 TARGET_RATIO = 1.2  # project / Ultralytics, samples per CPU-second, with and without the RAM cache
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc-mini"

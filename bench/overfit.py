@@ -22,8 +22,8 @@ import pytorch_lightning as pl
 import torch
 
 from yolo.config import ACC_CLASS, ACC_NOOBJ, ACC_OBJ, MAP50, metric_key
+from yolo.data.augment import AugConfig
 from yolo.data.datamodule import VOCDataModule
-from yolo.data.transforms import AugConfig
 from yolo.lit import YoloLitModule
 
 REPO = Path(__file__).resolve().parents[1]

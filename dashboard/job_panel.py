@@ -3,14 +3,10 @@ background (``jobs``), its live progress on the page and in the sidebar."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jobs
 import streamlit as st
+from context import Context
 from places import ensure_demo_data
-
-if TYPE_CHECKING:
-    from frame import Context
 
 
 def sidebar_progress(root: str) -> None:

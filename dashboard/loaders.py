@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-from frame import Context, require_dataset
+from context import Context
+from frame import require_dataset
 
 from yolo import viz
 from yolo.data.layout import build_index
@@ -102,9 +103,9 @@ def dataset_report(ctx: Context, specs: list[str]):
 
 @st.cache_resource(max_entries=4)
 def _train_dataset(root: str, spec: str, classes: tuple[str, ...], stamp: str, mosaic_p: float, colour: bool):
+    from yolo.data.augment import AugConfig
     from yolo.data.datasets import DetectionDataset
     from yolo.data.mosaic import TrainDataset
-    from yolo.data.transforms import AugConfig
 
     return TrainDataset(DetectionDataset(_index(root, spec, classes, stamp)), mosaic_p=mosaic_p,
                         aug=AugConfig(colour=colour), partners="dataset")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-from frame import Context
+from context import Context
 from picking import Picked
 
 TRAIN_HINT = ("No trained checkpoint yet. Train the demo model from the **Home** page (a button; it runs "

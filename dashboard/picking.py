@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-from frame import Context, require_dataset
+from context import Context
+from frame import require_dataset
 from loaders import DISPLAY_SIDE, load_index, load_view
 
 from yolo import viz

@@ -14,6 +14,7 @@ import pytest
 from albumentations.augmentations.pixel import functional as F
 
 from yolo.data.augment import (
+    AugConfig,
     TrainAugment,
     affine_boxes,
     affine_matrix,
@@ -22,7 +23,6 @@ from yolo.data.augment import (
     shift_hsv,
     warp,
 )
-from yolo.data.transforms import AugConfig
 from yolo.letterbox import FILL, boxes_to_letterbox, letterbox
 
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from yolo.data.augment import AugConfig
 from yolo.data.collate import collate
 from yolo.data.datasets import DetectionDataset, EvalDataset
 from yolo.data.layout import build_index
 from yolo.data.mosaic import TrainDataset, mosaic_layout
 from yolo.data.multiscale import MultiScaleBatchSampler
-from yolo.data.transforms import AugConfig
 from yolo.data.voc import format_voc_xml
 from yolo.letterbox import FILL, boxes_from_letterbox
 

@@ -4,8 +4,8 @@ Modules (imported lazily, so ``import yolo.data.transforms`` stays light):
     layout      detect_format, resolve_sources, build_index, default_splits, load_classes
     voc, kaggle readers of the two layouts; index: cached annotation index (DetectionIndex)
     problems    Problem, KINDS (images are read by the core ``yolo.imageio``)
-    transforms  train_transforms, eval_transforms, AugConfig (the letterbox is core: ``yolo.letterbox``)
-    augment     TrainAugment (what train_transforms returns: one affine warp, colour jitter)
+    transforms  train_transforms, eval_transforms (the letterbox is core: ``yolo.letterbox``)
+    augment     TrainAugment (what train_transforms returns: one affine warp, colour jitter), AugConfig
     datasets    DetectionDataset, EvalDataset, ImageCache; mosaic: TrainDataset, mosaic_layout
     multiscale  MultiScaleBatchSampler, size_for_step; collate: collate
     datamodule  VOCDataModule (the only module here that imports Lightning)
@@ -23,7 +23,7 @@ _EXPORTS = {
     "DetectionDataset": "datasets", "EvalDataset": "datasets", "ImageCache": "datasets",
     "MultiScaleBatchSampler": "multiscale", "size_for_step": "multiscale", "multiscale_sizes": "multiscale",
     "collate": "collate",
-    "AugConfig": "transforms", "Letterbox": "yolo.letterbox", "letterbox": "yolo.letterbox",
+    "AugConfig": "augment", "Letterbox": "yolo.letterbox", "letterbox": "yolo.letterbox",
     "letterbox_params": "yolo.letterbox", "boxes_to_letterbox": "yolo.letterbox", "boxes_from_letterbox": "yolo.letterbox",
     "train_transforms": "transforms", "eval_transforms": "transforms",
     "DetectionIndex": "index", "Problem": "problems",

@@ -20,13 +20,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from yolo.data.augment import AugConfig
 from yolo.data.collate import collate
 from yolo.data.datasets import DetectionDataset, EvalDataset, ImageCache
 from yolo.data.layout import DataLayoutError, build_index, default_splits, detect_format, load_classes
 from yolo.data.mosaic import TrainDataset
 from yolo.data.multiscale import MultiScaleBatchSampler, multiscale_sizes
 from yolo.data.problems import summarize
-from yolo.data.transforms import AugConfig
 
 log = logging.getLogger(__name__)
 

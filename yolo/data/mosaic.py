@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from yolo.data.augment import placement_matrix
+from yolo.data.augment import AugConfig, box_candidates, placement_matrix
 from yolo.data.datasets import DetectionDataset
 from yolo.data.multiscale import mix_seed
-from yolo.data.transforms import AugConfig, box_candidates, place_image, train_transforms
+from yolo.data.transforms import place_image, train_transforms
 from yolo.letterbox import FILL, letterbox_params
 
 

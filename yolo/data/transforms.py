@@ -11,38 +11,19 @@ The letterbox itself (resize + pad, and its box mappings) is core: ``yolo.letter
 * ``eval_transforms(size)``: the same letterbox as an Albumentations pipeline.
 * ``place_image``: warp an image into a rectangle of a canvas (one ``cv2.warpAffine`` that both
   resizes and crops), used by the letterbox of training samples and by the mosaic.
+
+``AugConfig`` (the knobs) and ``box_candidates`` (which boxes survive a warp) belong to the
+augmentation itself and live in ``yolo.data.augment``, below this module.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import albumentations as A
 import cv2
 import numpy as np
 
+from yolo.data.augment import AugConfig, TrainAugment
 from yolo.letterbox import FILL
-
-
-@dataclass
-class AugConfig:
-    """Training augmentation knobs (the Albumentations transform each follows, in brackets)."""
-
-    scale: tuple[float, float] = (0.6, 1.4)  # zoom range [Affine.scale]: >1 crops, <1 shrinks
-    translate: float = 0.1  # max shift as a fraction of the side [Affine.translate_percent]
-    degrees: float = 5.0  # max rotation, degrees [Affine.rotate]
-    shear: float = 2.0  # max shear, degrees [Affine.shear]
-    flip_p: float = 0.5  # horizontal flip probability [HorizontalFlip]
-    hsv_p: float = 0.7  # probability of hue/saturation/value jitter [HueSaturationValue]
-    hue: int = 8  # max hue shift (OpenCV hue units of 2 degrees)
-    saturation: int = 40  # max saturation shift (of 255)
-    value: int = 30  # max value shift (of 255)
-    brightness_contrast_p: float = 0.3  # [RandomBrightnessContrast], +-0.2 each
-    light_p: float = 0.1  # probability of one of blur/CLAHE/posterize/greyscale/channel shuffle
-    colour: bool = True  # False: geometry only (for tests and for looking at boxes)
-    min_visibility: float = 0.25  # drop a box keeping less than this share of its area
-    min_side: float = 2.0  # drop a box thinner than this, pixels
-    max_aspect: float = 20.0  # drop a box more elongated than this (long side / short side)
 
 
 # --------------------------------------------------------------------------- placement warp
@@ -69,20 +50,6 @@ def place_image(canvas: np.ndarray, image: np.ndarray, placed: np.ndarray, visib
                    borderMode=cv2.BORDER_REPLICATE)
 
 
-def box_candidates(before: np.ndarray, after: np.ndarray, min_side: float = 2.0,
-                   min_area_ratio: float = 0.25, max_aspect: float = 20.0) -> np.ndarray:
-    """Which boxes survive a crop (ndarray[N] bool), vectorised.
-
-    before/after (ndarray[N, 4]) pixel xyxy of the same boxes before and after clipping, in the
-    same frame. Kept: both sides >= min_side, area after >= min_area_ratio * area before, and
-    long side / short side <= max_aspect.
-    """
-    w, h = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
-    area0 = (before[:, 2] - before[:, 0]) * (before[:, 3] - before[:, 1])
-    aspect = np.maximum(w / np.maximum(h, 1e-6), h / np.maximum(w, 1e-6))
-    return (w >= min_side) & (h >= min_side) & (w * h >= min_area_ratio * area0) & (aspect <= max_aspect)
-
-
 # ---------------------------------------------------------------------------- pipelines
 def train_transforms(size: int, cfg: AugConfig | None = None, letterbox: bool = False):
     """The training augmentation for ``size`` x ``size`` canvases (``augment.TrainAugment``).
@@ -92,8 +59,6 @@ def train_transforms(size: int, cfg: AugConfig | None = None, letterbox: bool = 
     shift, rotation, shear, flip), then colour jitter. With ``letterbox=True`` the pipeline first
     letterboxes an image of any size (for the dashboard), inside the same warp.
     """
-    from yolo.data.augment import TrainAugment
-
     return TrainAugment(size, cfg, letterbox)
 
 
