@@ -35,8 +35,8 @@ def hwm():
 import torch
 from yolo.detect import Detector
 try:
-    from yolo.thresholds import read_operating_points
-except ImportError:
+    from yolo.thresholds import load_thresholds as read_operating_points  # raises ValueError on a bad file
+except ImportError:  # before yolo.thresholds
     from yolo.evaluate.operating import read_operating_points
 base = hwm()
 start = time.perf_counter()

@@ -14,7 +14,7 @@ import logging
 
 import models
 import streamlit as st
-from frame import Context
+from context import Context
 
 LIVE = "_camera_live"  # session_state: this session's yolo.video.LiveDetection (shared with the media thread)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import picking
 import plotly.graph_objects as go
 import streamlit as st
-from frame import Context
+from context import Context
 from loaders import DISPLAY_SIDE
 from wording import count
 

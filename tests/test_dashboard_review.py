@@ -18,7 +18,7 @@ from yolo.weights import save_weights
 from yolo.data.decisions import ReviewLog, review_file_path
 from yolo.data.demo import write_demo
 from yolo.data.layout import build_index, load_classes
-from yolo.evaluate.operating import OperatingPoints, operating_points_path, save_operating_points
+from yolo.thresholds import OperatingPoints, thresholds_path, write_thresholds
 from yolo.model import YOLOv3
 from yolo.runs import write_config
 
@@ -42,7 +42,7 @@ def review_app(tmp_path, monkeypatch):
     small.load_state_dict(state, strict=False)
     checkpoint = save_weights(small.eval(), run / "checkpoints" / "best-epoch=000.ckpt", classes)
     write_config(run, {"val_size": 128, "width": 0.25, "preset": None})
-    save_operating_points(OperatingPoints(classes, [0.05] * len(classes), 0.05), operating_points_path(checkpoint))
+    write_thresholds(OperatingPoints(classes, [0.05] * len(classes), 0.05), thresholds_path(checkpoint))
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("YOLO_DATA", str(data))

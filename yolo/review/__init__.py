@@ -360,10 +360,10 @@ def thresholds_for(checkpoint: str | Path | None, class_names: Sequence[str], de
     """The per-class thresholds saved beside ``checkpoint`` (``<stem>.thresholds.json``), else
     ``default``; and where they came from (for the report)."""
     if checkpoint is not None:
-        from yolo.evaluate.operating import operating_points_path, read_operating_points
+        from yolo.thresholds import load_thresholds, thresholds_path
 
-        path = operating_points_path(checkpoint)
+        path = thresholds_path(checkpoint)
         if path.is_file():
-            points = read_operating_points(path, class_names)
+            points = load_thresholds(path, class_names)
             return tuple(float(t) for t in points.class_thresholds), str(path)
     return float(default), f"one threshold {default:g} (no operating points beside the checkpoint)"

@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"the checkpoint knows {len(detector.class_names)} classes "
                              f"({', '.join(detector.class_names[:4])}, ...), the dataset has {len(classes)}")
         if args.operating_points is not None:
-            from yolo.evaluate.operating import read_operating_points
+            from yolo.thresholds import load_thresholds
 
-            conf = tuple(read_operating_points(args.operating_points, classes).class_thresholds)
+            conf = tuple(load_thresholds(args.operating_points, classes).class_thresholds)
             source = str(args.operating_points)
         else:
             conf, source = thresholds_for(args.checkpoint, classes, args.conf)
