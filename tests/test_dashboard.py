@@ -312,6 +312,8 @@ def test_training_runs_selection_smoothing_and_half_written_logs(voc):
     assert _traces(at, "val/loss") == {"tiny/version_0", "tiny/version_1"}
     figure = next(c for c in charts(at) if c["layout"]["title"]["text"] == "val/class_acc")
     assert any(s.get("y0") == 75.0 for s in figure["layout"]["shapes"]), "the seed target is drawn"
+    at.slider(key="tr_smooth").set_value(0.6).run()  # 3-point curves start unsmoothed (default_smoothing)
+    figure = next(c for c in charts(at) if c["layout"]["title"]["text"] == "val/class_acc")
     smooth = [plotly_array(t["y"]).tolist() for t in figure["data"]]
     at.slider(key="tr_smooth").set_value(0.0)
     at.toggle(key="tr_log").set_value(True).run()

@@ -651,3 +651,45 @@ def smooth_frame(df: pd.DataFrame, weight: float) -> pd.DataFrame:
         for _, index in out.groupby(["run", "metric", "kind"], observed=True, sort=False).indices.items():
             out.iloc[index, out.columns.get_loc("smoothed")] = smooth(out["value"].to_numpy()[index], weight)
     return out
+
+
+# Colours of runs on the Training page: plotly's default qualitative sequence, one per run.
+RUN_COLOURS = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
+               "#FF97FF", "#FECB52")
+
+
+def run_colours(runs: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Each run (in the given order) -> (line colour, faint colour) of one colour family.
+
+    The faint colour (the unsmoothed values) is the line colour mixed 60 % toward white, so each
+    run's raw line reads as a lighter shade of its own bold line, never as another run's colour.
+    Colours repeat after ``len(RUN_COLOURS)`` runs.
+    """
+    out = {}
+    for i, run in enumerate(runs):
+        bold = RUN_COLOURS[i % len(RUN_COLOURS)]
+        rgb = [int(bold[k:k + 2], 16) for k in (1, 3, 5)]
+        faint = "#" + "".join(f"{round(c + 0.6 * (255 - c)):02X}" for c in rgb)
+        out[str(run)] = (bold, faint)
+    return out
+
+
+def default_smoothing(points: int) -> float:
+    """The Training page's default EMA weight for curves of ``points`` values (the longest shown).
+
+    An EMA of weight w lags a trend by about w / (1 - w) points; this keeps that lag near 1/40 of
+    the curve: w = 1 - 2 / (points / 20 + 1), so 0 (no smoothing: the line ends AT the last value)
+    up to 20 points, 0.6 at 80, 0.9 at 380, at most 0.99. Rounded to the slider's 0.01 steps.
+    """
+    if points <= 20:
+        return 0.0
+    return round(min(0.99, 1.0 - 2.0 / (points / 20.0 + 1.0)), 2)
+
+
+def last_values(df: pd.DataFrame, x: str = "step") -> pd.DataFrame:
+    """The last logged point of each (run, metric, kind) series: its ``x`` and ``value`` (the raw
+    value, never the smoothed one), so a page can mark where each curve really ends."""
+    if df.empty:
+        return df.iloc[0:0]
+    ordered = df.sort_values(["run", "metric", "kind", x], kind="stable")
+    return ordered.groupby(["run", "metric", "kind"], observed=True, sort=False).tail(1).reset_index(drop=True)
