@@ -11,7 +11,8 @@ import job_panel
 import jobs
 import streamlit as st
 from context import Context
-from places import ENV_CKPT, ENV_DATA, checkpoint_options, ensure_demo_data, logs_root, run_image_size
+from places import (ENV_CKPT, ENV_DATA, checkpoint_note, checkpoint_options, default_checkpoint, ensure_demo_data,
+                    logs_root, run_image_size, training_record)
 from typed_paths import typed_path
 
 from yolo.data.layout import DataLayoutError, available_splits, detect_format, load_classes
@@ -45,7 +46,7 @@ def _checkpoint_sidebar(root: Path) -> Path | None:
         env_path, _ = typed_path(env, "file")  # resolved; None when it is not a file
         default = by_path.get(str(env_path), OTHER_CHECKPOINT)
     else:
-        default = next(iter(found), NO_CHECKPOINT)
+        default = default_checkpoint(found) or NO_CHECKPOINT
     options = [*found, OTHER_CHECKPOINT, NO_CHECKPOINT]
     state = st.session_state
     if state.get("checkpoint_choice") not in options:  # first run, or a checkpoint gone
@@ -53,7 +54,9 @@ def _checkpoint_sidebar(root: Path) -> Path | None:
     # The file field is drawn only for "Another file…"; re-setting its value keeps what was typed
     # while another choice hides it (Streamlit forgets widgets a run does not draw).
     state["checkpoint_path"] = state.get("checkpoint_path", env)
+    training = {label for label, path in found.items() if training_record(path) is not None}
     choice = st.selectbox("Checkpoint", options, key="checkpoint_choice",
+                          format_func=lambda label: f"{label} · still training" if label in training else label,
                           help=f"Checkpoints found under {root} (and weight files in it); or any file written by "
                                "train.py, the course's checkpoint.pth.tar or a Darknet .weights file "
                                f"(${ENV_CKPT} sets the first choice). Loaded with weights_only=True.")
@@ -66,8 +69,11 @@ def _checkpoint_sidebar(root: Path) -> Path | None:
         path, message = typed_path(text, "file")
         if message:
             st.error(message)
-        return path
-    return found[choice]
+    else:
+        path = found[choice]
+    if (note := checkpoint_note(path)) is not None:
+        st.warning(note)
+    return path
 
 
 def sidebar() -> Context:

@@ -18,7 +18,7 @@ import streamlit as st
 
 from yolo.config import DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE
 from yolo.data.demo import demo_path, ensure_demo, is_demo_complete
-from yolo.runs import find_runs, run_info
+from yolo.runs import checkpoint_run, find_runs, run_info, still_training
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_DATA, ENV_DEMO, ENV_LOGS, ENV_CKPT = "YOLO_DATA", "YOLO_DEMO", "YOLO_LOGS", "YOLO_CHECKPOINT"
@@ -56,6 +56,36 @@ def checkpoint_options(root: Path) -> dict[str, Path]:
     for path in sorted({p for pattern in WEIGHT_FILES for p in root.glob(pattern) if p.is_file()}):
         options.setdefault(path.name, path)
     return options
+
+
+def training_record(checkpoint: Path | None) -> dict | None:
+    """The progress record of the run a checkpoint belongs to while that run is still training
+    (``yolo.runs.still_training``), else None."""
+    run = checkpoint_run(checkpoint) if checkpoint is not None else None
+    return still_training(run) if run is not None else None
+
+
+def default_checkpoint(options: dict[str, Path]) -> str | None:
+    """The label to open first: the first of ``options`` (newest run first, best before last)
+    whose run is not still training, so a run's partial best-so-far is never picked silently;
+    when every run is training, the first (the page then says so: ``checkpoint_note``)."""
+    for label, path in options.items():
+        if training_record(path) is None:
+            return label
+    return next(iter(options), None)
+
+
+def checkpoint_note(checkpoint: Path | None) -> str | None:
+    """One sentence naming the checkpoint in use when its run is still training, else None."""
+    record = training_record(checkpoint)
+    if record is None:
+        return None
+    epoch, epochs = record.get("epoch"), record.get("epochs")
+    where = (f" (epoch {epoch + 1} of {epochs})" if isinstance(epoch, int) and isinstance(epochs, int)
+             and not isinstance(epoch, bool) else "")
+    return (f"In use: `{checkpoint.name}` of `{checkpoint.parent.parent}`, whose run is still training{where}: "
+            "it holds the weights saved so far, not the run's final ones, and its file is replaced as the "
+            "run goes on.")
 
 
 def run_image_size(checkpoint: Path | None) -> int:

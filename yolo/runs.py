@@ -264,3 +264,41 @@ def run_label(run_dir: PathLike) -> str:
     """``"logs/demo/version_0" -> "demo/version_0"`` (the run id used in metric frames)."""
     path = Path(run_dir)
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 probes without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def still_training(run_dir: PathLike) -> dict | None:
+    """The progress record of a run that is still training, else None. Never raises.
+
+    A run is training while its ``progress.json`` (written by ``yolo.callbacks.ProgressFile``,
+    format in ``yolo.progress``) says ``"state": "training"`` and the process it names (``pid``)
+    is alive on this machine; a run killed without a word (SIGKILL, a crash) leaves "training"
+    behind, and its dead pid tells it apart. Its ``best-*.ckpt`` are then the best SO FAR.
+    """
+    from yolo.progress import FILE_NAME, read_progress
+
+    record = read_progress(Path(run_dir) / FILE_NAME)
+    if not record or record.get("state") != "training":
+        return None
+    pid = record.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not _alive(pid):
+        return None
+    return record
+
+
+def checkpoint_run(checkpoint: PathLike) -> Path | None:
+    """The run folder a checkpoint lies in (``<run>/checkpoints/<file>``), else None."""
+    path = Path(checkpoint)
+    return path.parent.parent if path.parent.name == CHECKPOINTS_DIR else None
