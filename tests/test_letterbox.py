@@ -1,5 +1,5 @@
-"""Letterbox (yolo.letterbox): parameters, box round trip, the image, and Albumentations' own
-LongestMaxSize + PadIfNeeded (``eval_transforms``) giving the same geometry."""
+"""Letterbox (yolo.letterbox): parameters, box round trip, the image, ``eval_transforms`` being the
+letterbox itself, and Albumentations' own LongestMaxSize + PadIfNeeded giving the same geometry."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def test_letterbox_params_and_round_trip():
 
 
 def test_letterbox_image_and_eval_transforms_agree():
+    import albumentations as A
+    import cv2
+
     image = np.random.default_rng(0).integers(0, 255, (300, 200, 3)).astype(np.uint8)
     out, lb = letterbox(image, 256)
     nh, nw = lb.new_size
@@ -32,6 +35,12 @@ def test_letterbox_image_and_eval_transforms_agree():
     assert (out[:, :lb.pad_x] == FILL).all() and (out[:, lb.pad_x + nw:] == FILL).all()
     boxes = np.array([[20, 30, 150, 290]], np.float32)
     res = eval_transforms(256)(image=image, bboxes=boxes, box_ids=np.arange(1))
-    assert res["image"].shape == (256, 256, 3)
-    assert ((res["image"] == FILL).all(axis=2).all(axis=0) == (out == FILL).all(axis=2).all(axis=0)).all()
-    np.testing.assert_allclose(res["bboxes"], boxes_to_letterbox(boxes, lb), atol=0.5)
+    assert np.array_equal(res["image"], out)  # one rule: the evaluation pipeline IS the letterbox
+    np.testing.assert_allclose(res["bboxes"], boxes_to_letterbox(boxes, lb), atol=1e-4)
+    # Albumentations' own letterbox (an independent implementation) lands pixels and boxes in the same place
+    theirs = A.Compose([A.LongestMaxSize(max_size=256),
+                        A.PadIfNeeded(256, 256, position="center", border_mode=cv2.BORDER_CONSTANT, fill=FILL)],
+                       bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True))
+    ref = theirs(image=image, bboxes=boxes, box_ids=np.arange(1))
+    assert ((ref["image"] == FILL).all(axis=2).all(axis=0) == (out == FILL).all(axis=2).all(axis=0)).all()
+    np.testing.assert_allclose(ref["bboxes"], res["bboxes"], atol=0.5)

@@ -7,7 +7,8 @@ odd pixel formats and EXIF orientation, and refuses images over ``MAX_PIXELS``.
 (1/2, 1/4, 1/8) when the image is at least twice the size that is needed, and honouring or
 ignoring EXIF orientation as the index decided. ``read_image`` is the two in a row for one file
 or its bytes (transparent pixels blended over gray); ``load_image`` takes any common image form
-(path, bytes, upload, PIL image, array, tensor), as the Detector does.
+(path, bytes, upload, PIL image, array, tensor), as the Detector does; ``model_input`` is
+``load_image`` then the letterbox: the one rule from a file to the model's input pixels.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from yolo.letterbox import FILL
+from yolo.letterbox import FILL, Letterbox, letterbox
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF")  # PIL format names OpenCV decodes
@@ -183,8 +184,9 @@ def decode_image(source: Source, reduction: int = 1, apply_exif: bool = True) ->
     return cv2.cvtColor(_read(source, flags), cv2.COLOR_BGR2RGB)
 
 
-def read_image(source: Source, max_side: int | None = None) -> np.ndarray:
-    """An image file (or its bytes) -> RGB uint8 (H, W, 3), upright by its EXIF orientation.
+def read_image(source: Source, max_side: int | None = None, apply_exif: bool = True) -> np.ndarray:
+    """An image file (or its bytes) -> RGB uint8 (H, W, 3), upright by its EXIF orientation
+    (``apply_exif=False``: as stored, as the index decides for an annotated image).
 
     ``probe_image`` first (refuses images over ``MAX_PIXELS``, truncated or unsupported files;
     thin images are allowed), then one OpenCV decode: a JPEG at 1/2, 1/4 or 1/8 size when its
@@ -193,9 +195,9 @@ def read_image(source: Source, max_side: int | None = None) -> np.ndarray:
     """
     probe = probe_image(source, min_side=1, max_aspect=float("inf"))
     if not probe.alpha:
-        return decode_image(source, reduction_for(max(probe.width, probe.height), max_side))
+        return decode_image(source, reduction_for(max(probe.width, probe.height), max_side), apply_exif)
     raw = _read(source, cv2.IMREAD_UNCHANGED)  # keeps alpha, and ignores EXIF orientation
-    return orient(_from_array(raw, bgr=raw.ndim == 3), probe.orientation)
+    return orient(_from_array(raw, bgr=raw.ndim == 3), probe.orientation if apply_exif else 1)
 
 
 _ORIENT = {  # EXIF orientation -> the flip/rotation that makes the stored pixels upright
@@ -211,14 +213,15 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(turn(image)) if turn else image
 
 
-def load_image(image: Any, bgr: bool = False) -> np.ndarray:
+def load_image(image: Any, bgr: bool = False, apply_exif: bool = True) -> np.ndarray:
     """Any common image form -> np.ndarray[H, W, 3] uint8 RGB.
 
     Accepts a path (str/Path), bytes or a binary file object (e.g. a Streamlit upload), all read
     by ``read_image`` (EXIF orientation applied), a PIL image (EXIF orientation applied, any mode), a numpy array (H, W), (H, W, 1|3|4) or (1|3|4, H, W)
     as uint8, uint16, bool or float (floats with max <= 1 are read as [0, 1], else as [0, 255]),
     or a torch tensor in the same layouts. ``bgr=True`` says a 3/4-channel array is BGR(A), as
-    OpenCV gives it. Transparent pixels are composited over gray 114.
+    OpenCV gives it. Transparent pixels are composited over gray 114. ``apply_exif=False`` keeps a
+    file's stored orientation (paths and bytes only).
     """
     from PIL import Image
 
@@ -226,11 +229,11 @@ def load_image(image: Any, bgr: bool = False) -> np.ndarray:
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
-        return _read_or_say(path, f"image {path}")
+        return _read_or_say(path, f"image {path}", apply_exif)
     if isinstance(image, (bytes, bytearray)):
-        return _read_or_say(bytes(image), "the uploaded image")
+        return _read_or_say(bytes(image), "the uploaded image", apply_exif)
     if hasattr(image, "read"):
-        return _read_or_say(image.read(), "the uploaded image")
+        return _read_or_say(image.read(), "the uploaded image", apply_exif)
     if isinstance(image, Image.Image):
         return _from_pil(image)
     if hasattr(image, "detach"):  # a torch tensor
@@ -243,10 +246,25 @@ def load_image(image: Any, bgr: bool = False) -> np.ndarray:
     )
 
 
-def _read_or_say(source: Source, what: str) -> np.ndarray:
+def model_input(image: Any, size: int, bgr: bool = False, apply_exif: bool = True) -> tuple[np.ndarray, Letterbox]:
+    """Any image form (as ``load_image``) -> the model's input pixels: the one rule.
+
+    Full-size decode (``load_image``; files via ``read_image``, never a reduced JPEG decode),
+    then ``letterbox`` to ``size`` (INTER_AREA shrink / INTER_LINEAR enlarge, gray ``FILL``
+    padding, centred). Training-time validation, the Detector (``python -m yolo.evaluate``, the
+    Evaluate and Detect pages), GradCAM and export all come through here, so one checkpoint gives
+    one set of detections on one image whichever path reads it.
+
+    Returns:
+        (ndarray[size, size, 3] uint8 RGB, ``Letterbox`` record of the original (h, w)).
+    """
+    return letterbox(load_image(image, bgr, apply_exif), size)
+
+
+def _read_or_say(source: Source, what: str, apply_exif: bool = True) -> np.ndarray:
     """``read_image``, its ``ImageError`` re-raised as a ``ValueError`` naming ``what``."""
     try:
-        return read_image(source)
+        return read_image(source, None, apply_exif)
     except ImageError as err:
         raise ValueError(f"cannot read {what}: {err}") from err
 

@@ -3,7 +3,13 @@
 Scale the longer side to ``size`` and pad to a ``size`` x ``size`` square with gray ``FILL``,
 centred. ``letterbox_params`` gives the mapping for an image size (h, w); ``letterbox`` applies it
 to an image; ``boxes_to_letterbox`` / ``boxes_from_letterbox`` map pixel xyxy boxes there and back
-and work on numpy arrays and torch tensors alike. Used by the data pipeline (evaluation samples,
+and work on numpy arrays and torch tensors alike.
+
+The one rule from an image file to the model's input (``yolo.imageio.model_input``): decode at
+full size (``read_image``: EXIF orientation, transparency over gray), then ``letterbox``. Every
+evaluation path follows it: training-time validation (``EvalDataset``), the Detector, split
+predictions (``python -m yolo.evaluate``, the Evaluate page), GradCAM and ONNX export; only
+training samples take shortcuts (reduced JPEG decodes, the augmentation warp). Used by the data pipeline (evaluation samples,
 the training warp), the Detector, split predictions, GradCAM and ONNX export; it imports neither
 albumentations nor Lightning, so inference stays light.
 """
@@ -66,11 +72,22 @@ def letterbox(image: np.ndarray, size: int, orig_size: tuple[int, int] | None = 
     """
     lb = letterbox_params(orig_size or image.shape[:2], size)
     nh, nw = lb.new_size
-    shrink = nw < image.shape[1]
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    resized = letterbox_resize(image, lb)
     out = np.full((size, size) + image.shape[2:], fill, dtype=image.dtype)
     out[lb.pad_y:lb.pad_y + nh, lb.pad_x:lb.pad_x + nw] = resized.reshape(nh, nw, *image.shape[2:])
     return out, lb
+
+
+def letterbox_resize(image: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """The resize step of ``letterbox`` alone: ``image`` (H, W, C) -> ``lb.new_size``.
+
+    INTER_AREA when shrinking (it averages, as a reduced decode would, without aliasing),
+    INTER_LINEAR when enlarging; an image already at ``new_size`` comes back unchanged (a copy),
+    so a cache may hold this step's result (``yolo.data.datasets.ImageCache(exact=True)``).
+    """
+    nh, nw = lb.new_size
+    shrink = nw < image.shape[1]
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _clip(x, lo: float, hi: float):

@@ -20,10 +20,11 @@ from yolo.config import (
     ACCURACIES, ANCHORS, LEARNING_RATE, LOSS_TOTAL, MAP50, MAP50_VOC07, SKIPPED_STEPS, VOC_CLASSES,
     ModuleConfig, from_dict, grid_sizes, leaves, metric_key, override,
 )
+from yolo.letterbox import Letterbox, boxes_from_letterbox
 from yolo.loss import YoloLoss
 from yolo.metrics import CellAccuracy, VOCMeanAP
 from yolo.model import YOLOv3, set_objectness_prior
-from yolo.postprocess import postprocess
+from yolo.selection import decode_candidates, select
 from yolo.targets import encode
 
 
@@ -216,8 +217,7 @@ class YoloLitModule(pl.LightningModule):
                          on_epoch=True, prog_bar=name == LOSS_TOTAL, batch_size=images.shape[0],
                          sync_dist=stage != "train")
         if stage != "train" and self._map_due():
-            self.val_map.update(postprocess(outputs, self.nms, self.hparams.anchors),
-                                ground_truth(batch))
+            self.val_map.update(*original_frame(outputs, batch, self.nms, self.hparams.anchors))
         self._loss_finite = finite
         return losses[LOSS_TOTAL]
 
@@ -360,6 +360,33 @@ class YoloLitModule(pl.LightningModule):
         # train/lr/pg3 (biases, when warm-up gives them their own LR)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step",
                                                    "name": metric_key("train", LEARNING_RATE)}}
+
+
+def letterboxes(batch: dict) -> list[Letterbox]:
+    """The batch's letterbox records (evaluation batches carry them in ``meta``); an image
+    without one is taken as its own original (scale 1, no padding)."""
+    size = int(batch["images"].shape[-1])
+    metas = batch.get("meta") or [{}] * batch["images"].shape[0]
+    return [Letterbox(int(m["size"]), tuple(int(v) for v in m["orig_size"]), float(m["scale"]), int(m["pad_x"]),
+                      int(m["pad_y"])) if m and "scale" in m else Letterbox(size, (size, size), 1.0, 0, 0)
+            for m in metas]
+
+
+def original_frame(outputs: Sequence[Tensor], batch: dict, config, anchors) -> tuple[list[dict], list[dict]]:
+    """Raw outputs of an evaluation batch -> (detections, ground truth) per image, in pixels of
+    each ORIGINAL image, by the Detector's own functions (``decode_candidates``: boxes mapped back
+    and clipped to the image; ``select``: confidence, pre-NMS top-k, class-aware NMS), so that
+    validation mAP is the mAP ``python -m yolo.evaluate`` reports for the same checkpoint and images.
+    """
+    records = letterboxes(batch)
+    with torch.no_grad():
+        c = decode_candidates([o.detach().float() for o in outputs], records, config.conf_threshold, None, anchors)
+        kept = select(c.boxes, c.scores, c.labels, c.images, len(records), config)
+    dets = [{"boxes": c.boxes[k], "scores": c.scores[k], "labels": c.labels[k]} for k in kept]
+    truth = ground_truth(batch)
+    for t, lb in zip(truth, records):
+        t["boxes"] = boxes_from_letterbox(t["boxes"].float(), lb, clip=False)
+    return dets, truth
 
 
 def ground_truth(batch: dict) -> list[dict[str, Tensor]]:

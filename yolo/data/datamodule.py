@@ -134,7 +134,7 @@ class VOCDataModule(pl.LightningDataModule):
             index = index.without_difficult()
         cache = None
         if self.cache_ram:
-            cache = ImageCache(index, max_side)
+            cache = ImageCache(index, max_side, exact=not train)
             available = available_memory()
             if available is not None and cache.nbytes > 0.8 * available:
                 log.warning("cache_ram: %s images need %.1f GiB, only %.1f GiB of memory is available; "

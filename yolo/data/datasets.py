@@ -19,8 +19,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from yolo.data.index import DetectionIndex
-from yolo.imageio import ImageError, decode_image, reduction_for
-from yolo.letterbox import boxes_to_letterbox, letterbox
+from yolo.imageio import ImageError, decode_image, read_image, reduction_for
+from yolo.letterbox import boxes_to_letterbox, letterbox, letterbox_params, letterbox_resize
 
 log = logging.getLogger(__name__)
 MAX_SUBSTITUTES = 16  # consecutive undecodable images tolerated before giving up
@@ -45,17 +45,27 @@ def load_resized(path: str, orig_size: tuple[int, int], exif: bool, max_side: in
     return image
 
 
+def load_exact(path: str, orig_size: tuple[int, int], exif: bool, size: int) -> np.ndarray:
+    """The evaluation rule's resize of an image (full decode, then ``letterbox_resize`` to ``size``):
+    ``letterbox(load_exact(...), size, orig_size)`` equals ``yolo.imageio.model_input(path, size)``."""
+    return letterbox_resize(read_image(path, None, exif), letterbox_params(orig_size, size))
+
+
 class ImageCache:
     """Decoded images (long side <= ``max_side``) of an index in one contiguous uint8 buffer.
 
+    ``exact=True`` (evaluation sets): each image is what the evaluation rule gives before padding
+    (``load_exact``: full decode, letterbox resize to long side ``max_side``, small images enlarged
+    too); else (training) a reduced JPEG decode where it is enough, shrunk to long side <= max_side.
     Filled once by ``fill`` with a thread pool (OpenCV releases the GIL), before DataLoader
     workers start: with the default 'fork' start method they share it copy-on-write. Memory is
     about ``sum(h * w * 3)`` bytes: ~0.4 MB per VOC image at 416.
     """
 
-    def __init__(self, index: DetectionIndex, max_side: int):
-        self.max_side = int(max_side)
-        shapes = np.array([target_size(s, max_side) for s in index.sizes], dtype=np.int64).reshape(-1, 2)
+    def __init__(self, index: DetectionIndex, max_side: int, exact: bool = False):
+        self.max_side, self.exact = int(max_side), bool(exact)
+        shape = (lambda s: letterbox_params(s, max_side).new_size) if exact else (lambda s: target_size(s, max_side))
+        shapes = np.array([shape(s) for s in index.sizes], dtype=np.int64).reshape(-1, 2)
         self.shapes = shapes
         self.offsets = np.concatenate(([0], np.cumsum(shapes[:, 0] * shapes[:, 1] * 3))).astype(np.int64)
         self.buffer = np.empty(int(self.offsets[-1]), dtype=np.uint8)
@@ -69,7 +79,8 @@ class ImageCache:
     def _fill_one(self, i: int) -> None:
         idx = self._index
         try:
-            image = load_resized(str(idx.paths[i]), tuple(idx.sizes[i]), bool(idx.exif[i]), self.max_side)
+            load = load_exact if self.exact else load_resized
+            image = load(str(idx.paths[i]), tuple(int(v) for v in idx.sizes[i]), bool(idx.exif[i]), self.max_side)
         except ImageError:
             return
         if image.shape[:2] != tuple(self.shapes[i]):
@@ -119,24 +130,38 @@ class DetectionDataset(Dataset):
         return self.index.classes
 
     def _decode(self, i: int, max_side: int | None) -> np.ndarray:
-        if self.cache is not None and max_side is not None and max_side <= self.cache.max_side:
+        if self.cache is not None and self.cache.exact:  # the evaluation rule's resize, at one size
+            if max_side == self.cache.max_side and (image := self.cache.get(i)) is not None:
+                return image
+        elif self.cache is not None and max_side is not None and max_side <= self.cache.max_side:
             image = self.cache.get(i)
             if image is not None:
                 return image
         idx = self.index
         return decode_image(str(idx.paths[i]), reduction_for(int(max(idx.sizes[i])), max_side), bool(idx.exif[i]))
 
-    def load_image(self, i: int, max_side: int | None = None) -> tuple[int, np.ndarray]:
+    def _input(self, i: int, size: int) -> np.ndarray:
+        """Image i by the evaluation rule (``yolo.imageio.model_input``), before padding."""
+        if self.cache is not None and self.cache.exact and self.cache.max_side == size:
+            image = self.cache.get(i)
+            if image is not None:
+                return image
+        idx = self.index
+        return read_image(str(idx.paths[i]), None, bool(idx.exif[i]))
+
+    def load_image(self, i: int, max_side: int | None = None, exact: bool = False) -> tuple[int, np.ndarray]:
         """(index actually used, RGB image) of image i at long side >= max_side where possible.
 
         The image may be smaller than the original (reduced decode or cache); box coordinates
         stay in the original frame ``index.sizes[i]``: scale them by the ratio of the shapes.
+        ``exact=True``: the evaluation rule (full decode, or the exact cache at ``max_side``),
+        so that ``letterbox(image, max_side, index.sizes[j])`` is ``model_input(path, max_side)``.
         """
         n = len(self)
         for attempt in range(MAX_SUBSTITUTES):
             j = (i + attempt) % n
             try:
-                return j, self._decode(j, max_side)
+                return j, (self._input(j, max_side) if exact else self._decode(j, max_side))
             except ImageError as e:
                 self.decode_failures += 1
                 log.warning("decode_failed: %s (%s); using the next image instead", self.index.paths[j], e.detail)
@@ -156,6 +181,9 @@ class DetectionDataset(Dataset):
 class EvalDataset(Dataset):
     """Letterboxed samples at a fixed size (validation / test / predict); never augmented.
 
+    Pixels follow the one evaluation rule (``yolo.imageio.model_input``: full decode, then the
+    letterbox), as the Detector and ``python -m yolo.evaluate`` do, so validation mAP is theirs.
+
     ``ds[i]`` (or ``ds[(i, size)]``) -> sample with image (size, size, 3), boxes in that frame,
     difficult flags kept, and ``meta`` = {id, path, orig_size (h, w), size, scale, pad_x, pad_y}
     (the letterbox parameters; map predictions back with ``boxes_from_letterbox(boxes, meta)``).
@@ -171,7 +199,7 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, key) -> dict:
         i, size = (key[0], key[1]) if isinstance(key, (tuple, list)) else (key, self.size)
-        j, image = self.base.load_image(int(i), size)
+        j, image = self.base.load_image(int(i), size, exact=True)
         orig = tuple(int(v) for v in self.base.index.sizes[j])
         out, lb = letterbox(image, size, orig)
         s = self.base.sample(j, out)

@@ -8,7 +8,8 @@ The letterbox itself (resize + pad, and its box mappings) is core: ``yolo.letter
   brightness/contrast) and, rarely, one of blur / CLAHE / posterize / greyscale / channel
   shuffle. Boxes follow the warp; boxes that lose most of their area, get thinner than
   ``min_side`` pixels or more elongated than ``max_aspect`` are dropped.
-* ``eval_transforms(size)``: the same letterbox as an Albumentations pipeline.
+* ``eval_transforms(size)``: the evaluation letterbox (``yolo.letterbox.letterbox``, the one rule
+  every evaluation path follows) called as an Albumentations pipeline is.
 * ``place_image``: warp an image into a rectangle of a canvas (one ``cv2.warpAffine`` that both
   resizes and crops), used by the letterbox of training samples and by the mosaic.
 
@@ -18,12 +19,11 @@ augmentation itself and live in ``yolo.data.augment``, below this module.
 
 from __future__ import annotations
 
-import albumentations as A
 import cv2
 import numpy as np
 
 from yolo.data.augment import AugConfig, TrainAugment
-from yolo.letterbox import FILL
+from yolo.letterbox import boxes_to_letterbox, letterbox
 
 
 # --------------------------------------------------------------------------- placement warp
@@ -62,12 +62,26 @@ def train_transforms(size: int, cfg: AugConfig | None = None, letterbox: bool = 
     return TrainAugment(size, cfg, letterbox)
 
 
-def eval_transforms(size: int) -> A.Compose:
-    """The evaluation letterbox as an Albumentations pipeline (same geometry as ``yolo.letterbox.letterbox``,
-    built from Albumentations' own transforms; the tests hold the two to each other).
+class EvalLetterbox:
+    """``yolo.letterbox.letterbox`` behind Albumentations' call: ``t(image=img, bboxes=boxes_xyxy,
+    box_ids=ids)`` -> {"image", "bboxes" (clipped to the square), "box_ids"}; boxes of zero area after
+    clipping are dropped with their ids, as Albumentations drops them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+
+    def __call__(self, image: np.ndarray, bboxes=(), box_ids=(), **_) -> dict:
+        out, lb = letterbox(image, self.size)
+        boxes = np.clip(boxes_to_letterbox(np.asarray(bboxes, np.float32).reshape(-1, 4), lb), 0, self.size)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return {"image": out, "bboxes": boxes[keep], "box_ids": np.asarray(box_ids).reshape(-1)[keep]}
+
+
+def eval_transforms(size: int) -> EvalLetterbox:
+    """The evaluation letterbox with Albumentations' calling convention. It IS ``yolo.letterbox.letterbox``
+    (INTER_AREA shrink, gray ``FILL`` padding), not Albumentations' LongestMaxSize + PadIfNeeded, whose
+    bilinear shrink gives other pixels (the tests hold the geometry of the two to each other).
 
     Call as ``t(image=img, bboxes=boxes_xyxy, box_ids=np.arange(N))``.
     """
-    return A.Compose([A.LongestMaxSize(max_size=size),
-                      A.PadIfNeeded(size, size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=FILL)],
-                     bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True))
+    return EvalLetterbox(size)
