@@ -286,3 +286,55 @@ def test_the_graph_takes_the_size_the_checkpoint_was_validated_at(checkpoint, tm
         session = onnx_session(onnx)
         assert json.loads(session.get_modelmeta().custom_metadata_map["image_size"]) == expected
         assert session.get_inputs()[0].shape[2:] == [expected, expected]
+
+
+def same_detections(ours: dict, theirs: dict, px: float = 1e-2) -> None:
+    """Same count; each detection pairs one-to-one with one of the other side's of its class whose
+    corners are within ``px`` pixels, at the same score to 1e-4. (Corners, not IoU: a box lying in the
+    padding comes back clipped to a zero-area line at the image's edge, where IoU is 0 / 0.)"""
+    assert len(ours["scores"]) == len(theirs["scores"])
+    if not len(ours["scores"]):
+        return
+    distance = torch.cdist(ours["boxes"].double(), theirs["boxes"].double(), p=float("inf"))
+    distance[ours["labels"][:, None] != theirs["labels"][None, :]] = float("inf")
+    best, j = distance.min(dim=1)
+    assert len(set(j.tolist())) == len(j), "two detections matched the same one"
+    assert float(best.max()) <= px
+    torch.testing.assert_close(ours["scores"], theirs["scores"][j], rtol=0, atol=1e-4)
+
+
+def test_nms_graph_equals_the_detector_on_letterboxed_images(checkpoint, voc_mini, tmp_path):
+    """Issue 21, item 13: one clipping rule. The ``--nms`` graph, given each original's (h, w), returns
+    the Detector's detections (``predict(path).select()``) on 32 letterboxed voc-mini images, most of
+    them non-square, four per batch of different sizes: boxes in original pixels clipped to the image,
+    never to the padded square (which let a box reaching into the padding survive or suppress another)."""
+    from yolo.detect import Detector
+
+    from dataclasses import replace
+
+    path, _ = checkpoint
+    onnx = tmp_path / "nms.onnx"
+    config = replace(CONFIG, max_detections=1000)  # no cut at a max: near-equal scores (ORT vs PyTorch
+    #                                                to ~1e-6) would pick different last detections
+    assert main([str(path), "--onnx", str(onnx), "--nms", "--dynamic-batch", "--image-size", str(SIZE),
+                 "--conf", str(config.conf_threshold), "--iou", str(config.iou_threshold),
+                 "--max-det", str(config.max_detections), "--top-k", str(config.pre_nms_top_k)]) == 0
+    detector = Detector.from_checkpoint(path, image_size=SIZE, config=config)
+    session = onnx_session(onnx)
+    folder = voc_mini / "VOCdevkit" / "VOC2012"
+    ids = (folder / "ImageSets" / "Main" / "val.txt").read_text().split()[:32]
+    predictions = [detector.predict(folder / "JPEGImages" / f"{i}.jpg") for i in ids]
+    assert sum(p.orig_size[0] != p.orig_size[1] for p in predictions) >= 28
+    at_edge = 0
+    for start in range(0, len(predictions), 4):
+        batch = predictions[start: start + 4]
+        x = torch.cat([p.input for p in batch])
+        sizes = torch.tensor([p.orig_size for p in batch])
+        ours = split_detections(*run_onnx(session, x, sizes), len(batch))
+        for got, prediction in zip(ours, batch):
+            want = prediction.select().as_dict()
+            same_detections(got, want)
+            h, w = prediction.orig_size
+            at_edge += int(((want["boxes"][:, 2] >= w - 1e-3) | (want["boxes"][:, 3] >= h - 1e-3)
+                            | (want["boxes"][:, :2] <= 1e-3).any(1)).sum())
+    assert at_edge > 50  # many boxes were clipped to the image, so the rule is exercised

@@ -8,20 +8,24 @@ CKPT is anything ``yolo.weights.read_checkpoint`` opens (a training checkpoint, 
 weights, a course checkpoint, a Darknet .weights file). The graph's input ``images`` is
 (B, 3, S, S) float RGB in [0, 1], letterboxed to S (``yolo.detect`` does that); B is 1 unless
 ``--dynamic-batch``. Without ``--nms`` the outputs are the model's three raw tensors
-(B, 3, S/32, S/32, 5 + C) ... With ``--nms`` they are the detections of the whole batch, best score
-first, as the library's ``postprocess`` computes them:
+(B, 3, S/32, S/32, 5 + C) ... With ``--nms`` the graph has a second input ``sizes`` (B, 2) int64,
+the (height, width) of each ORIGINAL image (``run_onnx`` passes (S, S), no letterbox, when given
+none), and its outputs are the detections of the whole batch, best score first, as the Detector
+computes them (``Detector.predict(image).select(...)``):
 
     image (Tensor[K]) int64   the image of the batch each detection belongs to
-    boxes (Tensor[K, 4])      (x1, y1, x2, y2) pixels of the S x S input
+    boxes (Tensor[K, 4])      (x1, y1, x2, y2) pixels of the ORIGINAL image, clipped to it
     scores (Tensor[K])        sigmoid(objectness) * max softmax(class logits)
     labels (Tensor[K]) int64  class index
 
 The file's metadata_props hold class_names, anchors and image_size (JSON). The confidence
 threshold, NMS IoU, pre-NMS top-k and max detections per image are fixed at export (``--conf``,
-``--iou``, ``--top-k``, ``--max-det``). Boxes are clipped to the S x S input, then ONNX
+``--iou``, ``--top-k``, ``--max-det``). Boxes are clipped by the Detector's one rule: mapped back
+through each image's letterbox (``yolo.letterbox.letterbox_params`` computed in the graph, in
+float64, from ``sizes``) and clipped to the original image, never to the padded square; then ONNX
 NonMaxSuppression (opset >= 11) runs with its own batching: boxes (B, k, 4) and one score row per
 class (B, C, k), so each (image, class) is suppressed alone, with no coordinate offset to round
-(the library's ``postprocess`` does the same with exact float64 offsets, ``grouped_nms``).
+(the library's ``select`` does the same with exact float64 offsets, ``grouped_nms``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ MAX_OPSET = 20  # the TorchScript exporter's newest (torch.onnx._constants); Non
 MAX_CANDIDATES = 100_000  # --top-k, --max-det: per image; the model has 10,647 candidates at 416, 22,743 at 608
 RAW_OUTPUTS = ("out32", "out16", "out8")
 NMS_OUTPUTS = ("image", "boxes", "scores", "labels")
+NMS_INPUTS = ("images", "sizes")
 
 
 def stable_order(key: Tensor, descending: bool = False) -> Tensor:
@@ -124,11 +129,26 @@ class DetectionGraph(nn.Module):
             labels.append(label.reshape(b, -1))
         return torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(labels, 1)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def to_original(self, boxes: Tensor, sizes: Tensor) -> Tensor:
+        """Boxes (B, k, 4) in input pixels -> pixels of each original image (h, w) in ``sizes``
+        (B, 2), clipped to it: ``letterbox_params`` and ``boxes_from_letterbox`` in graph ops
+        (the parameters in float64 as Python computes them; round half to even as ``round``)."""
+        side = float(self.image_size)
+        hw = sizes.to(torch.float64)  # (B, 2)
+        scale = side / hw.max(dim=1, keepdim=True).values  # (B, 1)
+        new = torch.round(hw * scale).clamp(min=1.0)  # (B, 2): new h, new w
+        pad = torch.floor((side - new) / 2).flip(1).to(torch.float32)  # (B, 2): pad_x, pad_y
+        xy = (boxes.reshape(boxes.shape[0], -1, 2, 2) - pad[:, None, None]) / scale.to(torch.float32)[:, None, None]
+        upper = hw.flip(1).to(torch.float32)[:, None, None]  # (B, 1, 1, 2): w, h
+        return torch.minimum(xy.clamp(min=0.0), upper).reshape(boxes.shape)
+
+    def forward(self, images: Tensor, sizes: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         boxes, scores, labels = self.decode(self.model(images))
         b, m = scores.shape
+        if sizes is None:  # no letterbox: the originals are the S x S inputs
+            sizes = torch.full((b, 2), self.image_size, dtype=torch.int64, device=images.device)
         scores, best = scores.topk(min(self.top_k, m), dim=1)  # (B, k), best first
-        boxes = boxes.gather(1, best[..., None].expand(-1, -1, 4)).clamp(0, self.image_size)  # (B, k, 4)
+        boxes = self.to_original(boxes.gather(1, best[..., None].expand(-1, -1, 4)), sizes)  # (B, k, 4)
         labels = labels.gather(1, best)  # (B, k)
         conf = self.config.conf_threshold
         scores = scores * (scores > conf)  # 0 at or below the threshold: dropped by NMS under > or >=
@@ -174,15 +194,19 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int = 416, ancho
         graph = DetectionGraph(model, image_size, anchors or ANCHORS, config or PostprocessConfig(), top_k).eval()
         names = NMS_OUTPUTS
     axes = None
+    inputs = NMS_INPUTS if nms_in_graph else NMS_INPUTS[:1]
     if dynamic_batch:
-        axes = {"images": {0: "batch"}}
+        axes = {n: {0: "batch"} for n in inputs}
         axes.update({n: {0: "batch" if not nms_in_graph else "detections"} for n in names})
     elif nms_in_graph:
         axes = {n: {0: "detections"} for n in names}
-    example = torch.rand(2 if dynamic_batch else 1, 3, image_size, image_size)
+    batch = 2 if dynamic_batch else 1
+    example = (torch.rand(batch, 3, image_size, image_size),)
+    if nms_in_graph:  # two different non-square originals, so the letterbox arithmetic is traced
+        example += (torch.tensor([[375, 500], [500, 333]][:batch], dtype=torch.int64),)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shapes: S is fixed by design, B stays free
-        torch.onnx.export(graph, (example,), str(path), input_names=["images"], output_names=list(names),
+        torch.onnx.export(graph, example, str(path), input_names=list(inputs), output_names=list(names),
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
     if metadata:
         import onnx
@@ -207,9 +231,17 @@ def onnx_session(path: str | Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(session, images: Tensor) -> list[Tensor]:
-    """Run a session on images (B, 3, S, S) float; its outputs as tensors, in graph order."""
-    return [torch.from_numpy(o) for o in session.run(None, {"images": images.numpy()})]
+def run_onnx(session, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
+    """Run a session on images (B, 3, S, S) float; its outputs as tensors, in graph order.
+
+    ``sizes`` (B, 2) (height, width) of the original images, for an ``--nms`` graph (default: the
+    inputs' own S x S, i.e. images that were not letterboxed)."""
+    feed = {"images": images.numpy()}
+    if "sizes" in [i.name for i in session.get_inputs()]:
+        if sizes is None:
+            sizes = torch.full((images.shape[0], 2), images.shape[-1], dtype=torch.int64)
+        feed["sizes"] = torch.as_tensor(sizes, dtype=torch.int64).reshape(-1, 2).numpy()
+    return [torch.from_numpy(o) for o in session.run(None, feed)]
 
 
 def split_detections(image: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor,
