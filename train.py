@@ -15,6 +15,10 @@ import sys
 import types
 import typing
 
+from yolo.cpu import quiet_openmp
+
+quiet_openmp()  # before torch loads OpenMP: waiting threads sleep instead of spinning (yolo.cpu)
+
 from yolo.argtypes import boolean
 from yolo.config import RECIPES, field_comments, override
 from yolo.config_checks import ConfigError, flag
@@ -33,7 +37,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "model and optimisation": ("model", "anchors", "optim", "lr_find", "grad_clip", "precision"),
     "loss and targets": ("loss", "target"),
     "validation": ("val",),
-    "hardware and scale-out": ("accelerator", "devices", "num_nodes", "strategy", "sync_bn"),
+    "hardware and scale-out": ("accelerator", "devices", "num_nodes", "strategy", "sync_bn", "threads"),
     "run": ("name", "log_dir", "resume", "init", "freeze_backbone", "seed", "checkpoint_every",
             "limit_train_batches", "limit_val_batches", "trace_sizes"),
 }

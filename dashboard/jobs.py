@@ -94,16 +94,36 @@ def train_command(data_root: str | Path) -> str:
     the Kaggle layout). Raises ``DataLayoutError`` for a folder without a train split."""
     import shlex
 
+    parts = ["python", "train.py", "--preset", "voc", "--data", shlex.quote(str(data_root))]
+    return " ".join(parts + split_flags(data_root))
+
+
+def split_flags(data_root: str | Path) -> list[str]:
+    """``--train-sets`` / ``--val-sets`` for a folder whose splits are not VOC07+12's defaults."""
     from yolo.data.layout import default_splits
     from yolo.trainer import TrainConfig
 
-    splits, config = default_splits(data_root), TrainConfig()
-    parts = ["python", "train.py", "--preset", "voc", "--data", shlex.quote(str(data_root))]
+    splits, config, parts = default_splits(data_root), TrainConfig(), []
     if list(splits["train"]) != config.train_sets:
         parts += ["--train-sets", *splits["train"]]
     if splits["val"] and list(splits["val"]) != config.val_sets:
         parts += ["--val-sets", *splits["val"]]
-    return " ".join(parts)
+    return parts
+
+
+def train_specs(data_root: str | Path) -> list[str]:
+    """The split specs the training commands train on (``default_splits``)."""
+    from yolo.data.layout import default_splits
+
+    return list(default_splits(data_root)["train"])
+
+
+def cpu_train_command(data_root: str | Path, images: int, cores: int | None = None, minutes: float = 60.0):
+    """(command, ``yolo.cpu.TrainPlan``) for training on this machine's CPU in about ``minutes``."""
+    from yolo.cpu import cpu_train_plan, usable_cores
+
+    plan = cpu_train_plan(cores or usable_cores(), images, minutes)
+    return plan.command(str(data_root), split_flags(data_root)), plan
 
 
 def start(logs_root: str | Path, command: list[str], epochs: int | None = None) -> JobStatus:

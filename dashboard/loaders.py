@@ -36,6 +36,17 @@ def _index(root: str, spec: str, classes: tuple[str, ...], stamp: str):
     return build_index([root], [spec], classes, progress=False)
 
 
+def split_size(ctx: Context, spec: str) -> int | None:
+    """Images of one split (the cached index), None when it cannot be read (no error drawn)."""
+    root = ctx.data_root
+    if root is None:
+        return None
+    try:
+        return len(_index(str(root), spec, ctx.classes, stamp(root, spec)))
+    except (DataLayoutError, OSError, ValueError):
+        return None
+
+
 def load_index(ctx: Context, spec: str):
     """The labelled ``DetectionIndex`` of one split spec (cached; rebuilt when files change)."""
     root = require_dataset(ctx)

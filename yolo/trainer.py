@@ -28,6 +28,7 @@ from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
 )
 from yolo.config_checks import ConfigError, check_config
+from yolo.cpu import configure_threads
 from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
 from yolo.weights import CheckpointError, read_training_checkpoint
 
@@ -81,6 +82,7 @@ class TrainConfig:
     num_nodes: int = 1  # machines for multi-node DDP
     strategy: str = "auto"  # auto, ddp, ddp_spawn, ... ("ddp" for several GPUs or nodes)
     sync_bn: bool = False  # SyncBatchNorm across processes
+    threads: int = 0  # CPU threads of the model's operators; 0: the cores the data workers leave (yolo.cpu)
     # run bookkeeping
     name: str = "yolov3"  # run name, a plain folder name: <log_dir>/<name>/version_<n>/ (demo preset: demo)
     log_dir: str = "logs"  # where runs land
@@ -610,6 +612,8 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
         callbacks.append(FreezeBackbone(config.freeze_backbone))
         if strategy == "ddp":  # frozen parameters get no gradient for a while
             strategy = "ddp_find_unused_parameters_true"
+    threads, why = configure_threads(config.workers, config.threads)
+    print(f"model threads: {threads} ({why})", file=sys.stderr)
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=strategy, precision=config.precision,

@@ -90,7 +90,11 @@ with check:
     report = loaders.dataset_report(ctx, ctx.split_choices() if every else [spec])
     counts = report.problem_counts
     if not counts:
-        st.success("No problems: every image and annotation of every split was read as it is.")
+        checked = [s.name for s in report.splits]
+        which = (f"the {checked[0]} split" if len(checked) == 1 else
+                 f"each of the {len(checked)} splits ({', '.join(checked)})")
+        st.success(f"No problems: every image and annotation of {which} was read as it is."
+                   + ("" if every or len(ctx.split_choices()) <= 1 else " Turn on “Check every split” for the others."))
     else:
         (st.success if report.ok else st.warning)(
             f"{sum(counts.values())} problems in {len(report.problems)} files. Nothing stops training: "

@@ -6,15 +6,21 @@
 import frame
 import job_panel
 import jobs
+import loaders
 import places
 import pandas as pd
 import streamlit as st
+import torch
 
+from yolo.cpu import usable_cores
 from yolo.runs import find_runs
 
 # Measured with `python -m bench.demo` (README, "Results"); keep in step with the README.
 DEMO_TIME = ("about a minute on an idle 2-core machine (58 s measured; 105 s of CPU work), "
              "longer when other programs share the machine")
+
+CPU_MINUTES = 60.0  # the time budget of the CPU training command
+cpu_cores = usable_cores()
 
 ctx = frame.page("YOLOv3 on Pascal VOC: explorer",
                   "Browse the data and its augmentations, follow training, run the detector, "
@@ -70,11 +76,32 @@ if ctx.data_root is not None and not ctx.is_demo:
     st.subheader("Train on this dataset")
     try:
         command = jobs.train_command(ctx.data_root)
-        st.write("On a GPU machine, the seed's recipe (40 epochs, width 1.0, multi-scale 320-608, "
-                 f"validation at 416); runs land in `logs/yolov3/version_<n>/` and appear here:")
-        st.code(command, language="bash")
-        st.caption("Add `--devices 4 --strategy ddp` for several GPUs, `--resume auto` after a crash; "
-                   "`python train.py --help` lists every flag.")
+        sizes = [loaders.split_size(ctx, spec) for spec in jobs.train_specs(ctx.data_root)]
+        images = sum(n for n in sizes if n) if all(n is not None for n in sizes) else None
+        gpu_here = torch.cuda.is_available()
+        cpu_col, gpu_col = st.columns(2)
+        with cpu_col:
+            st.markdown("**On this machine's CPU**" + (" (no GPU found)" if not gpu_here else ""))
+            if images:
+                cpu_command, plan = jobs.cpu_train_command(ctx.data_root, images, minutes=CPU_MINUTES)
+                st.code(cpu_command, language="bash")
+                st.caption(
+                    f"Chosen for {cpu_cores} cores and {images:,} training images to finish in about "
+                    f"**{plan.minutes:.0f} min** on an idle machine (budget {CPU_MINUTES:.0f} min): width "
+                    f"{plan.width:g}, {plan.size} px, {plan.epochs} epochs, {plan.workers} data worker(s) and "
+                    f"{plan.threads} model thread(s), full precision (fp32 is faster than bf16 on most CPUs). "
+                    "An estimate from the demo preset's measured CPU time per image, scaled by pixels; "
+                    "longer while other programs share the machine.")
+            else:
+                st.caption("The training split could not be counted, so no CPU plan; the Dataset page's "
+                           "data check says why.")
+        with gpu_col:
+            st.markdown("**On a GPU machine**" + (" (a GPU is found here)" if gpu_here else ""))
+            st.code(command, language="bash")
+            st.caption("The seed's recipe (40 epochs, width 1.0, multi-scale 320-608, validation at 416); "
+                       "add `--devices 4 --strategy ddp` for several GPUs.")
+        st.caption("Runs land in `logs/<name>/version_<n>/` and appear here; `--resume auto` continues after a "
+                   "crash; `python train.py --help` lists every flag.")
     except Exception as err:  # noqa: BLE001  (a folder the command cannot be built for)
         st.warning(f"No training command for this folder: {err}")
 st.subheader("Train the demo model")

@@ -139,6 +139,9 @@ def show(title: str, frame: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    from yolo.cpu import configure_threads
+
+    configure_threads(workers=0)  # the cores not already busy (yolo.cpu): 2 spinning threads on a busy 2-core machine ran 3-6x slower than 1
     from yolo.data.layout import DataLayoutError, load_classes
     from yolo.detect import Detector
     from yolo.weights import CheckpointError
