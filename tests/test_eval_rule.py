@@ -18,7 +18,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from yolo.checkpoint import save_weights
+from yolo.weights import save_weights
 from yolo.config import MAP50, VOC_CLASSES, metric_key
 
 SIZE, N = 128, 8

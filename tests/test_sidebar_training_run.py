@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
-from yolo.checkpoint import save_weights
+from yolo.weights import save_weights
 from yolo.model import YOLOv3
 from yolo.progress import write_progress
 from yolo.runs import checkpoint_run, still_training
