@@ -203,7 +203,7 @@ def error_breakdown(detections: Sequence[dict], ground_truths: Sequence[dict], n
         "score": np.concatenate([det.scores[err], np.full(len(miss), np.nan)]),
         "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
         "gt": np.concatenate([target[err], miss]),
-    })
+    }, copy=False)  # the fresh arrays become the columns (no second copy)
     return ErrorBreakdown(base, delta, oracle, counts, pd.DataFrame(per_class), errors)
 
 
