@@ -32,8 +32,9 @@ HEAVY = ("albumentations", "pytorch_lightning", "lightning")
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config/boxes", ("yolo", "yolo.config", "yolo.boxes",
                       # bounded file reading, CLI argument types, run-folder bookkeeping and drawing:
-                      # plain files, pandas and OpenCV, no model
-                      "yolo.filelimits", "yolo.argtypes", "yolo.runs", "yolo.progress", "yolo.logs", "yolo.viz")),
+                      # plain files, pandas and OpenCV, no model; the CPU budget (threads, a CPU plan)
+                      "yolo.filelimits", "yolo.argtypes", "yolo.runs", "yolo.progress", "yolo.logs", "yolo.viz",
+                      "yolo.cpu")),
     ("letterbox/imageio", ("yolo.letterbox", "yolo.imageio")),
     # data readers, transforms, mosaic, the dataset checker: images and boxes, no model
     ("data", ("yolo.data", "yolo.data.problems", "yolo.data.index", "yolo.data.voc", "yolo.data.kaggle",
