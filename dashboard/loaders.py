@@ -78,6 +78,19 @@ def load_view(ctx: Context, spec: str, i: int, max_side: int = DISPLAY_SIDE) -> 
     return _view(str(root), spec, ctx.classes, stamp(root, spec), int(i), int(max_side))
 
 
+@st.cache_data(max_entries=8, show_spinner="Fitting anchors to the boxes…")
+def _anchor_report(root: str, spec: str, classes: tuple[str, ...], stamp: str, size: int):
+    from yolo.anchors import anchor_report
+
+    return anchor_report(_index(root, spec, classes, stamp), size)
+
+
+def anchor_report(ctx: Context, spec: str, size: int):
+    """``yolo.anchors.anchor_report`` of a split at input ``size`` (cached per split files and size)."""
+    root = require_dataset(ctx)
+    return _anchor_report(str(root), spec, ctx.classes, stamp(root, spec), int(size))
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def _box_table(root: str, spec: str, classes: tuple[str, ...], stamp: str) -> pd.DataFrame:
     index = _index(root, spec, classes, stamp)

@@ -163,3 +163,28 @@ def test_auto_anchors_train_better_than_course_on_thin_objects(tmp_path):
         found[mode] = float(metrics["val/map50"].dropna().iloc[-1])
     print(f"thin objects, val mAP@0.5 after equal steps: {found}, load {os.getloadavg()}")
     assert found["auto"] > found["course"]
+
+
+def test_dataset_page_shows_the_anchor_fit(thin, monkeypatch, tmp_path):
+    """AppTest: the Dataset page on a YOLO-layout folder shows both BPRs and draws the anchors at
+    the chosen size, the numbers being yolo.anchors' own (computed on the same index here)."""
+    from test_dashboard import ENV, assert_clean, charts, metric, open_page, plotly_array
+
+    from yolo.anchors import anchor_report
+
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("YOLO_DATA", str(thin))
+    monkeypatch.setenv("YOLO_LOGS", str(tmp_path / "logs"))
+    monkeypatch.setenv("YOLO_CACHE_DIR", str(tmp_path / "cache"))
+    at = open_page("Dataset")
+    at.select_slider(key="ds_anchor_size").set_value(320).run()
+    assert_clean(at)
+    assert metric(at, "course anchors: best possible recall") == "0.000"
+    assert metric(at, "fitted anchors: best possible recall") == "1.000"
+    report = anchor_report(build_index([thin], ["train"], load_classes(thin), tmp_path / "c", progress=False), 320)
+    drawn = [t for c in charts(at) for t in c["data"] if t.get("name") == "anchors"]
+    assert len(drawn) == 2
+    np.testing.assert_allclose(plotly_array(drawn[0]["x"]), report.anchor_wh("course")[:, 0])
+    np.testing.assert_allclose(plotly_array(drawn[1]["y"]), report.anchor_wh("fitted")[:, 1])
+    np.testing.assert_allclose(report.anchor_wh("course"), np.asarray(ANCHORS).reshape(-1, 2) * 320)

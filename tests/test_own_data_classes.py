@@ -79,7 +79,7 @@ def test_checkpoint_carries_the_dataset_classes(coco3):
 @pytest.mark.parametrize("page", ["Home", *PAGES])
 def test_every_page_opens_with_its_class_names(env, page):
     at = open_page(page)
-    assert "last.ckpt" in at.selectbox(key="checkpoint_choice").value
+    assert "coco3/version_0" in at.selectbox(key="checkpoint_choice").value
     assert not [w for w in texts(at, "warning") if "classes" in w and "model knows" in w]
     shown = " ".join(str(v) for kind in ("markdown", "caption", "success", "info") for v in texts(at, kind))
     shown += " ".join(str(o) for s in at.multiselect for o in s.options)

@@ -237,3 +237,36 @@ def choose_anchors(mode: str, wh: np.ndarray | None = None, seed: int = 0,
         return AnchorChoice(COURSE, "course", course, course)
     fitted = fit_anchors(wh, seed)
     return AnchorChoice(fitted, "fitted", course, fit(wh, fitted))
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """Anchor fit of one set of boxes for display (``anchor_report``): pixel sizes at ``size``."""
+
+    size: int
+    box_wh: np.ndarray  # (M, 2) box (w, h) in pixels of the letterboxed input
+    box_image: np.ndarray  # (M,) image id of each box
+    box_label: np.ndarray  # (M,) int64 class index
+    sets: dict[str, tuple[Anchors, Fit]]  # "course" / "fitted" -> (anchors, fit)
+
+    def anchor_wh(self, name: str) -> np.ndarray:
+        """(9, 2) pixel anchors of set ``name`` at ``size``, stride 32 first."""
+        return self.sets[name][0].pixels(self.size).reshape(-1, 2)
+
+
+def anchor_report(index, size: int = 416, seed: int = 0) -> FitReport:
+    """Course anchors and a fitted set measured on a ``DetectionIndex``'s boxes (difficult left
+    out, as in training), box sizes in pixels at input ``size``. With fewer than 9 boxes only the
+    course set is measured."""
+    keep = ~index.difficult
+    owner = index.box_image[keep]
+    side = index.sizes[owner].max(axis=1, keepdims=True).astype(np.float64) if len(owner) else np.ones((0, 1))
+    b = index.boxes[keep].astype(np.float64)
+    wh = (b[:, 2:] - b[:, :2]) / np.maximum(side, 1)
+    ok = (wh > 0).all(axis=1)
+    wh, owner, labels = wh[ok], owner[ok], index.labels[keep][ok]
+    sets = {"course": (COURSE, fit(wh, COURSE, size))}
+    if len(wh) >= 9:
+        fitted = fit_anchors(wh, seed)
+        sets["fitted"] = (fitted, fit(wh, fitted, size))
+    return FitReport(size, wh * size, index.ids[owner] if len(owner) else np.zeros(0, str), labels, sets)

@@ -1,10 +1,11 @@
 """Dataset: browse by split and class with ground truth drawn; class and box statistics; the
-data-check report with the problem files."""
+anchor fit (course and fitted anchors over the boxes); the data-check report with the problem files."""
 
 import frame
 import loaders
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 from wording import count
 
@@ -29,7 +30,7 @@ if wanted:
     keep = set(boxes.loc[boxes["class"].isin(wanted), "image"])
     ids = [i for i in ids if i in keep]
 
-browse, stats, check = st.tabs(["Browse", "Statistics", "Data check"])
+browse, stats, anchors_tab, check = st.tabs(["Browse", "Statistics", "Anchors", "Data check"])
 
 with browse:
     if not ids:
@@ -82,6 +83,41 @@ with stats:
     per_image = px.bar(hist, x="boxes in the image", y="images", title=f"Boxes per image ({split.images} images)")
     c4.plotly_chart(per_image.update_xaxes(type="category"), width="stretch")
     st.caption("Box area buckets (COCO): " + ", ".join(f"{k} {v}" for k, v in split.box_area_buckets.items()))
+
+with anchors_tab:
+    size = st.select_slider("Training input size (pixels)", list(range(320, 609, 32)), value=416, key="ds_anchor_size",
+                            help="Boxes are letterboxed to this side, as training sees them; the course anchors "
+                                 "are fractions of it (yolo.anchors)")
+    fit_report = loaders.anchor_report(ctx, spec, size)
+    names = list(fit_report.sets)
+    st.caption("Best possible recall: the share of boxes whose best anchor has shape IoU > 0.5 (the course's "
+               "assignment threshold). Fitted: k-means on width/height with an IoU distance, then evolution "
+               "(`python -m yolo.data anchors`, `train.py --anchors auto`).")
+    cols = st.columns(len(names))
+    for col, name in zip(cols, names):
+        anchors_set, measures = fit_report.sets[name]
+        col.metric(f"{name} anchors: best possible recall", f"{measures.bpr:.3f}")
+        col.caption(f"mean best IoU {measures.mean_best_iou:.3f} · {measures.anchors_above:.2f} anchors above "
+                    f"0.5 per box · {int(measures.unfit.sum())} of {measures.boxes} boxes fit by no anchor")
+        fig = go.Figure()
+        wh = fit_report.box_wh
+        for fits, label, colour in ((~measures.unfit, "fit by an anchor", "#1f77b4"),
+                                    (measures.unfit, "fit by none", "#d62728")):
+            fig.add_trace(go.Scattergl(x=wh[fits, 0], y=wh[fits, 1], mode="markers", name=label,
+                                       marker={"size": 4, "opacity": 0.5, "color": colour}))
+        a = fit_report.anchor_wh(name)
+        fig.add_trace(go.Scatter(x=a[:, 0], y=a[:, 1], mode="markers+text", name="anchors",
+                                 text=[f"s{s}" for s in (32, 32, 32, 16, 16, 16, 8, 8, 8)], textposition="top center",
+                                 marker={"size": 12, "symbol": "x", "color": "black"}))
+        fig.update_layout(title=f"{name} anchors over the boxes at {size} px", xaxis_title="box width (px)",
+                          yaxis_title="box height (px)", height=420)
+        col.plotly_chart(fig, width="stretch", key=f"ds_anchor_plot_{name}")
+        unfit = measures.unfit
+        col.dataframe(pd.DataFrame({"image": fit_report.box_image[unfit],
+                                    "class": [ctx.classes[k] for k in fit_report.box_label[unfit]],
+                                    "width": wh[unfit, 0].round(1), "height": wh[unfit, 1].round(1),
+                                    "best IoU": measures.best_iou[unfit].round(3)}).head(200),
+                      hide_index=True, width="stretch")
 
 with check:
     every = st.toggle("Check every split", key="ds_check_all",
