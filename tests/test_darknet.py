@@ -268,7 +268,8 @@ def test_convert_coco_weights_to_a_voc_detector(tmp_path):
     assert main([str(path), "--classes", "voc", "--out", str(tmp_path / "voc.pt")]) == 0
     state = read_checkpoint(tmp_path / "voc.pt")
     assert state.class_names == list(VOC_CLASSES) and state.num_classes == 20
-    assert state.anchors[0][2] == [373 / 416, 326 / 416]  # yolov3.cfg's anchors travel along
+    assert state.anchors[0][2] == [373, 326] and state.anchor_unit == "pixels"  # yolov3.cfg's, in its unit
+    assert state.anchors_at(416)[0][2] == [373 / 416, 326 / 416]
     index = torch.tensor([VOC_TO_COCO_INDEX[n] for n in VOC_CLASSES])
     for voc, full in zip(outputs(build_model(state)), outputs(coco)):
         assert torch.equal(voc[..., :5], full[..., :5])
@@ -291,7 +292,33 @@ def test_save_weights_writes_the_given_anchors_and_transfer_writes_once(tmp_path
     monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (writes.append(str(f)), real_save(obj, f, *a, **k)))
     assert main([str(path), "--classes", "voc", "--out", str(tmp_path / "voc.pt"), "--width", "0.125"]) == 0
     assert len(writes) == 1 and (tmp_path / "voc.pt").is_file()  # one write (beside it, then renamed), anchors included
-    assert read_checkpoint(tmp_path / "voc.pt").anchors[0][2] == [373 / 416, 326 / 416]
+    converted = read_checkpoint(tmp_path / "voc.pt")
+    assert converted.anchors[0][2] == [373, 326] and converted.anchor_unit == "pixels"
+
+
+def test_darknet_anchors_stay_pixels_at_every_input_size(tmp_path):
+    """A Darknet-format model at 320, 416 and 608 gives the boxes of Darknet's own rule, written
+    plainly here: centre (sigmoid(t) + cell) * stride, size anchor pixels * exp(t) (no input scaling)."""
+    path = write_weights(randomised(YOLOv3(80, 0.25)), tmp_path / "yolov3.weights")
+    pixels = [[(116, 90), (156, 198), (373, 326)], [(30, 61), (62, 45), (59, 119)], [(10, 13), (16, 30), (33, 23)]]
+    rng = np.random.default_rng(0)
+    for size in (320, 416, 608):
+        detector = Detector.from_checkpoint(path, image_size=size)
+        pred = detector.predict(rng.integers(0, 255, (size, size, 3)).astype(np.uint8))  # no letterbox change
+        plain = []
+        for out, stride, anchors in zip(pred.outputs, (32, 16, 8), pixels):
+            t = out[0].double()  # (3, S, S, 5 + C); channel 0 objectness, 1..4 tx ty tw th
+            s = t.shape[1]
+            rows, cols = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+            for a, (aw, ah) in enumerate(anchors):
+                cx = (torch.sigmoid(t[a, ..., 1]) + cols) * stride
+                cy = (torch.sigmoid(t[a, ..., 2]) + rows) * stride
+                w, h = aw * torch.exp(t[a, ..., 3]), ah * torch.exp(t[a, ..., 4])
+                plain.append(torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), -1).reshape(-1, 4))
+        plain = torch.cat(plain).clamp(0, size)  # candidates are clipped to the image
+        got = pred.candidates
+        assert len(got.boxes) == len(plain)  # every slot
+        torch.testing.assert_close(got.boxes.double(), plain[got.slots], rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.slow

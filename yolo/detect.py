@@ -243,7 +243,7 @@ class Detector:
                 warnings.warn(notes[-1], ThresholdsWarning, stacklevel=2)
         size = image_size or state.image_size or DEFAULT_IMAGE_SIZE  # the size it was validated at
         class_conf = points.class_thresholds if points is not None else None
-        detector = cls(model, state.class_names, size, device, state.anchors, config, class_conf)
+        detector = cls(model, state.class_names, size, device, state.anchors_at(size), config, class_conf)
         detector.checkpoint = str(path)
         detector.warnings = notes
         detector.thresholds_file = str(found.path) if points is not None else None

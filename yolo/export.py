@@ -289,14 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(err)) from None
     args.image_size = args.image_size or state.image_size or DEFAULT_IMAGE_SIZE
     config = PostprocessConfig(conf_threshold=args.conf, iou_threshold=args.iou, max_detections=args.max_det)
-    metadata = {"class_names": state.class_names, "anchors": state.anchors, "image_size": args.image_size,
+    anchors = state.anchors_at(args.image_size)  # fractions of this input (Darknet's pixel anchors converted)
+    metadata = {"class_names": state.class_names, "anchors": anchors, "image_size": args.image_size,
                 "outputs": list(NMS_OUTPUTS if args.nms else RAW_OUTPUTS)}
     # written beside the target (or, for a device such as /dev/null, in the temp folder), checked,
     # then moved into place: a failed export or a full disk never leaves half a file at --onnx
     scratch = target.parent if not target.exists() or target.is_file() else None
     try:
         with tempfile.TemporaryDirectory(dir=scratch, prefix=".export-") as tmp:
-            path = export_onnx(model, Path(tmp) / "model.onnx", args.image_size, state.anchors, args.nms,
+            path = export_onnx(model, Path(tmp) / "model.onnx", args.image_size, anchors, args.nms,
                                args.dynamic_batch, config, args.top_k, args.opset, metadata)
             images = torch.rand(1, 3, args.image_size, args.image_size)
             with torch.no_grad():

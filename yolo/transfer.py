@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     scratch = target.parent if not target.exists() or target.is_file() else None
     try:  # written beside --out, then renamed over it: a full disk never leaves half a file
         with tempfile.TemporaryDirectory(dir=scratch, prefix=".transfer-") as tmp:
-            made = save_weights(model.eval(), Path(tmp) / "weights.pt", names, anchors=state.anchors)
+            made = save_weights(model.eval(), Path(tmp) / "weights.pt", names, anchors=state.anchors,
+                                anchor_unit=state.anchor_unit)
             publish(made, target)  # Darknet's exact anchors for its files
     except OSError as err:
         raise SystemExit(write_message(err, target)) from None

@@ -49,6 +49,13 @@ DARKNET_ANCHORS: list[list[list[float]]] = [
     for scale in (((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)),
                   ((10, 13), (16, 30), (33, 23)))
 ]
+# The same anchors in Darknet's own unit: pixels, at any input size (a Darknet model run at 608
+# draws a 116x90 anchor box 116x90 pixels, not 116 * 608 / 416). Files read here carry these.
+DARKNET_PIXEL_ANCHORS: list[list[list[float]]] = [
+    [[float(w), float(h)] for w, h in scale]
+    for scale in (((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)),
+                  ((10, 13), (16, 30), (33, 23)))
+]
 # Widths tried when a file's width is not given (a .weights file does not record it): sixteenths
 # up to 2, the round ones first (widths that round to the same channels build the same model).
 WIDTHS: tuple[float, ...] = tuple(sorted((k / 16 for k in range(1, 33)),
@@ -334,8 +341,8 @@ def read_weights(path: str | Path, width: float | None = None, backbone_ok: bool
     seen = struct.unpack_from("<q", head, 12)[0] if header_bytes == 20 else header.seen
     hparams = {"darknet": {"major": header.major, "minor": header.minor, "revision": header.revision,
                            "seen": seen, "convolutions": len(specs), "header_bytes": header_bytes}}
-    return ModelState(state, num_classes, found_width, default_class_names(num_classes), DARKNET_ANCHORS,
-                      "darknet", None, hparams)
+    return ModelState(state, num_classes, found_width, default_class_names(num_classes),
+                      DARKNET_PIXEL_ANCHORS, "darknet", None, hparams, anchor_unit="pixels")
 
 
 def expected_floats(num_classes: int, width: float = 1.0, convs: int | None = None) -> int:

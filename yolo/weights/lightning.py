@@ -55,15 +55,18 @@ def _number(hparams: dict, key: str, path: Path, kind: type = float) -> float | 
     return kind(value)
 
 
-def _check_anchors(anchors, path: Path) -> list:
-    """3 scales x 3 anchors x (w, h), positive finite fractions of the image (at most 10)."""
+def _check_anchors(anchors, path: Path, unit: str = "fraction") -> list:
+    """3 scales x 3 anchors x (w, h), positive finite fractions of the image (at most 10), or
+    pixels (at most ``MAX_IMAGE_SIZE`` * 10) when ``unit`` is "pixels"."""
+    top = 10 * (MAX_IMAGE_SIZE if unit == "pixels" else 1)
     try:
         t = torch.as_tensor(anchors, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: hyper-parameter 'anchors' is not a table of numbers ({err})") from None
-    if t.shape != (3, 3, 2) or not bool(torch.isfinite(t).all()) or not bool(((t > 0) & (t <= 10)).all()):
+    if t.shape != (3, 3, 2) or not bool(torch.isfinite(t).all()) or not bool(((t > 0) & (t <= top)).all()):
         raise CheckpointError(f"{path}: hyper-parameter 'anchors' must be 3 scales x 3 anchors x (w, h) "
-                              f"positive fractions of the image, found shape {tuple(t.shape)}")
+                              f"positive {'pixels' if unit == 'pixels' else 'fractions of the image'}, "
+                              f"found shape {tuple(t.shape)}")
     return t.tolist()
 
 
@@ -122,13 +125,17 @@ def from_lightning(raw: dict, path: Path, prefer_ema: bool = True) -> ModelState
     if not isinstance(names, (list, tuple)) or len(names) != num_classes or not all(isinstance(n, str) for n in names):
         raise CheckpointError(f"{path}: hyper-parameter 'class_names' must be {num_classes} strings, "
                               f"found {type(names).__name__} of length {len(names) if hasattr(names, '__len__') else '-'}")
+    unit = hparams.get("anchor_unit", "fraction")
+    if unit not in ("fraction", "pixels"):
+        raise CheckpointError(f"{path}: hyper-parameter 'anchor_unit' must be 'fraction' or 'pixels', found {unit!r}")
     anchors = hparams.get("anchors")
-    anchors = _check_anchors(anchors, path) if anchors is not None else [list(map(list, s)) for s in ANCHORS]
+    anchors = _check_anchors(anchors, path, unit) if anchors is not None else [list(map(list, s)) for s in ANCHORS]
     epoch = raw.get("epoch")
     bad = nonfinite(state)
     warn_nonfinite(bad, path)
     return ModelState(state, num_classes, width, list(names), anchors, source,
-                      epoch if isinstance(epoch, int) else None, hparams, bad, _image_size(hparams, path))
+                      epoch if isinstance(epoch, int) else None, hparams, bad, _image_size(hparams, path),
+                      anchor_unit=unit)
 
 
 def _image_size(hparams: dict, path: Path) -> int | None:
@@ -187,9 +194,10 @@ def optimiser_group_sizes(path: str | Path) -> list[int]:
 
 
 def save_weights(model: YOLOv3, path: str | Path, class_names: list[str] | None = None,
-                 anchors: list | None = None) -> Path:
+                 anchors: list | None = None, anchor_unit: str = "fraction") -> Path:
     """Export the network's weights and the plain values needed to rebuild it. ``anchors``: 3
-    scales x 3 anchors x (w, h) fractions of the image (default: ``yolo.config.ANCHORS``)."""
+    scales x 3 anchors x (w, h) in ``anchor_unit``: fractions of the image (default:
+    ``yolo.config.ANCHORS``) or pixels (Darknet's, the same at every input size)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     hparams = {
@@ -197,6 +205,7 @@ def save_weights(model: YOLOv3, path: str | Path, class_names: list[str] | None 
         "width": model.width,
         "class_names": list(class_names or VOC_CLASSES[: model.num_classes]),
         "anchors": torch.as_tensor(ANCHORS if anchors is None else anchors, dtype=torch.float64).tolist(),
+        "anchor_unit": anchor_unit,
     }
     torch.save({"model": model.state_dict(), "hyper_parameters": hparams}, path)
     return path

@@ -50,6 +50,14 @@ class ModelState:
     hparams: dict = field(default_factory=dict)
     nonfinite: list[str] = field(default_factory=list)  # names of weight tensors holding NaN/Inf
     image_size: int | None = None  # the input side it was validated at (hparams "image_size"), if saved
+    anchor_unit: str = "fraction"  # "fraction" of the input side (grow with it) or "pixels" (Darknet files)
+
+    def anchors_at(self, size: int) -> list:
+        """The anchors as fractions of an input of side ``size``: pixel anchors (Darknet's) keep
+        their pixel size at every input, fraction anchors scale with it (yolo.anchors)."""
+        if self.anchor_unit == "pixels":
+            return [[[w / size, h / size] for w, h in scale] for scale in self.anchors]
+        return [[list(a) for a in scale] for scale in self.anchors]
 
 
 # ------------------------------------------------------------------------------- reading a file
