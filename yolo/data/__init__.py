@@ -2,7 +2,8 @@
 
 Modules (imported lazily, so ``import yolo.data.transforms`` stays light):
     layout      detect_format, resolve_sources, build_index, default_splits, load_classes
-    voc, kaggle readers of the two layouts; index: cached annotation index (DetectionIndex)
+    voc, kaggle, yolo_txt, coco   readers of the four layouts; index: cached annotation index (DetectionIndex)
+    convert     any readable layout -> voc | yolo | coco
     problems    Problem, KINDS (images are read by the core ``yolo.imageio``)
     transforms  train_transforms, eval_transforms (the letterbox is core: ``yolo.letterbox``)
     augment     TrainAugment (what train_transforms returns: one affine warp, colour jitter), AugConfig
@@ -10,7 +11,7 @@ Modules (imported lazily, so ``import yolo.data.transforms`` stays light):
     multiscale  MultiScaleBatchSampler, size_for_step; collate: collate
     datamodule  VOCDataModule (the only module here that imports Lightning)
     demo        write_demo, ensure_demo, demo_path; check: check_dataset; download: download_voc
-CLI: ``python -m yolo.data {demo,check,download} --help``.
+CLI: ``python -m yolo.data {demo,check,download,convert,anchors} --help``.
 """
 
 from __future__ import annotations
