@@ -485,7 +485,7 @@ def test_a_bad_checkpoint_gives_a_message_not_a_traceback(fresh, tmp_path, monke
 def test_a_folder_that_is_not_a_dataset_is_explained(fresh, tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_DATA", str(tmp_path))
     at = open_page("Dataset")
-    assert any("neither a VOCdevkit nor a Kaggle-layout dataset" in t for t in texts(at, "error"))
+    assert any("is neither a VOCdevkit nor a Kaggle-layout, YOLO or COCO dataset" in t for t in texts(at, "error"))
 
 
 def test_streamlit_config_serves_localhost_with_an_upload_limit():

@@ -221,3 +221,23 @@ def test_difficult_objects_train_option_and_eval_flags(tmp_path):
         val = next(iter(dm.val_dataloader()))
         assert val["difficult"].tolist() == [False, True]  # evaluation always keeps them, flagged
 
+
+
+def test_iterating_a_dataset_stops_at_its_length(voc_indexes):
+    """``for s in dataset`` ends after len(dataset) samples (the decode fallback wraps indices,
+    which once made plain iteration endless); -1 is the last sample; len() is out of range."""
+    from itertools import islice
+
+    from yolo.data.datasets import DetectionDataset, EvalDataset
+
+    index = voc_indexes["test"]
+    base = DetectionDataset(index)
+    n = len(base)
+    ids = [str(i) for i in index.ids]
+    # islice guards the test itself against an endless iterator: at most n + 3 samples are read
+    assert [s["id"] for s in islice(iter(EvalDataset(base, 32)), n + 3)] == ids
+    assert base[-1]["id"] == ids[-1]
+    with pytest.raises(IndexError):
+        base[n]
+    with pytest.raises(IndexError):
+        EvalDataset(base, 32)[(n, 32)]

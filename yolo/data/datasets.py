@@ -109,6 +109,18 @@ class ImageCache:
         return self.buffer[self.offsets[i]:self.offsets[i + 1]].reshape(h, w, 3)
 
 
+def _checked_index(i, n: int) -> int:
+    """``i`` as an index into ``n`` samples (negative counts from the end), else ``IndexError``.
+
+    The bound is what ends a plain ``for sample in dataset`` loop (the sequence protocol stops at
+    the first ``IndexError``); without it the decode fallback's wrap-around never stops.
+    """
+    i = int(i)
+    if not -n <= i < n:
+        raise IndexError(f"sample {i} out of range for {n} samples")
+    return i % n
+
+
 class DetectionDataset(Dataset):
     """Original samples of a ``DetectionIndex`` and image loading for the other datasets.
 
@@ -174,7 +186,7 @@ class DetectionDataset(Dataset):
                 "difficult": difficult.copy(), "id": str(self.index.ids[i]), "path": str(self.index.paths[i])}
 
     def __getitem__(self, i: int) -> dict:
-        j, image = self.load_image(int(i), None)
+        j, image = self.load_image(_checked_index(i, len(self)), None)
         return self.sample(j, image)
 
 
@@ -199,7 +211,7 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, key) -> dict:
         i, size = (key[0], key[1]) if isinstance(key, (tuple, list)) else (key, self.size)
-        j, image = self.base.load_image(int(i), size, exact=True)
+        j, image = self.base.load_image(_checked_index(i, len(self)), size, exact=True)
         orig = tuple(int(v) for v in self.base.index.sizes[j])
         out, lb = letterbox(image, size, orig)
         s = self.base.sample(j, out)
