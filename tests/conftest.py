@@ -16,14 +16,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-# The files whose work is longest (``--durations`` on an idle 2-core machine: the 32-image overfit
-# ~105 s, the demo preset ~80 s, the export's trained fixture ~45 s, the browser ~40 s, train.py's
-# subprocesses, the GradCAM fixture ~25 s), handed to the workers first so that the two workers
-# finish together instead of one starting the overfit when the other is nearly done (pytest.ini
-# passes --no-loadscope-reorder, which keeps this order; xdist's default sorts files by their
-# number of tests, which put the one-test overfit last).
-LONGEST_FIRST = ("test_convergence.py", "test_demo_preset.py", "test_export.py", "test_dashboard_browser.py",
-                 "test_train.py", "test_cam.py")
+# The files whose work is longest (``--durations`` on a 2-core machine: the label review's 20-epoch
+# demo fixture ~160 s, the 32-image overfit ~105-160 s, the demo preset ~80-130 s, the export's
+# trained fixture ~45 s, the browsers ~30-50 s, train.py's subprocesses, the GradCAM fixture
+# ~25 s), handed to the workers first so that the two workers finish together instead of one
+# starting the overfit when the other is nearly done (pytest.ini passes --no-loadscope-reorder,
+# which keeps this order; xdist's default sorts files by their number of tests, which put the
+# one-test overfit last).
+LONGEST_FIRST = ("test_review_demo.py", "test_convergence.py", "test_demo_preset.py", "test_export.py",
+                 "test_dashboard_browser.py", "test_dashboard_browser_video.py", "test_train.py", "test_cam.py")
 
 
 def pytest_collection_modifyitems(config, items):
