@@ -232,7 +232,10 @@ def test_data_commands_check_their_numbers_and_outputs(voc_mini, tmp_path, capsy
     for argv, name in ((["demo", str(tmp_path / "d"), "--n-train", "0"], "--n-train"),
                        (["demo", str(tmp_path / "d"), "--seed", "-1"], "--seed"),
                        (["check", str(voc_mini), "--max-problems", "-1"], "--max-problems"),
-                       (["download", str(tmp_path / "v"), "--timeout", "nan"], "--timeout")):
+                       (["download", str(tmp_path / "v"), "--timeout", "nan"], "--timeout"),
+                       (["anchors", str(voc_mini), "--size", "0"], "--size"),
+                       (["anchors", str(voc_mini), "--size", "100"], "--size"),
+                       (["anchors", str(voc_mini), "--seed", "-1"], "--seed")):
         assert f"argument {name}" in parse_fails(main, argv, capsys)
     empty = tmp_path / "classes.txt"
     empty.write_text("")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from yolo.argtypes import integer, real
+from yolo.argtypes import image_size, integer, real
 
 MAX_DEMO = 100_000  # demo images per split: 320 is the default; each is a small JPEG written to disk
 
@@ -185,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "IoU distance, then evolution), sorted into the three scales.")
     p.add_argument("data", help="dataset folder (any layout python -m yolo.data check reads)")
     p.add_argument("--splits", nargs="+", metavar="SPEC", help="split specs whose boxes are used (default: the training split)")
-    p.add_argument("--size", type=int, default=416, help="input side in pixels the anchors are printed at (default 416)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fit; same seed, same anchors (default 0)")
+    p.add_argument("--size", type=image_size, default=416,
+                   help="input side in pixels the anchors are printed at: a multiple of 32 (default 416)")
+    p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0,
+                   help="seed of the fit; same seed, same anchors (default 0)")
     p.add_argument("--out", metavar="FILE", help="write the fitted anchors as JSON (for train.py --anchors FILE)")
     p.add_argument("--cache-dir", help="where annotation indexes are kept (as for check)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
