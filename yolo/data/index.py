@@ -137,6 +137,33 @@ class Entry:
     difficult: np.ndarray  # (K,) bool
 
 
+def normalised_entry(id_: str, rel: str, image_path: Path, label_path: Path, names: Sequence[str],
+                     cxcywh: np.ndarray, to_corners, problems: list[Problem]) -> Entry | None:
+    """The Entry of an image whose labels are normalised ``class cx cy w h`` lines (YOLO txt, Kaggle).
+
+    Probes the image (refused -> reported, None), reports conversions and EXIF orientation (the
+    normalised labels refer to the image as viewers show it), maps ``cxcywh`` (K, 4) to pixel
+    corners with ``to_corners(cxcywh, w, h)``, repairs/drops boxes (``sanitize_boxes``) and reports
+    each kind of repair against ``label_path``. Nothing is difficult in these layouts.
+    """
+    from yolo.imageio import ImageError, probe_image
+
+    try:
+        probe = probe_image(str(image_path))
+    except ImageError as e:
+        problems.append(Problem.make(e.kind, str(image_path), e.detail))
+        return None
+    if probe.conversion:
+        problems.append(Problem.make("image_converted", str(image_path), probe.conversion))
+    if probe.orientation != 1:
+        problems.append(Problem.make("exif_orientation", str(image_path), f"orientation {probe.orientation} applied"))
+    h, w = probe.oriented_size(True)
+    boxes, keep, counts = sanitize_boxes(to_corners(cxcywh, w, h), w, h)
+    for kind, n in counts.items():
+        problems.append(Problem.make(kind, str(label_path), f"{n} box" + "es" * (n > 1), n))
+    return Entry(id_, rel, (h, w), True, boxes, [n for n, k in zip(names, keep) if k], np.zeros(int(keep.sum()), bool))
+
+
 @dataclass
 class SourceIndex:
     """All usable images of one source, as flat arrays (see the module docstring)."""

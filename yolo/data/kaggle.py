@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
+from yolo.imageio import IMAGE_EXTENSIONS
 from yolo.data.index import (
     Entry,
     SourceIndex,
@@ -22,8 +22,8 @@ from yolo.data.index import (
     inside,
     is_link_problem,
     name_max,
+    normalised_entry,
     progress_iter,
-    sanitize_boxes,
 )
 from yolo.data.problems import Problem
 
@@ -132,18 +132,5 @@ class KaggleSource:
             return None
         if bad:
             problems.append(Problem.make("label_line_malformed", str(label_path), f"{bad} lines", bad))
-        try:
-            probe = probe_image(str(image_path))
-        except ImageError as e:
-            problems.append(Problem.make(e.kind, str(image_path), e.detail))
-            return None
-        if probe.conversion:
-            problems.append(Problem.make("image_converted", str(image_path), probe.conversion))
-        if probe.orientation != 1:  # normalised labels refer to the image as viewers show it
-            problems.append(Problem.make("exif_orientation", str(image_path), f"orientation {probe.orientation} applied"))
-        h, w = probe.oriented_size(True)
-        boxes, keep, counts = sanitize_boxes(yolo_to_corners(cxcywh, w, h), w, h)
-        for kind, n in counts.items():
-            problems.append(Problem.make(kind, str(label_path), f"{n} box" + "es" * (n > 1), n))
-        return Entry(id_, f"images/{image_name}", (h, w), True, boxes,
-                     [n for n, k in zip(names, keep) if k], np.zeros(int(keep.sum()), bool))
+        return normalised_entry(id_, f"images/{image_name}", image_path, label_path, names, cxcywh,
+                                yolo_to_corners, problems)

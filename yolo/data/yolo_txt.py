@@ -42,11 +42,11 @@ from yolo.data.index import (
     inside,
     is_link_problem,
     name_max,
+    normalised_entry,
     progress_iter,
-    sanitize_boxes,
 )
 from yolo.data.problems import Problem
-from yolo.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
+from yolo.imageio import IMAGE_EXTENSIONS
 
 YAML_NAMES = ("data.yaml", "data.yml")
 MAX_YAML_BYTES = 1 << 20  # a data.yaml is a few lines; larger files are refused (YAML alias bombs)
@@ -304,19 +304,5 @@ class YoloSource:
             problems.append(Problem.make("annotation_malformed", str(label), str(e)))
             return None
         problems += bad
-        image = root / rel
-        try:
-            probe = probe_image(str(image))
-        except ImageError as e:
-            problems.append(Problem.make(e.kind, str(image), e.detail))
-            return None
-        if probe.conversion:
-            problems.append(Problem.make("image_converted", str(image), probe.conversion))
-        if probe.orientation != 1:  # normalised labels refer to the image as viewers show it
-            problems.append(Problem.make("exif_orientation", str(image), f"orientation {probe.orientation} applied"))
-        h, w = probe.oriented_size(True)
-        boxes, keep, counts = sanitize_boxes(normalised_to_corners(cxcywh, w, h), w, h)
-        for kind, n in counts.items():
-            problems.append(Problem.make(kind, str(label), f"{n} box" + "es" * (n > 1), n))
-        return Entry(PurePosixPath(rel).stem, rel, (h, w), True, boxes,
-                     [n for n, k in zip(names, keep) if k], np.zeros(int(keep.sum()), bool))
+        return normalised_entry(PurePosixPath(rel).stem, rel, root / rel, label, names, cxcywh,
+                                normalised_to_corners, problems)
