@@ -133,6 +133,28 @@ def test_yolo_reader_boxes_and_every_bad_record(yolo_root, tmp_path):
     assert all(str(yolo_root.resolve()) in p for p in index.paths)
 
 
+def test_roboflow_export_with_parent_relative_entries(tmp_path):
+    """Roboflow's YOLO export: data.yaml beside train/ and valid/, entries written ``../train/images``.
+    Read as Ultralytics does (the first ``../`` dropped when that path exists inside the folder);
+    an entry whose stripped path is not inside (here it exists only outside) stays refused."""
+    root = tmp_path / "export"
+    for split, name, line in (("train", "t", "0 0.5 0.5 0.25 0.5"), ("valid", "v", "1 0.25 0.25 0.5 0.5")):
+        _image(root / split / "images" / f"{name}.jpg")
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / f"{name}.txt").write_text(line + "\n")
+    _image(tmp_path / "decoy" / "images" / "d.jpg")  # ../decoy/images exists only outside the export
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../decoy/images\n"
+                                    "nc: 2\nnames: ['a', 'b']\n")
+    assert detect_format(root) == "yolo" and available_splits(root) == ["train", "val", "test"]
+    train = build_index([root], ["train"], load_classes(root), tmp_path / "c", progress=False)
+    val = build_index([root], ["val"], load_classes(root), tmp_path / "c", progress=False)
+    assert list(train.ids) == ["t"] and list(val.ids) == ["v"] and not train.problems and not val.problems
+    np.testing.assert_array_equal(train.annotation(0)[0], [[24, 12, 40, 36]])
+    np.testing.assert_array_equal(val.annotation(0)[1], [1])
+    test = build_index([root], ["test"], load_classes(root), tmp_path / "c", progress=False)
+    assert len(test) == 0 and _has(test, "path_outside", "data.yaml", "test entry 1 '../decoy/images'")
+
+
 def test_yolo_folder_pair_without_yaml_and_cache(yolo_root, tmp_path):
     (yolo_root / "data.yaml").unlink()
     (yolo_root / "extra.txt").unlink()

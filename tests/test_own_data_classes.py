@@ -76,9 +76,9 @@ def test_checkpoint_carries_the_dataset_classes(coco3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["Home", *PAGES])
+@pytest.mark.parametrize("page", ["Home", *PAGES, "Label review"])
 def test_every_page_opens_with_its_class_names(env, page):
-    at = open_page(page)
+    at = _open(page)
     assert "coco3/version_0" in at.selectbox(key="checkpoint_choice").value
     assert not [w for w in texts(at, "warning") if "classes" in w and "model knows" in w]
     shown = " ".join(str(v) for kind in ("markdown", "caption", "success", "info") for v in texts(at, kind))
@@ -88,11 +88,30 @@ def test_every_page_opens_with_its_class_names(env, page):
         assert any(n in shown for n in NAMES), page
 
 
+# every page that puts a model beside a dataset, and what it says it then does
+COMBINING = {"Detect": "Ground truth is drawn", "GradCAM": "the dataset's labels are not used",
+             "Evaluate": "nothing can be evaluated", "Label review": "nothing can be reviewed"}
+
+
+def _open(page: str):
+    if page in PAGES or page == "Home":
+        return open_page(page)
+    at = open_page("Home")
+    at.switch_page("views/review.py").run()
+    assert_clean(at)
+    return at
+
+
 @pytest.mark.slow
-def test_a_dataset_with_other_classes_is_told_so(env, monkeypatch, voc_mini):
+@pytest.mark.parametrize("page", list(COMBINING))
+def test_a_dataset_with_other_classes_is_told_so(env, monkeypatch, voc_mini, page):
     monkeypatch.setenv("YOLO_DATA", str(voc_mini))
-    at = open_page("Detect")
-    assert any("The model knows 3 classes (zebra, apple, kite)" in w for w in texts(at, "warning"))
+    at = _open(page)
+    warning = [w for w in texts(at, "warning") if "The model knows 3 classes (zebra, apple, kite)" in w]
+    assert len(warning) == 1 and "the dataset has 20 (aeroplane, bicycle" in warning[0], texts(at, "warning")
+    assert COMBINING[page] in warning[0]
+    if page == "Label review":
+        assert not [s for s in at.selectbox if s.key == "lr_split"], "and indeed nothing is reviewed"
 
 
 def test_evaluate_and_export_clis_use_the_names(coco3, tmp_path):

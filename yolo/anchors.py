@@ -32,12 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from yolo.config import ANCHORS
+from yolo.filelimits import read_json_file
 
 UNITS = ("fraction", "pixels")
 ASSIGN_IOU = 0.5  # the course's assignment/ignore threshold (TargetConfig.ignore_iou)
 AUTO_MIN_BPR = 0.8  # --anchors auto fits new anchors when the course anchors' BPR is below this (voc-mini: 0.88)
 KMEANS_ITERS = 60
 EVOLVE_GENERATIONS = 1000
+MAX_ANCHORS_BYTES = 64 << 10  # an anchors file is ~200 bytes; read_anchors refuses larger ones, FIFOs, devices
 MAX_FIT_BOXES = 20000  # boxes used to fit (a seeded sample above this); measures use all
 
 
@@ -87,9 +89,9 @@ def read_anchors(path: str | Path) -> Anchors:
     (what ``python -m yolo.data anchors --out`` writes); raises ``ValueError`` with the file named."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = read_json_file(path, MAX_ANCHORS_BYTES, "anchors file")
         return Anchors.from_array(doc["anchors"], doc.get("unit", "fraction"))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not an anchors file ({e}); expected "
                          '{"anchors": [[[w, h], [w, h], [w, h]], ...3 scales], "unit": "fraction"}') from None
 

@@ -164,6 +164,22 @@ def check_resume(resume, width: float) -> None:
                           f"but --width is {width:g}; pass --width {state.width:g}")
 
 
+def check_anchors(value) -> None:
+    """``--anchors``: ``course``, ``auto`` or an anchors file in fractions of the input side, read
+    here (``yolo.anchors.read_anchors``: small regular JSON), before any dataset is indexed."""
+    if value in ("course", "auto"):
+        return
+    from yolo.anchors import read_anchors
+
+    try:
+        anchors = read_anchors(str(value))
+    except ValueError as err:
+        raise ConfigError(f"--anchors: {err} (or use course / auto)") from None
+    if anchors.unit != "fraction":
+        raise ConfigError(f"--anchors {value}: {anchors.unit} anchors; training uses fractions of the input "
+                          "side (write the file with python -m yolo.data anchors DATA --out FILE)")
+
+
 def check_config(train_config) -> None:
     """Check every setting of a ``TrainConfig`` (its nested ``module`` included, each by its leaf
     name as ``leaves`` gives it); raises ``ConfigError`` naming the first bad flag."""
@@ -226,6 +242,7 @@ def check_config(train_config) -> None:
     elif config.preset != "demo":
         raise ConfigError("--data is required: a VOCdevkit folder (or its parent) or the Kaggle layout; "
                           "--preset demo trains on the synthetic demo dataset")
+    check_anchors(config.anchors)
     check_resume(config.resume, config.width)
     _integer(config, "freeze_backbone", 0)
     if config.init and not Path(str(config.init)).expanduser().is_file():

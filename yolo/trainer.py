@@ -27,7 +27,7 @@ from yolo.callbacks import ProgressFile
 from yolo.config import (
     ACC_CLASS, ACC_NOOBJ, ACC_OBJ, IMAGES_PER_SECOND, LOSS_TOTAL, MAP50, ModuleConfig, metric_key,
 )
-from yolo.config_checks import ConfigError, check_config
+from yolo.config_checks import ConfigError, check_anchors, check_config
 from yolo.cpu import configure_threads
 from yolo.runs import claim_version, own_version, resolve_resume, run_dir, truncate_metrics, write_config
 from yolo.weights import CheckpointError, read_training_checkpoint
@@ -51,10 +51,14 @@ class TrainConfig:
 
     # data
     data: list[str] = field(default_factory=list)  # dataset root(s): a folder holding VOCdevkit/
-    #                (or VOCdevkit itself), or the Kaggle layout (images/, labels/, train.csv, test.csv)
-    format: Literal["auto", "voc", "kaggle"] = "auto"  # dataset layout
+    #                (or VOCdevkit itself), a YOLO folder (data.yaml, or images/<split> + labels/<split>),
+    #                a COCO folder (annotations/instances_<split>.json) or JSON file, or the Kaggle
+    #                layout (images/, labels/, train.csv, test.csv); README "Your own data"
+    format: Literal["auto", "voc", "yolo", "coco", "kaggle"] = "auto"  # dataset layout: auto detects
+    #                it; any other value also checks that every --data folder has it
     train_sets: list[str] = field(default_factory=lambda: ["2007/trainval", "2012/trainval"])  # year/split
-    #                pairs to train on; Kaggle: train
+    #                pairs to train on; Kaggle: train; YOLO and COCO: their split names (default: their
+    #                own train and val)
     val_sets: list[str] = field(default_factory=lambda: ["2007/test"])  # year/split pairs to validate on
     use_difficult: bool = False  # also train on objects marked difficult (evaluation always flags them)
     cache_ram: bool = False  # keep decoded, resized images in RAM
@@ -303,14 +307,12 @@ def pick_anchors(config: TrainConfig, datamodule, quiet: bool = False):
     seed, so every DDP process picks the same)."""
     from yolo.anchors import choose_anchors, index_fractions
 
+    check_anchors(config.anchors)  # check_config did too; a file may have changed since
     wh = index_fractions(datamodule.indexes["train"]) if config.anchors == "auto" else None
     try:
         choice = choose_anchors(config.anchors, wh, seed=config.seed)
     except ValueError as err:
         raise ConfigError(f"--anchors: {err}") from None
-    if choice.anchors.unit != "fraction":
-        raise ConfigError(f"--anchors {config.anchors}: {choice.anchors.unit} anchors; training uses "
-                          "fractions of the input side (write the file with python -m yolo.data anchors)")
     if not quiet and config.anchors != "course":
         print(choice.message(), file=sys.stderr)
     return choice.anchors.as_list()

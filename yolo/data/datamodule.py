@@ -54,7 +54,7 @@ class VOCDataModule(pl.LightningDataModule):
     Args:
         roots: dataset folder(s): a VOCdevkit parent, VOCdevkit itself, a folder in VOC layout,
             or a Kaggle-layout folder (format detected; see ``yolo.data.layout``).
-        format: "auto", "voc" or "kaggle" (a check when not "auto").
+        format: "auto", "voc", "yolo", "coco" or "kaggle" (a check when not "auto").
         train_sets / val_sets / test_sets / predict_sets: split specs ("2007/trainval", "val",
             "train.csv"); None = ``default_splits`` (07+12 trainval / 07 test for full VOC).
             predict defaults to the test sets.

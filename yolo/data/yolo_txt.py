@@ -4,6 +4,7 @@
 
     path: .                 # dataset root, relative to this file; must stay inside its folder
     train: images/train     # a folder of images, a .txt list of images, or a list of either
+                            # (``../train/images``, Roboflow's, reads as ``train/images`` when that exists)
     val: [images/val, extra.txt]
     test: test.txt          # optional
     names: [cat, dog]       # or {0: cat, 1: dog} (ids 0..n-1, no gaps)
@@ -155,6 +156,17 @@ def _walk_images(folder: Path) -> list[Path]:
     return sorted(out)
 
 
+def parent_relative(root: Path, entry: str, limit: int = 255) -> str:
+    """Ultralytics' rule for a split entry written as ``../x`` (Roboflow's exports put ``data.yaml``
+    beside ``train/`` and write ``train: ../train/images``): ``x`` when ``root/x`` exists inside
+    ``root``, else ``entry`` unchanged (then refused as leaving the folder). Only the first
+    ``../`` is dropped, as Ultralytics does; nothing outside ``root`` is looked at."""
+    if not entry.startswith("../"):
+        return entry
+    path, _, _ = inside(root, "", entry[3:], limit)
+    return entry[3:] if path is not None and path.exists() else entry
+
+
 def list_images(root: Path, config: Path | None, split: str, entries: tuple[str, ...]
                 ) -> tuple[list[tuple[str, str]], list[Path], list[Problem]]:
     """Images of a split: ([(image path relative to root, where it was named)], list files read,
@@ -163,7 +175,7 @@ def list_images(root: Path, config: Path | None, split: str, entries: tuple[str,
     limit = name_max(root)
     items, lists, problems = [], [], []
     for k, entry in enumerate(entries, start=1):
-        path, kind, why = inside(root, "", entry, limit)
+        path, kind, why = inside(root, "", parent_relative(root, entry, limit), limit)
         if path is None:
             problems.append(Problem.make(kind, where_cfg, f"{split} entry {k} {entry[:80]!r}: {why}"))
             continue
