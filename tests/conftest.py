@@ -23,7 +23,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # starting the overfit when the other is nearly done (pytest.ini passes --no-loadscope-reorder,
 # which keeps this order; xdist's default sorts files by their number of tests, which put the
 # one-test overfit last).
-LONGEST_FIRST = ("test_review_demo.py", "test_convergence.py", "test_demo_preset.py", "test_export.py",
+LONGEST_FIRST = ("test_review_demo.py", "test_anchors.py", "test_convergence.py", "test_demo_preset.py", "test_export.py",
                  "test_dashboard_browser.py", "test_dashboard_browser_video.py", "test_train.py", "test_cam.py")
 
 

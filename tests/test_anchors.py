@@ -195,3 +195,69 @@ def test_auto_anchors_train_to_a_higher_map_on_long_thin_objects(tmp_path):
     auto = _final_map(_train(data, tmp_path / "logs", "auto", *common))
     print(f"val mAP@0.5 after 320 steps: course {course:.3f}, auto {auto:.3f}")
     assert auto > course
+
+
+def test_fitted_anchors_reach_the_detector_and_the_onnx_graph(thin, tmp_path):
+    """A checkpoint holding the thin set's fitted anchors: the Detector's candidates at 96 and 160
+    px are the plain decode with those anchors (fractions, so they grow with the input:
+    anchor * size * exp(tw)), and the ``--nms`` ONNX graph gives the Detector's detections."""
+    pytest.importorskip("onnxruntime", reason="pip install onnxruntime (requirements.txt)")
+    import torch
+
+    from test_export import same_detections
+    from yolo.config import PostprocessConfig
+    from yolo.detect import Detector
+    from yolo.export import main as export_main
+    from yolo.export import onnx_session, run_onnx, split_detections
+    from yolo.model import YOLOv3
+    from yolo.weights import save_weights
+
+    wh = index_fractions(build_index([thin], ["train"], load_classes(thin), tmp_path / "c", progress=False))
+    fitted = fit_anchors(wh, seed=0)
+    assert fit(wh, fitted).bpr > 0.98 and fitted != COURSE
+    from PIL import Image
+
+    val = [np.asarray(Image.open(thin / "images" / "val" / f"{k:03d}.png").convert("RGB")) for k in range(8)]
+    torch.manual_seed(0)
+    model = YOLOv3(2, 0.125)  # BatchNorm calibrated on the images: varied scores, boxes of sane sizes
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    with torch.no_grad():
+        model.train()(torch.as_tensor(np.stack(val)).permute(0, 3, 1, 2).float() / 255)
+        for name, m in model.named_modules():
+            if name.endswith("predict.pred"):
+                m.bias.view(3, 7)[:, 0] += 1.0
+    model.eval()
+    path = save_weights(model, tmp_path / "thin.pt", ["horizontal", "vertical"], anchors=fitted.as_list())
+    rng = np.random.default_rng(0)
+    for size in (96, 160):
+        detector = Detector.from_checkpoint(path, image_size=size)
+        pred = detector.predict(rng.integers(0, 255, (size, size, 3)).astype(np.uint8))
+        plain = []
+        for out, stride, anchors in zip(pred.outputs, (32, 16, 8), fitted.array() * size):
+            t = out[0].double()
+            s = t.shape[1]
+            rows, cols = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+            for a, (aw, ah) in enumerate(anchors):
+                cx, cy = (torch.sigmoid(t[a, ..., 1]) + cols) * stride, (torch.sigmoid(t[a, ..., 2]) + rows) * stride
+                w, h = aw * torch.exp(t[a, ..., 3]), ah * torch.exp(t[a, ..., 4])
+                plain.append(torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), -1).reshape(-1, 4))
+        plain = torch.cat(plain).clamp(0, size)
+        got = pred.candidates
+        assert len(got.boxes) == len(plain)
+        torch.testing.assert_close(got.boxes.double(), plain[got.slots], rtol=1e-4, atol=1e-3)
+    config = PostprocessConfig(conf_threshold=0.05, iou_threshold=0.45, max_detections=1000, pre_nms_top_k=1000)
+    onnx = tmp_path / "thin.onnx"
+    assert export_main([str(path), "--onnx", str(onnx), "--nms", "--image-size", "96", "--conf", "0.05",
+                        "--iou", "0.45", "--max-det", "1000", "--top-k", "1000"]) == 0
+    detector = Detector.from_checkpoint(path, image_size=96, config=config)
+    session = onnx_session(onnx)
+    shown = 0
+    for image in val:
+        pred = detector.predict(image)
+        want = pred.select().as_dict()
+        got = split_detections(*run_onnx(session, pred.input, torch.tensor([pred.orig_size])), 1)[0]
+        same_detections(got, want)
+        shown += len(want["boxes"])
+    assert shown > 0
