@@ -29,17 +29,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from yolo.data.index import (
-    Entry,
     SourceIndex,
+    annotated_entry,
     dir_stats,
     file_signature,
     inside,
     name_max,
     progress_iter,
-    sanitize_boxes,
 )
 from yolo.data.problems import Problem
-from yolo.imageio import ImageError, probe_image
 
 INSTANCES_PREFIX = "instances_"
 
@@ -189,33 +187,6 @@ def read_coco(path: Path) -> tuple[CocoTables, list[Problem]]:
     return t, problems
 
 
-def image_frame_entry(id_: str, rel: str, image_path: Path, ann_wh: tuple[int, int], raw_xyxy: np.ndarray,
-                      names: list[str], difficult: np.ndarray, file: str, where: str, problems: list[Problem]
-                      ) -> Entry | None:
-    """Probe the image, bring boxes annotated at ``ann_wh`` (w, h; 0 = unknown) to its decoded
-    frame, repair/drop boxes, and report; None when the image is refused."""
-    from yolo.data.voc import image_frame
-
-    try:
-        probe = probe_image(str(image_path))
-    except ImageError as e:
-        problems.append(Problem.make(e.kind, str(image_path), e.detail))
-        return None
-    if probe.conversion:
-        problems.append(Problem.make("image_converted", str(image_path), probe.conversion))
-    apply_exif, (h, w), note = image_frame(probe, *ann_wh)
-    if note:
-        problems.append(Problem.make("exif_orientation", str(image_path), note))
-    aw, ah = ann_wh if all(ann_wh) else (w, h)
-    boxes, keep, counts = sanitize_boxes(raw_xyxy, aw, ah)
-    if (aw, ah) != (w, h):
-        problems.append(Problem.make("size_mismatch", file, f"{where}: annotated {aw}x{ah}, image {w}x{h}"))
-        boxes = (boxes * np.array([w / aw, h / ah, w / aw, h / ah])).astype(np.float32)
-    for kind, n in counts.items():
-        problems.append(Problem.make(kind, file, f"{where}: {n} box" + "es" * (n > 1), n))
-    return Entry(id_, rel, (h, w), apply_exif, boxes, [n for n, k in zip(names, keep) if k], difficult[keep])
-
-
 @dataclass(frozen=True)
 class CocoSource:
     """The images of one COCO JSON."""
@@ -293,7 +264,7 @@ class CocoSource:
             rows = order[starts[r]:starts[r + 1]]
             xywh = box[rows]
             xyxy = np.concatenate((xywh[:, :2], xywh[:, :2] + xywh[:, 2:]), axis=1)
-            entry = image_frame_entry(str(PurePosixPath(name).with_suffix("")), rel, path, t.image_sizes[r], xyxy,
+            entry = annotated_entry(str(PurePosixPath(name).with_suffix("")), rel, path, t.image_sizes[r], xyxy,
                                       [names[c] for c in cls[rows]], crowd[rows], f, where, problems)
             if entry is not None:
                 entries.append(entry)

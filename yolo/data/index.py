@@ -137,15 +137,9 @@ class Entry:
     difficult: np.ndarray  # (K,) bool
 
 
-def normalised_entry(id_: str, rel: str, image_path: Path, label_path: Path, names: Sequence[str],
-                     cxcywh: np.ndarray, to_corners, problems: list[Problem]) -> Entry | None:
-    """The Entry of an image whose labels are normalised ``class cx cy w h`` lines (YOLO txt, Kaggle).
-
-    Probes the image (refused -> reported, None), reports conversions and EXIF orientation (the
-    normalised labels refer to the image as viewers show it), maps ``cxcywh`` (K, 4) to pixel
-    corners with ``to_corners(cxcywh, w, h)``, repairs/drops boxes (``sanitize_boxes``) and reports
-    each kind of repair against ``label_path``. Nothing is difficult in these layouts.
-    """
+def _probed(image_path: Path, problems: list[Problem]):
+    """``yolo.imageio.probe_image`` of a dataset image; a refused image is reported (None), a
+    converted one noted."""
     from yolo.imageio import ImageError, probe_image
 
     try:
@@ -155,13 +149,76 @@ def normalised_entry(id_: str, rel: str, image_path: Path, label_path: Path, nam
         return None
     if probe.conversion:
         problems.append(Problem.make("image_converted", str(image_path), probe.conversion))
+    return probe
+
+
+def _report_repairs(counts: dict, file: str, where: str, problems: list[Problem]) -> None:
+    for kind, n in counts.items():
+        problems.append(Problem.make(kind, file, f"{where}{n} box" + "es" * (n > 1), n))
+
+
+def normalised_entry(id_: str, rel: str, image_path: Path, label_path: Path, names: Sequence[str],
+                     cxcywh: np.ndarray, to_corners, problems: list[Problem]) -> Entry | None:
+    """The Entry of an image whose labels are normalised ``class cx cy w h`` lines (YOLO txt, Kaggle).
+
+    Probes the image (refused -> reported, None), reports conversions and EXIF orientation (the
+    normalised labels refer to the image as viewers show it), maps ``cxcywh`` (K, 4) to pixel
+    corners with ``to_corners(cxcywh, w, h)``, repairs/drops boxes (``sanitize_boxes``) and reports
+    each kind of repair against ``label_path``. Nothing is difficult in these layouts.
+    """
+    probe = _probed(image_path, problems)
+    if probe is None:
+        return None
     if probe.orientation != 1:
         problems.append(Problem.make("exif_orientation", str(image_path), f"orientation {probe.orientation} applied"))
     h, w = probe.oriented_size(True)
     boxes, keep, counts = sanitize_boxes(to_corners(cxcywh, w, h), w, h)
-    for kind, n in counts.items():
-        problems.append(Problem.make(kind, str(label_path), f"{n} box" + "es" * (n > 1), n))
+    _report_repairs(counts, str(label_path), "", problems)
     return Entry(id_, rel, (h, w), True, boxes, [n for n, k in zip(names, keep) if k], np.zeros(int(keep.sum()), bool))
+
+
+def image_frame(probe, ann_w: int, ann_h: int) -> tuple[bool, tuple[int, int], str]:
+    """Decide whether to apply EXIF orientation so pixels match the annotation's frame.
+
+    An orientation that swaps width and height is applied when the annotated size is the rotated
+    one and ignored when it is the stored one (an annotation tool that ignored EXIF); other
+    orientations (mirror, 180 degrees) cannot be told apart by size and are applied, as image
+    viewers do. Returns (apply_exif, decoded (h, w), a note for the report, "" if none).
+    """
+    if probe.orientation == 1:
+        return True, probe.oriented_size(True), ""
+    rotated = probe.oriented_size(True)
+    if ann_w and ann_h and (ann_h, ann_w) == (probe.height, probe.width) and rotated != (ann_h, ann_w):
+        return False, (probe.height, probe.width), f"orientation {probe.orientation} ignored (annotated in stored frame)"
+    return True, rotated, f"orientation {probe.orientation} applied"
+
+
+def annotated_entry(id_: str, rel: str, image_path: Path, ann_wh: tuple[int, int], raw_xyxy: np.ndarray,
+                    names: Sequence[str], difficult: np.ndarray, file: str, where: str,
+                    problems: list[Problem], one_based: bool = False) -> Entry | None:
+    """The Entry of an image whose boxes are pixel corners annotated on an image of ``ann_wh`` =
+    (w, h) (0: not given) (VOC XML, COCO JSON).
+
+    Probes the image (refused -> reported, None), decides its EXIF orientation from the annotated
+    size (``image_frame``), repairs/drops the (K, 4) ``raw_xyxy`` in the annotated frame
+    (``sanitize_boxes``; ``one_based``: VOC's 1-based corners) and rescales them to the decoded
+    frame when the sizes differ (``size_mismatch``). Repairs are reported against ``file``, their
+    detail prefixed with ``where`` (e.g. ``"annotations[3] (id 7)"``; "" for none).
+    """
+    probe = _probed(image_path, problems)
+    if probe is None:
+        return None
+    apply_exif, (h, w), note = image_frame(probe, *ann_wh)
+    if note:
+        problems.append(Problem.make("exif_orientation", str(image_path), note))
+    aw, ah = ann_wh if all(ann_wh) else (w, h)
+    boxes, keep, counts = sanitize_boxes(raw_xyxy, aw, ah, one_based=one_based)
+    prefix = f"{where}: " if where else ""
+    if (aw, ah) != (w, h):  # boxes are in the annotated frame: bring them to the image's
+        problems.append(Problem.make("size_mismatch", file, f"{prefix}annotated {aw}x{ah}, image {w}x{h}"))
+        boxes = (boxes * np.array([w / aw, h / ah, w / aw, h / ah])).astype(np.float32)
+    _report_repairs(counts, file, prefix, problems)
+    return Entry(id_, rel, (h, w), apply_exif, boxes, [n for n, k in zip(names, keep) if k], difficult[keep])
 
 
 @dataclass

@@ -15,17 +15,17 @@ import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
-from yolo.imageio import IMAGE_EXTENSIONS, ImageError, probe_image
+from yolo.imageio import IMAGE_EXTENSIONS
 from yolo.data.index import (
     Entry,
     SourceIndex,
+    annotated_entry,
     dir_stats,
     file_signature,
     inside,
     is_link_problem,
     name_max,
     progress_iter,
-    sanitize_boxes,
 )
 from yolo.data.problems import Problem
 
@@ -87,22 +87,6 @@ def parse_voc_xml(path: str | Path) -> VOCAnnotation:
     )
 
 
-def image_frame(probe, ann_w: int, ann_h: int) -> tuple[bool, tuple[int, int], str]:
-    """Decide whether to apply EXIF orientation so pixels match the annotation's frame.
-
-    An orientation that swaps width and height is applied when the annotated size is the rotated
-    one and ignored when it is the stored one (an annotation tool that ignored EXIF); other
-    orientations (mirror, 180 degrees) cannot be told apart by size and are applied, as image
-    viewers do. Returns (apply_exif, decoded (h, w), a note for the report, "" if none).
-    """
-    if probe.orientation == 1:
-        return True, probe.oriented_size(True), ""
-    rotated = probe.oriented_size(True)
-    if ann_w and ann_h and (ann_h, ann_w) == (probe.height, probe.width) and rotated != (ann_h, ann_w):
-        return False, (probe.height, probe.width), f"orientation {probe.orientation} ignored (annotated in stored frame)"
-    return True, rotated, f"orientation {probe.orientation} applied"
-
-
 def read_entry(ann_path: Path, image_path: Path, image_rel: str, id_: str,
                problems: list[Problem], one_based: bool = True) -> Entry | None:
     """Annotation + image of one VOC id -> ``Entry`` (None when skipped); problems appended."""
@@ -111,25 +95,8 @@ def read_entry(ann_path: Path, image_path: Path, image_rel: str, id_: str,
     except AnnotationError as e:
         problems.append(Problem.make(e.kind, str(ann_path), e.detail))
         return None
-    try:
-        probe = probe_image(str(image_path))
-    except ImageError as e:
-        problems.append(Problem.make(e.kind, str(image_path), e.detail))
-        return None
-    if probe.conversion:
-        problems.append(Problem.make("image_converted", str(image_path), probe.conversion))
-    apply_exif, (h, w), note = image_frame(probe, ann.width, ann.height)
-    if note:
-        problems.append(Problem.make("exif_orientation", str(image_path), note))
-    aw, ah = (ann.width, ann.height) if ann.width and ann.height else (w, h)
-    boxes, keep, counts = sanitize_boxes(ann.raw_boxes, aw, ah, one_based=one_based)
-    if (aw, ah) != (w, h):  # boxes are in the annotated frame: bring them to the image's
-        problems.append(Problem.make("size_mismatch", str(ann_path), f"annotated {aw}x{ah}, image {w}x{h}"))
-        boxes = (boxes * np.array([w / aw, h / ah, w / aw, h / ah])).astype(np.float32)
-    for kind, n in counts.items():
-        problems.append(Problem.make(kind, str(ann_path), f"{n} box" + "es" * (n > 1), n))
-    names = [n for n, k in zip(ann.names, keep) if k]
-    return Entry(id_, image_rel, (h, w), apply_exif, boxes, names, ann.difficult[keep])
+    return annotated_entry(id_, image_rel, image_path, (ann.width, ann.height), ann.raw_boxes, ann.names,
+                           ann.difficult, str(ann_path), "", problems, one_based=one_based)
 
 
 def format_voc_xml(filename: str, width: int, height: int, names, boxes, difficult=None, folder: str = "") -> str:
