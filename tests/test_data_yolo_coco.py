@@ -290,3 +290,59 @@ def test_coco_200mb_json_streams_in_bounded_memory(tmp_path):
     print(f"200 MB JSON: {anns} annotations, peak RSS {hwm_kb / 1024:.0f} MB, load {os.getloadavg()}")
     assert (images, anns, problems) == (20, n, 0)
     assert hwm_kb < 300 * 1024
+
+
+def _one_image_json(file_name: str, categories: list, category_id) -> dict:
+    return {"images": [{"id": 1, "file_name": file_name, "width": W, "height": H}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": category_id, "bbox": [24, 12, 16, 24],
+                             "area": 384, "iscrowd": 0, "segmentation": []}],
+            "categories": categories}
+
+
+def test_exports_of_other_tools_read_as_coco(tmp_path):
+    """The COCO JSON layouts other tools write: Roboflow (``<split>/_annotations.coco.json``, images
+    beside it, a project 'category' that is every class's supercategory, ``valid`` for val), CVAT
+    (``annotations/instances_default.json`` + ``images/``) and FiftyOne (``labels.json`` beside ``data/``)."""
+    rf = tmp_path / "roboflow"
+    cats = [{"id": 0, "name": "workers", "supercategory": "none"},
+            {"id": 1, "name": "head", "supercategory": "workers"}, {"id": 2, "name": "helmet", "supercategory": "workers"}]
+    for split, cid in (("train", 2), ("valid", 1), ("test", 1)):
+        _image(rf / split / f"{split}_0_jpg.rf.abc.jpg")
+        (rf / split / "_annotations.coco.json").write_text(json.dumps(_one_image_json(f"{split}_0_jpg.rf.abc.jpg", cats, cid)))
+    (rf / "README.roboflow.txt").write_text("exported\n")
+    assert detect_format(rf) == "coco" and available_splits(rf) == ["test", "train", "valid"]
+    assert load_classes(rf) == ("head", "helmet")  # the project group 'workers' is not a class
+    assert default_splits(rf) == {"train": ("train",), "val": ("valid",), "test": ("test",)}
+    for split, label in (("train", 1), ("valid", 0)):
+        index = build_index([rf], [split], load_classes(rf), tmp_path / "c", progress=False)
+        assert len(index) == 1 and not index.problems, index.problems
+        np.testing.assert_array_equal(index.annotation(0)[0], [[24, 12, 40, 36]])
+        np.testing.assert_array_equal(index.annotation(0)[1], [label])
+
+    cvat = tmp_path / "cvat"
+    _image(cvat / "images" / "frame_000000.jpg")
+    (cvat / "annotations").mkdir(parents=True)
+    (cvat / "annotations" / "instances_default.json").write_text(
+        json.dumps(_one_image_json("frame_000000.jpg", [{"id": 1, "name": "car", "supercategory": ""}], 1)))
+    assert available_splits(cvat) == ["default"] and load_classes(cvat) == ("car",)
+    index = build_index([cvat], ["default"], ("car",), tmp_path / "c", progress=False)
+    assert list(index.ids) == ["frame_000000"] and not index.problems
+
+    fo = tmp_path / "fiftyone"
+    _image(fo / "data" / "000001.jpg")
+    (fo / "labels.json").write_text(json.dumps(_one_image_json("000001.jpg", [{"id": 0, "name": "dog"}], 0)))
+    index = build_index([fo / "labels.json"], ["labels"], load_classes(fo / "labels.json"), tmp_path / "c", progress=False)
+    assert list(index.ids) == ["000001"] and not index.problems
+    np.testing.assert_array_equal(index.annotation(0)[0], [[24, 12, 40, 36]])
+
+
+def test_coco_categories_beyond_the_class_limit_are_reported_not_kept(tmp_path, monkeypatch):
+    import yolo.data.coco as coco
+
+    monkeypatch.setattr(coco, "MAX_CLASSES", 5)
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps({"images": [], "annotations": [],
+                                "categories": [{"id": k, "name": f"c{k}"} for k in range(8)]}))
+    cats, problems = coco.read_categories(path)
+    assert [n for _, n in cats] == ["c0", "c1", "c2", "c3", "c4"]
+    assert len(problems) == 1 and "categories[5] and after: over 5 categories" in problems[0].detail

@@ -1,7 +1,9 @@
 """COCO JSON reader: ``annotations/instances_<split>.json`` (or any JSON given by path).
 
-Images are looked up, for a JSON of split ``S``, in ``images/S/``, ``S/``, ``images/`` and the
-dataset root, in that order (``file_name`` may hold sub-folders; never ``..`` or an absolute path).
+Layouts: ``annotations/instances_<split>.json`` (COCO's, CVAT's), ``<split>/_annotations.coco.json``
+(Roboflow's), or any JSON given by path (Label Studio's ``result.json``, FiftyOne's ``labels.json``
+beside ``data/``). Images are looked up, for a JSON of split ``S``, in ``images/S/``, ``S/``,
+``images/``, ``data/`` and the dataset root, in that order (``file_name`` may hold sub-folders; never ``..`` or an absolute path).
 ``bbox`` is ``[x, y, w, h]`` in pixels of the image as annotated (continuous, 0-based), so the
 pixel xyxy box is ``(x, y, x + w, y + h)``. Classes are the file's ``categories`` by name, in the
 order they are listed there; their ids need not be contiguous. ``iscrowd`` objects are kept as
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import array
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -38,8 +41,10 @@ from yolo.data.index import (
     progress_iter,
 )
 from yolo.data.problems import Problem
+from yolo.filelimits import MAX_CLASSES
 
 INSTANCES_PREFIX = "instances_"
+ROBOFLOW_JSON = "_annotations.coco.json"  # Roboflow's COCO export: <split>/_annotations.coco.json
 
 
 def split_name(json_file: Path) -> str:
@@ -54,14 +59,22 @@ def coco_root(json_file: Path) -> Path:
 
 
 def coco_files(root: Path) -> dict[str, Path]:
-    """{split: JSON} of a COCO-layout folder (``annotations/instances_*.json``), or of a JSON file."""
+    """{split: JSON} of a COCO-layout folder, or of a JSON file: ``annotations/instances_<split>.json``
+    (COCO's own, CVAT's ``instances_default``), else ``<split>/_annotations.coco.json`` (Roboflow's
+    export, images beside the JSON)."""
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".json":
         return {split_name(root): root}
     folder = root / "annotations"
-    if not folder.is_dir():
+    if folder.is_dir():
+        found = {split_name(p): p for p in sorted(folder.glob(f"{INSTANCES_PREFIX}*.json")) if p.is_file()}
+        if found:
+            return found
+    if not root.is_dir():
         return {}
-    return {split_name(p): p for p in sorted(folder.glob(f"{INSTANCES_PREFIX}*.json")) if p.is_file()}
+    with os.scandir(root) as entries:  # d_type: no stat per entry in a folder of many images
+        folders = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+    return {name: root / name / ROBOFLOW_JSON for name in folders if (root / name / ROBOFLOW_JSON).is_file()}
 
 
 def _is_number(v) -> bool:
@@ -96,10 +109,26 @@ def _key(v):
 
 
 def read_categories(path: Path) -> tuple[list[tuple[object, str]], list[Problem]]:
-    """The file's categories [(id, name)] in file order; bad or repeated entries reported."""
-    f, out, problems, ids, names = str(path), [], [], set(), set()
+    """The file's categories [(id, name)] in file order; bad or repeated entries reported.
+
+    Roboflow's exports list the project itself first, as a category (supercategory ``"none"``) that
+    every real category names as its supercategory and no box uses; such a group is not a class
+    and is left out (a box that names it is then reported as an unknown category)."""
+    f, raw, problems = str(path), [], []
     for k, c in enumerate(_stream(path, "categories.item")):
-        cid, name = (c.get("id"), c.get("name")) if isinstance(c, dict) else (None, None)
+        if k == MAX_CLASSES:
+            problems.append(Problem.make("entry_malformed", f, f"categories[{k}] and after: over {MAX_CLASSES:,} "
+                                         "categories (yolo.filelimits.MAX_CLASSES); the rest are ignored"))
+            break
+        raw.append((c.get("id"), c.get("name"), c.get("supercategory")) if isinstance(c, dict) else (None, None, None))
+    children = {}  # supercategory -> how many other categories name it
+    for _, name, parent in raw:
+        if isinstance(parent, str) and parent != name:
+            children[parent] = children.get(parent, 0) + 1
+    out, ids, names = [], set(), set()
+    for k, (cid, name, parent) in enumerate(raw):
+        if parent == "none" and isinstance(name, str) and children.get(name):
+            continue  # Roboflow's project group
         if cid is None or isinstance(cid, (dict, list)) or not isinstance(name, str) or not name.strip():
             problems.append(Problem.make("entry_malformed", f, f"categories[{k}]: needs an id and a name"))
             continue
@@ -205,7 +234,7 @@ class CocoSource:
 
     @property
     def image_folders(self) -> tuple[str, ...]:
-        return (f"images/{self.split}", self.split, "images", "")
+        return (f"images/{self.split}", self.split, "images", "data", "")
 
     def signature(self) -> str:
         """Cache key: the JSON's size/mtime and name/size/mtime of the files in the image folders."""

@@ -84,7 +84,8 @@ def detect_format(root: str | Path) -> str:
         "  VOCdevkit: ROOT/VOCdevkit/VOC2007|VOC2012/{Annotations/*.xml, JPEGImages/, ImageSets/Main/<split>.txt}\n"
         "             (ROOT may also be VOCdevkit itself or one folder in that layout),\n"
         "  YOLO:      ROOT/{data.yaml, images/..., labels/...} or ROOT/{images/<split>/, labels/<split>/, classes.txt},\n"
-        "  COCO:      ROOT/{annotations/instances_<split>.json, images/<split>/ or <split>/} (or a .json file),\n"
+        "  COCO:      ROOT/{annotations/instances_<split>.json, images/<split>/ or <split>/},\n"
+        "             ROOT/<split>/_annotations.coco.json (Roboflow), or a .json file,\n"
         "  Kaggle:    ROOT/{images/, labels/<id>.txt with 'class cx cy w h', train.csv, test.csv}.\n"
         "Fetch VOC with: python -m yolo.data download ROOT")
 
@@ -132,13 +133,14 @@ def _coco_source(root: Path, spec: str) -> CocoSource:
     files = coco.coco_files(root)
     folder = dataset_folder(root)
     if spec in files:
-        json_file = files[spec]
+        json_file, split = files[spec], spec
     elif spec.lower().endswith(".json") and (folder / spec).is_file():
         json_file = folder / spec
+        split = coco.split_name(json_file)
     else:
         raise DataLayoutError(f"split {spec!r} not found in {root}; available: {list(files)} (or a .json path)")
     _check_list_inside(json_file, folder)
-    return CocoSource(folder, json_file, coco.split_name(json_file))
+    return CocoSource(folder, json_file, split)
 
 
 def resolve_sources(root: str | Path, specs: Sequence[str]) -> list[VOCSource | KaggleSource | YoloSource | CocoSource]:
@@ -200,7 +202,8 @@ def default_splits(root: str | Path) -> dict[str, tuple[str, ...]]:
     """Sensible train/val/test specs for a folder.
 
     VOC with both 2007 and 2012: train 07+12 trainval, val and test 07 test (the usual recipe).
-    Otherwise: train = "train" (else "trainval"), val = "val" (else "test"), test = "test" (else val).
+    Otherwise: train = "train" (else "trainval"), val = "val" (else "valid", Roboflow's, else "test"),
+    test = "test" (else val).
     """
     root = Path(root).expanduser()
     have = available_splits(root)
@@ -219,7 +222,7 @@ def default_splits(root: str | Path) -> dict[str, tuple[str, ...]]:
                 return (starting[0],)
         return ()
 
-    train, val = first("train", "trainval"), first("val", "test")
+    train, val = first("train", "trainval"), first("val", "valid", "test")
     if not train:
         raise DataLayoutError(f"no train/trainval split in {root}; available: {have}")
     return {"train": train, "val": val, "test": first("test") or val}
