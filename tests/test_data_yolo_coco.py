@@ -346,3 +346,47 @@ def test_coco_categories_beyond_the_class_limit_are_reported_not_kept(tmp_path, 
     cats, problems = coco.read_categories(path)
     assert [n for _, n in cats] == ["c0", "c1", "c2", "c3", "c4"]
     assert len(problems) == 1 and "categories[5] and after: over 5 categories" in problems[0].detail
+
+
+def test_a_yolo_folder_that_names_no_classes_is_refused_not_read_as_voc(yolo_root, tmp_path):
+    """Class ids without names would silently become VOC's first names: refused with what to add.
+    ``nc`` without ``names`` names them class_0.. (Ultralytics' rule)."""
+    (yolo_root / "data.yaml").write_text("train: images/train\nval: images/val\nnc: 3\n")
+    assert load_classes(yolo_root) == ("class_0", "class_1", "class_2")
+    (yolo_root / "data.yaml").write_text("train: images/train\nnc: many\n")
+    with pytest.raises(DataLayoutError, match="nc must be a class count"):
+        load_classes(yolo_root)
+    (yolo_root / "data.yaml").unlink()
+    assert detect_format(yolo_root) == "yolo"
+    with pytest.raises(DataLayoutError, match="names no classes.*classes.txt"):
+        load_classes(yolo_root)
+    (yolo_root / "classes.txt").write_text("cat\ndog\nbird\n")
+    assert load_classes(yolo_root) == ("cat", "dog", "bird")
+
+
+def test_train_takes_a_coco_json_by_path_and_asks_for_a_val_split(tmp_path):
+    """``train.py --data instances_train.json``: the JSON's own split trains; with no validation
+    split the settings check says how to name one (before: a crash deep in the run), and
+    ``--val-sets`` naming a JSON beside it completes the run's splits."""
+    from train import config_from_args
+    from yolo.config_checks import ConfigError, check_config
+    from yolo.trainer import _own_data_splits
+
+    root = tmp_path / "c"
+    _image(root / "images" / "a.jpg")
+    (root / "annotations").mkdir(parents=True)
+    doc = _one_image_json("a.jpg", [{"id": 1, "name": "car"}], 1)
+    for split in ("train", "val"):
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+    json_file = root / "annotations" / "instances_train.json"
+    config = config_from_args(["--data", str(json_file), "--width", "0.25"])
+    _own_data_splits(config)
+    assert config.train_sets == ["train"] and config.val_sets == []
+    with pytest.raises(ConfigError, match="no validation split found.*--val-sets"):
+        check_config(config)
+    config = config_from_args(["--data", str(json_file), "--width", "0.25", "--val-sets", "annotations/instances_val.json"])
+    _own_data_splits(config)
+    assert config.train_sets == ["train"] and config.val_sets == ["annotations/instances_val.json"]
+    check_config(config)
+    assert [len(build_index([json_file], [s], ("car",), tmp_path / "k", progress=False)) for s in
+            (*config.train_sets, *config.val_sets)] == [1, 1]

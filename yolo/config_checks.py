@@ -112,17 +112,19 @@ def check_devices(devices, accelerator: str) -> None:
 
 
 def check_data(paths) -> None:
-    """``--data``: each an existing folder in a known layout."""
-    from yolo.data.layout import DataLayoutError, detect_format
+    """``--data``: each an existing folder in a known layout (or a COCO JSON file) whose class
+    names can be read."""
+    from yolo.data.layout import DataLayoutError, detect_format, load_classes
 
     for path in paths:
         p = Path(str(path)).expanduser()
         if p.is_file() and p.suffix.lower() != ".json":  # a COCO JSON may be given by path
             raise ConfigError(f"--data {path}: is a file; give the dataset folder (the one holding VOCdevkit/)")
-        if not p.is_dir():
+        if not p.exists():
             raise ConfigError(f"--data {path}: no such folder")
         try:
             detect_format(p)
+            load_classes(p)
         except DataLayoutError as err:
             raise ConfigError(f"--data {path}: {str(err).splitlines()[0]}") from None
 
@@ -239,6 +241,12 @@ def check_config(train_config) -> None:
         check_data(config.data)
         check_sets(config.data, config.train_sets, "--train-sets")
         check_sets(config.data, config.val_sets, "--val-sets")
+        if not config.val_sets:
+            raise ConfigError(f"--data {config.data[0]}: no validation split found (no val, valid or test); "
+                              "name one with --val-sets (a split of --data, or for COCO a JSON path relative "
+                              "to the dataset folder, e.g. annotations/instances_val.json)")
+        if not config.train_sets:
+            raise ConfigError("--train-sets: none given")
     elif config.preset != "demo":
         raise ConfigError("--data is required: a VOCdevkit folder (or its parent) or the Kaggle layout; "
                           "--preset demo trains on the synthetic demo dataset")

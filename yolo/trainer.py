@@ -127,8 +127,8 @@ PRESETS: dict[str, dict] = {
 
 
 def _own_data_splits(config: TrainConfig) -> None:
-    """A YOLO or COCO dataset given without --train-sets/--val-sets: its own train/val splits
-    (``default_splits``) instead of VOC's 07+12 defaults, which it cannot have."""
+    """A YOLO or COCO dataset: each of --train-sets / --val-sets left at VOC's default (07+12
+    trainval, 07 test, which it cannot have) becomes the dataset's own (``default_splits``)."""
     from yolo.data.layout import DataLayoutError, default_splits, detect_format
 
     try:
@@ -137,7 +137,10 @@ def _own_data_splits(config: TrainConfig) -> None:
         splits = default_splits(config.data[0])
     except DataLayoutError:
         return  # check_config reports the folder
-    config.train_sets, config.val_sets = list(splits["train"]), list(splits["val"])
+    if config.train_sets == TrainConfig().train_sets:
+        config.train_sets = list(splits["train"])
+    if config.val_sets == TrainConfig().val_sets:
+        config.val_sets = list(splits["val"])
     print(f"--data {config.data[0]}: training on {', '.join(config.train_sets)}, validating on "
           f"{', '.join(config.val_sets) or 'nothing'} (its own splits; --train-sets/--val-sets choose)", file=sys.stderr)
 
@@ -408,7 +411,7 @@ def find_lr(trainer: pl.Trainer, module, datamodule, config: TrainConfig) -> Non
 
 def fit(config: TrainConfig) -> Path:
     """Train (or resume) as configured; returns the run folder."""
-    if config.data and config.train_sets == TrainConfig().train_sets and config.val_sets == TrainConfig().val_sets:
+    if config.data and (config.train_sets == TrainConfig().train_sets or config.val_sets == TrainConfig().val_sets):
         _own_data_splits(config)
     check_config(config)  # every setting, before any folder, index or process is made
     config = resolve(config)

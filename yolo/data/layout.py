@@ -248,10 +248,7 @@ def dataset_classes(root: str | Path) -> tuple[str, ...] | None:
     ``names``; COCO ``categories`` (in file order; the first JSON of train, val, test, then the
     others, adding classes of later files that the first lacks); else ``classes.txt``."""
     root = Path(root).expanduser()
-    try:
-        fmt = detect_format(root)
-    except DataLayoutError:
-        fmt = ""
+    fmt = _format_or_none(root)
     if fmt == "yolo":
         names = yolo_txt.read_config(root).names
         if names is not None:
@@ -267,13 +264,26 @@ def dataset_classes(root: str | Path) -> tuple[str, ...] | None:
     return _classes_txt(dataset_folder(root)) if root.exists() else None
 
 
+def _format_or_none(root: str | Path) -> str | None:
+    try:
+        return detect_format(root)
+    except DataLayoutError:
+        return None
+
+
 def load_classes(root: str | Path, classes: Sequence[str] | None = None) -> tuple[str, ...]:
     """The class list: ``classes`` if given, else the dataset's own (``dataset_classes``: YOLO
-    names, COCO categories, classes.txt), else VOC's 20."""
+    names, COCO categories, classes.txt), else VOC's 20 for VOC and Kaggle folders; a YOLO or
+    COCO folder that names no classes raises ``DataLayoutError`` (its ids would be read as VOC's)."""
     if classes is not None:
         out = tuple(str(c) for c in classes)
     else:
-        out = dataset_classes(root) or VOC_CLASSES
+        out = dataset_classes(root)
+        if out is None and _format_or_none(root) in ("yolo", "coco"):
+            raise DataLayoutError(
+                f"{root} names no classes: its label files hold class ids only. Add a classes.txt (one name "
+                "per line, line k = class id k) or a data.yaml with names: [...] (README \"Your own data\")")
+        out = out or VOC_CLASSES
     if not out or len(set(out)) != len(out):
         raise DataLayoutError(f"class list must be non-empty and without repeats, got {out}")
     return out

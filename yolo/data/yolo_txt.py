@@ -7,7 +7,8 @@
                             # (``../train/images``, Roboflow's, reads as ``train/images`` when that exists)
     val: [images/val, extra.txt]
     test: test.txt          # optional
-    names: [cat, dog]       # or {0: cat, 1: dog} (ids 0..n-1, no gaps)
+    names: [cat, dog]       # or {0: cat, 1: dog} (ids 0..n-1, no gaps); without names, nc: 2
+                            # names them class_0, class_1 (Ultralytics' rule)
 
 Without a ``data.yaml``, every ``images/<split>/`` that has a ``labels/<split>/`` is a split, with
 classes from ``classes.txt``. Folders are searched recursively for image files (by extension); a
@@ -47,6 +48,7 @@ from yolo.data.index import (
     progress_iter,
 )
 from yolo.data.problems import Problem
+from yolo.filelimits import MAX_CLASSES
 from yolo.imageio import IMAGE_EXTENSIONS
 
 YAML_NAMES = ("data.yaml", "data.yml")
@@ -132,8 +134,17 @@ def read_config(folder: str | Path) -> YoloConfig:
         if v in (None, "", []):
             continue
         splits[key] = tuple(str(e) for e in (v if isinstance(v, (list, tuple)) else [v]))
-    names = parse_names(cfg["names"], cfg_file) if "names" in cfg else None
+    names = parse_names(cfg["names"], cfg_file) if "names" in cfg else names_from_count(cfg.get("nc"), cfg_file)
     return YoloConfig(root, cfg_file, splits, names)
+
+
+def names_from_count(nc, where: Path) -> tuple[str, ...] | None:
+    """``nc: K`` without ``names`` -> ("class_0", ..., "class_K-1"), as Ultralytics names them; None without ``nc``."""
+    if nc is None:
+        return None
+    if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= MAX_CLASSES:
+        raise DataLayoutError(f"{where}: nc must be a class count in 1..{MAX_CLASSES}, got {nc!r}")
+    return tuple(f"class_{i}" for i in range(nc))
 
 
 def label_rel(image_rel: str) -> str:
