@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from yolo.data.index import (
+    BOM,
     SourceIndex,
     annotated_entry,
     dir_stats,
@@ -85,6 +86,8 @@ def _stream(path: Path, prefix: str):
     import ijson
 
     with open(path, "rb") as f:
+        if f.read(len(BOM)) != BOM:  # a UTF-8 BOM (Windows tools) is skipped, not a JSON error
+            f.seek(0)
         yield from ijson.items(f, prefix, use_float=True)
 
 

@@ -29,6 +29,8 @@ from yolo.data.problems import Problem, problems_from_json, problems_to_json
 
 INDEX_VERSION = 2  # bump when the cached arrays change meaning (2: paths kept inside the dataset, odd images refused)
 CACHE_DIRNAME = ".yolo_cache"
+MAX_TEXT_BYTES = 64 << 20  # a label file, split list, CSV or XML: 64 MiB holds ~2M boxes; larger is refused
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark Windows editors put first
 
 
 class DataLayoutError(ValueError):
@@ -90,6 +92,24 @@ def name_max(folder: Path) -> int:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         return 255
+
+
+def read_bytes(path: Path, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """A dataset file's bytes, bounded: a regular file of at most ``limit`` bytes
+    (``yolo.filelimits.read_small_file``: a FIFO never blocks, a device is never read), a leading
+    UTF-8 BOM dropped. Raises ``OSError`` with the reason (the readers report it per file)."""
+    from yolo.filelimits import FileLimitError, read_small_file
+
+    try:
+        data = read_small_file(path, limit, "dataset text file")
+    except FileLimitError as err:
+        raise OSError(str(err)) from None
+    return data[len(BOM):] if data.startswith(BOM) else data
+
+
+def read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
+    """``read_bytes`` decoded as UTF-8, undecodable bytes replaced (labels, lists, CSVs, classes.txt)."""
+    return read_bytes(path, limit).decode("utf-8", errors="replace")
 
 
 def inside(root: Path, folder: str, name: str, limit: int = 255) -> tuple[Path | None, str, str]:

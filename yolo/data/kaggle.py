@@ -8,6 +8,7 @@ size normalised by the image width/height and ``class`` an index into the class 
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from yolo.data.index import (
     name_max,
     normalised_entry,
     progress_iter,
+    read_text,
 )
 from yolo.data.problems import Problem
 
@@ -32,7 +34,7 @@ def read_csv_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[int]]:
     """(line number, image file, label file) rows of a split CSV, header skipped when present,
     and the line numbers of rows with fewer than two non-empty columns (blank lines ignored)."""
     rows, short = [], []
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         for line, r in enumerate(csv.reader(f), start=1):
             cells = [c.strip() for c in r]
             if not any(cells):
@@ -49,7 +51,7 @@ def read_csv_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[int]]:
 def parse_label_file(path: Path) -> tuple[list[str], np.ndarray, int]:
     """Lines ``class cx cy w h`` -> (class strings, (K, 4) float64 normalised cxcywh, bad lines)."""
     names, values, bad = [], [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in read_text(path).splitlines():
         parts = line.split()
         if not parts:
             continue

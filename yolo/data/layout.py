@@ -27,12 +27,13 @@ from pathlib import Path
 from yolo.config import VOC_CLASSES
 from yolo.data import coco, yolo_txt
 from yolo.data.coco import CocoSource
-from yolo.data.index import DataLayoutError, DetectionIndex, load_or_build
+from yolo.data.index import DataLayoutError, DetectionIndex, load_or_build, read_text
 from yolo.data.kaggle import KaggleSource
 from yolo.data.voc import VOCSource
 from yolo.data.yolo_txt import YoloSource
 
 FORMATS = ("voc", "yolo", "kaggle", "coco")
+MAX_CLASSES_TXT_BYTES = 1 << 20  # a classes.txt of 10,000 names is ~100 KB
 
 CLASSES_FILE = "classes.txt"
 
@@ -240,7 +241,13 @@ def find_classes_file(root: str | Path) -> Path | None:
 
 def _classes_txt(root: Path) -> tuple[str, ...] | None:
     f = find_classes_file(root)
-    return tuple(line.strip() for line in f.read_text().splitlines() if line.strip()) if f else None
+    if f is None:
+        return None
+    try:
+        text = read_text(f, MAX_CLASSES_TXT_BYTES)
+    except OSError as e:
+        raise DataLayoutError(f"{f}: cannot be read as a class list ({e})") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def dataset_classes(root: str | Path) -> tuple[str, ...] | None:

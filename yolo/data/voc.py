@@ -26,6 +26,8 @@ from yolo.data.index import (
     is_link_problem,
     name_max,
     progress_iter,
+    read_bytes,
+    read_text,
 )
 from yolo.data.problems import Problem
 
@@ -60,7 +62,7 @@ def _number(text: str | None) -> float:
 def parse_voc_xml(path: str | Path) -> VOCAnnotation:
     """Parse one annotation file; raises ``AnnotationError`` (malformed or unsafe)."""
     try:
-        root = SafeET.parse(str(path)).getroot()
+        root = SafeET.fromstring(read_bytes(Path(path)))
     except DefusedXmlException as e:
         raise AnnotationError("annotation_unsafe", f"{type(e).__name__}: {e}") from None
     except (SafeET.ParseError, OSError, ValueError) as e:
@@ -121,7 +123,7 @@ def format_voc_xml(filename: str, width: int, height: int, names, boxes, difficu
 def read_split_ids(split_file: Path) -> list[str]:
     """Ids of a split file (first token of each non-empty line, like VOC's per-class lists)."""
     ids = []
-    for line in split_file.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in read_text(split_file).splitlines():
         parts = line.split()
         if parts:
             ids.append(parts[0])

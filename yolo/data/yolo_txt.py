@@ -46,6 +46,7 @@ from yolo.data.index import (
     name_max,
     normalised_entry,
     progress_iter,
+    read_text,
 )
 from yolo.data.problems import Problem
 from yolo.filelimits import MAX_CLASSES
@@ -111,10 +112,12 @@ def read_config(folder: str | Path) -> YoloConfig:
     if cfg_file is None:
         splits = {s: (f"images/{s}",) for s in folder_pairs(folder)}
         return YoloConfig(folder, None, splits, None)
-    if cfg_file.stat().st_size > MAX_YAML_BYTES:
-        raise DataLayoutError(f"{cfg_file}: over {MAX_YAML_BYTES} bytes, not a data.yaml")
     try:
-        cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8", errors="replace"))
+        text = read_text(cfg_file, MAX_YAML_BYTES)
+    except OSError as e:
+        raise DataLayoutError(f"{cfg_file}: cannot be read as a data.yaml ({e})") from None
+    try:
+        cfg = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise DataLayoutError(f"{cfg_file}: not readable YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(cfg, dict):
@@ -199,9 +202,13 @@ def list_images(root: Path, config: Path | None, split: str, entries: tuple[str,
                     continue
                 items.append((rel, f"{split} entry {k}"))
         elif path.is_file() and path.suffix.lower() == ".txt":
-            lists.append(path)
             base = path.parent.relative_to(root).as_posix()
-            text = path.read_text(encoding="utf-8", errors="replace")
+            try:
+                text = read_text(path)
+            except OSError as e:
+                problems.append(Problem.make("annotation_malformed", str(path), f"{split} entry {k}: {e}"))
+                continue
+            lists.append(path)
             for n, line in enumerate(text.splitlines(), start=1):
                 name = line.strip()
                 if not name:
@@ -223,7 +230,7 @@ def parse_label_lines(path: Path, num_classes: int | None) -> tuple[list[str], n
     """A label file -> (class id strings, (K, 4) float64 normalised cxcywh, problems per bad line)."""
     names, values, problems = [], [], []
     f = str(path)
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
