@@ -390,3 +390,27 @@ def test_train_takes_a_coco_json_by_path_and_asks_for_a_val_split(tmp_path):
     check_config(config)
     assert [len(build_index([json_file], [s], ("car",), tmp_path / "k", progress=False)) for s in
             (*config.train_sets, *config.val_sets)] == [1, 1]
+
+
+def test_segment_label_lines_read_as_their_bounding_box(tmp_path):
+    """Ultralytics' segmentation labels (``class x1 y1 x2 y2 ...``, e.g. a Roboflow 'YOLOv8 segmentation'
+    export) in a detection dataset: each polygon's bounding box, as Ultralytics' detection loader
+    does, counted as repaired; a polygon point outside [0, 1] and an even field count are reported."""
+    root = tmp_path / "seg"
+    _image(root / "images" / "train" / "p.jpg")
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "p.txt").write_text("\n".join([
+        "1 0.25 0.25 0.75 0.25 0.5 0.75",  # triangle: x 0.25..0.75, y 0.25..0.75 -> 16..48 x 12..36
+        "0 0.5 0.5 0.25 0.5",  # a plain box line beside it: x 24..40, y 12..36
+        "0 0.1 0.1 0.2 0.1 0.2 0.2 0.1 0.2",  # square: 6.4..12.8 x 4.8..9.6
+        "1 0.1 0.1 0.2 0.1 0.2 1.2",  # line 4: a point below the image
+        "1 0.1 0.1 0.2 0.1 0.2 0.2 0.3",  # line 5: 8 fields
+    ]) + "\n")
+    (root / "data.yaml").write_text("train: images/train\nnames: [a, b]\n")
+    index = build_index([root], ["train"], load_classes(root), tmp_path / "c", progress=False)
+    boxes, labels = index.annotation(0)[:2]
+    np.testing.assert_allclose(boxes, [[16, 12, 48, 36], [24, 12, 40, 36], [6.4, 4.8, 12.8, 9.6]], atol=1 / 256)
+    np.testing.assert_array_equal(labels, [1, 0, 0])
+    assert _has(index, "label_polygon", "p.txt", "2 lines")
+    assert _has(index, "label_out_of_range", "p.txt", "line 4")
+    assert _has(index, "label_line_malformed", "p.txt", "line 5: 8 fields")

@@ -41,6 +41,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "box_outside": (DROPPED, "the box lies entirely outside the image"),
     "box_inverted": (REPAIRED, "min > max in a box: the coordinates were swapped"),
     "box_clipped": (REPAIRED, "the box extends past the image border: clipped to it"),
+    "label_polygon": (REPAIRED, "segmentation label lines (class x1 y1 x2 y2 ...): each polygon's bounding box is used"),
     "size_mismatch": (REPAIRED, "the annotated size differs from the image: boxes rescaled"),
     "image_converted": (REPAIRED, "grayscale/CMYK/16-bit/alpha/palette image read as 8-bit RGB"),
     "exif_orientation": (REPAIRED, "EXIF orientation tag: pixels decoded in the annotated frame"),

@@ -228,14 +228,16 @@ def list_images(root: Path, config: Path | None, split: str, entries: tuple[str,
 
 def parse_label_lines(path: Path, num_classes: int | None) -> tuple[list[str], np.ndarray, list[Problem]]:
     """A label file -> (class id strings, (K, 4) float64 normalised cxcywh, problems per bad line)."""
-    names, values, problems = [], [], []
+    names, values, problems, polygons = [], [], [], 0
     f = str(path)
     for n, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 5:
-            problems.append(Problem.make("label_line_malformed", f, f"line {n}: {len(parts)} fields, expected 5 (class cx cy w h)"))
+        polygon = len(parts) >= 7 and len(parts) % 2 == 1  # class + 3 or more (x, y) points
+        if len(parts) != 5 and not polygon:
+            problems.append(Problem.make("label_line_malformed", f, f"line {n}: {len(parts)} fields, expected 5 "
+                                         "(class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...)"))
             continue
         try:
             cls, nums = float(parts[0]), np.array([float(v) for v in parts[1:]])
@@ -247,16 +249,22 @@ def parse_label_lines(path: Path, num_classes: int | None) -> tuple[list[str], n
             problems.append(Problem.make("unknown_class", f, f"line {n}: class {parts[0]!r}{have}"))
             continue
         if not np.isfinite(nums).all():
-            problems.append(Problem.make("box_invalid", f, f"line {n}: {' '.join(parts[1:])}"))
+            problems.append(Problem.make("box_invalid", f, f"line {n}: {' '.join(parts[1:])[:200]}"))
             continue
         if (nums < -RANGE_TOLERANCE).any() or (nums > 1 + RANGE_TOLERANCE).any():
-            problems.append(Problem.make("label_out_of_range", f, f"line {n}: {' '.join(parts[1:])}"))
+            problems.append(Problem.make("label_out_of_range", f, f"line {n}: {' '.join(parts[1:])[:200]}"))
             continue
+        if polygon:  # Ultralytics' rule for segment labels: the points' bounding box
+            (x0, y0), (x1, y1) = nums.reshape(-1, 2).min(0), nums.reshape(-1, 2).max(0)
+            nums = np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0])
         if nums[2] <= 0 or nums[3] <= 0:
             problems.append(Problem.make("box_zero_area", f, f"line {n}"))
             continue
         names.append(str(int(cls)))
         values.append(nums)
+        polygons += polygon
+    if polygons:
+        problems.append(Problem.make("label_polygon", f, f"{polygons} line" + "s" * (polygons > 1), polygons))
     return names, np.array(values, dtype=np.float64).reshape(-1, 4), problems
 
 
