@@ -261,3 +261,35 @@ def test_fitted_anchors_reach_the_detector_and_the_onnx_graph(thin, tmp_path):
         same_detections(got, want)
         shown += len(want["boxes"])
     assert shown > 0
+
+
+def test_init_from_a_model_with_other_anchors_warns_and_anchors_init_keeps_them(thin, tmp_path, capsys):
+    """--init FILE trained with fitted anchors: a run on the course anchors is warned (its heads' box
+    outputs fit the file's anchors); --anchors init takes the file's own; --anchors init without
+    --init is refused. Darknet's anchors (pixels / 416) agree with the course's, so no warning there."""
+    from train import config_from_args
+    from yolo.anchors import SAME_ANCHORS_IOU, anchor_agreement
+    from yolo.config_checks import ConfigError, check_config
+    from yolo.model import YOLOv3
+    from yolo.weights import read_checkpoint, save_weights
+
+    wh = index_fractions(build_index([thin], ["train"], load_classes(thin), tmp_path / "c", progress=False))
+    fitted = fit_anchors(wh, seed=0).as_list()
+    init = save_weights(YOLOv3(2, 0.25), tmp_path / "fitted.pt", ["horizontal", "vertical"], anchors=fitted)
+    common = ("--epochs", "1", "--limit-train-batches", "1", "--limit-val-batches", "1", "--mosaic", "0",
+              "--init", str(init))
+    course = _train(thin, tmp_path / "a", "course", *common)
+    assert "was trained with other anchors than this run's" in capsys.readouterr().err
+    np.testing.assert_allclose(read_checkpoint(course).anchors, ANCHORS)
+    kept = _train(thin, tmp_path / "b", "init", *common)
+    err = capsys.readouterr().err
+    assert "--anchors init: the anchors of" in err and "other anchors" not in err
+    np.testing.assert_allclose(read_checkpoint(kept).anchors, fitted)
+    with pytest.raises(ConfigError, match="--anchors init takes the anchors of the --init file"):
+        check_config(config_from_args(["--data", str(thin), "--train-sets", "train", "--val-sets", "val",
+                                       "--anchors", "init"]))
+    darknet = np.array([[(116, 90), (156, 198), (373, 326)], [(30, 61), (62, 45), (59, 119)],
+                        [(10, 13), (16, 30), (33, 23)]]) / 416
+    # worst pair by hand: (10, 13) / 416 against (0.02, 0.03): 0.02 * 0.03 / (10 * 13 / 416 ** 2) = 0.7987
+    assert anchor_agreement(darknet, ANCHORS) == pytest.approx(0.02 * 0.03 / (10 * 13 / 416 ** 2))
+    assert anchor_agreement(darknet, ANCHORS) >= SAME_ANCHORS_IOU > anchor_agreement(fitted, ANCHORS)

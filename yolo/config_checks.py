@@ -166,10 +166,15 @@ def check_resume(resume, width: float) -> None:
                           f"but --width is {width:g}; pass --width {state.width:g}")
 
 
-def check_anchors(value) -> None:
-    """``--anchors``: ``course``, ``auto`` or an anchors file in fractions of the input side, read
-    here (``yolo.anchors.read_anchors``: small regular JSON), before any dataset is indexed."""
+def check_anchors(value, init=None) -> None:
+    """``--anchors``: ``course``, ``auto``, ``init`` (needs ``--init``) or an anchors file in fractions
+    of the input side, read here (``yolo.anchors.read_anchors``: small regular JSON), before any
+    dataset is indexed."""
     if value in ("course", "auto"):
+        return
+    if value == "init":
+        if not init:
+            raise ConfigError("--anchors init takes the anchors of the --init file: give --init FILE")
         return
     from yolo.anchors import read_anchors
 
@@ -250,7 +255,7 @@ def check_config(train_config) -> None:
     elif config.preset != "demo":
         raise ConfigError("--data is required: a VOCdevkit folder (or its parent) or the Kaggle layout; "
                           "--preset demo trains on the synthetic demo dataset")
-    check_anchors(config.anchors)
+    check_anchors(config.anchors, config.init)
     check_resume(config.resume, config.width)
     _integer(config, "freeze_backbone", 0)
     if config.init and not Path(str(config.init)).expanduser().is_file():

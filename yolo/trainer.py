@@ -76,7 +76,8 @@ class TrainConfig:
     precision: str = "auto"  # auto (16-mixed on CUDA, bf16-mixed on CPU), 32-true, 16-mixed, bf16-mixed
     anchors: str = "course"  # course (the seed's nine), auto (fitted to the training boxes when the course
     #                          anchors' best possible recall there is below 0.8, yolo.anchors; says what it
-    #                          did) or an anchors JSON file (python -m yolo.data anchors DATA --out FILE)
+    #                          did), init (those of the --init file, e.g. a model trained with fitted
+    #                          anchors) or an anchors JSON file (python -m yolo.data anchors DATA --out FILE)
     # model, loss, optimisation, validation: the LightningModule's settings
     module: ModuleConfig = field(default_factory=ModuleConfig)
     # hardware and scale-out
@@ -310,7 +311,19 @@ def pick_anchors(config: TrainConfig, datamodule, quiet: bool = False):
     seed, so every DDP process picks the same)."""
     from yolo.anchors import choose_anchors, index_fractions
 
-    check_anchors(config.anchors)  # check_config did too; a file may have changed since
+    check_anchors(config.anchors, config.init)  # check_config did too; a file may have changed since
+    if config.anchors == "init":
+        from yolo.transfer import read_initial
+        from yolo.weights import CheckpointError
+
+        try:
+            anchors = read_initial(config.init).anchors_at(config.val_size)
+        except CheckpointError as err:
+            raise ConfigError(f"--init: {err}") from None
+        if not quiet:
+            print(f"--anchors init: the anchors of {config.init} (fractions of the input side, at "
+                  f"--val-size {config.val_size} for pixel anchors)", file=sys.stderr)
+        return anchors
     wh = index_fractions(datamodule.indexes["train"]) if config.anchors == "auto" else None
     try:
         choice = choose_anchors(config.anchors, wh, seed=config.seed)
@@ -322,14 +335,23 @@ def pick_anchors(config: TrainConfig, datamodule, quiet: bool = False):
 
 
 def init_weights(module, path: str, class_names: list[str]) -> None:
-    """Start ``module``'s network (and its EMA) from the weights of the file at ``path``."""
-    from yolo.transfer import init_from
+    """Start ``module``'s network (and its EMA) from the weights of the file at ``path``; warn when
+    its prediction heads were trained for other anchors than the run's (``--anchors init`` keeps them)."""
+    from yolo.anchors import SAME_ANCHORS_IOU, anchor_agreement
+    from yolo.transfer import read_initial, transfer
     from yolo.weights import CheckpointError
 
     try:
-        report = init_from(path, module.model, class_names)
+        state = read_initial(path, module.model.width)
+        report = transfer(state, module.model, class_names)
     except CheckpointError as err:
         raise SystemExit(f"--init: {err}") from None
+    heads = any(".predict." in key for key in report.loaded)
+    agreement = anchor_agreement(state.anchors_at(module.hparams.image_size), module.hparams.anchors)
+    if heads and agreement < SAME_ANCHORS_IOU:
+        print(f"warning: --init {path} was trained with other anchors than this run's (corresponding "
+              f"anchors' shape IoU down to {agreement:.2f}); its box outputs fit those: pass --anchors init "
+              "to keep them", file=sys.stderr)
     if module.ema is not None:
         module.ema.module.load_state_dict(module.model.state_dict())
     print(f"--init {path}: {report.summary()}", file=sys.stderr)
