@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import zipfile
+import os
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,73 @@ def test_the_clis_say_a_refused_file_in_one_line(tmp_path, voc_mini, capsys):
     assert evaluate([str(heads), "--data", str(voc_mini), "--split", "val", "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "claim 10,000,000 classes" in err[0]
+
+
+# ------------------------------------------------------------------------------ YAML files
+def _laughs(depth: int = 9) -> list[str]:
+    """A billion-laughs YAML: nine aliases nine deep, 9^9 strings from about 400 bytes."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    prev = "a"
+    for name in "bcdefghijk"[: depth - 1]:
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+        prev = name
+    return lines + [f"bomb: *{prev}"]
+
+
+def _in_child(code: str, timeout: float = 60) -> str:
+    """Run ``code`` in a fresh interpreter (a regression would hang or eat memory there, not here)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("where", ["names", "train", "nested"])
+def test_a_data_yaml_bomb_is_one_error_not_a_hang(where, tmp_path):
+    """data.yaml: a billion laughs as the names or the split entries, or 100,000 nested brackets,
+    is one DataLayoutError (before: str() of the expanded names never returned)."""
+    root = tmp_path / "ds"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    lines = _laughs()
+    if where == "names":
+        text = "\n".join(lines[:-1] + ["train: images/train", f"names: *{lines[-1].split('*')[1]}"])
+    elif where == "train":
+        text = "\n".join(lines[:-1] + [f"train: *{lines[-1].split('*')[1]}", "names: [a]"])
+    else:
+        text = "train: images/train\nnames: " + "[" * 100_000 + "]" * 100_000
+    (root / "data.yaml").write_text(text + "\n")
+    out = _in_child(f"from yolo.data.layout import load_classes, available_splits\n"
+                    f"from yolo.data.index import DataLayoutError\n"
+                    f"try:\n    load_classes({str(root)!r}); available_splits({str(root)!r}); print('read')\n"
+                    f"except DataLayoutError as e:\n    print('refused', e)\n")
+    assert out.startswith("refused") and "data.yaml" in out, out
+    assert ("expands (through YAML aliases) to over 100,000 values" in out or "nested too deeply" in out), out
+
+
+def test_a_run_config_bomb_is_a_warning_not_a_hang(tmp_path):
+    run = tmp_path / "logs" / "r" / "version_0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("\n".join(_laughs()) + "\n")
+    out = _in_child(f"from yolo.runs import run_info\ninfo = run_info({str(run)!r})\n"
+                    f"print(info.config, info.warnings)\n")
+    assert out.startswith("None") and "over 100,000 values" in out, out
+
+
+def test_names_must_be_plain_and_at_most_the_class_limit(tmp_path):
+    from yolo.data.index import DataLayoutError
+    from yolo.data.yolo_txt import parse_names
+    from yolo.filelimits import MAX_CLASSES, expanded_nodes
+
+    with pytest.raises(DataLayoutError, match="every name must be a plain string"):
+        parse_names(["cat", ["dog", "cow"]], tmp_path / "data.yaml")
+    with pytest.raises(DataLayoutError, match="over the 10,000 classes"):
+        parse_names([f"c{k}" for k in range(MAX_CLASSES + 1)], tmp_path / "data.yaml")
+    assert parse_names({0: "cat", 1: 7}, tmp_path / "data.yaml") == ("cat", "7")
+    shared = [1, 2, 3]
+    # by hand: the mapping, its 2 keys, 'a' (a list of 3), 'b' (a list holding that list twice)
+    assert expanded_nodes({"a": shared, "b": [shared, shared]}, 100) == 1 + 2 + (1 + 3) + (1 + 2 * (1 + 3))
+    assert expanded_nodes([[0] * 50] * 50, 100) == 101  # stops one past the limit

@@ -17,7 +17,9 @@ a file against these bounds first (``yolo.weights`` for checkpoints and Darknet 
     small files        ``read_small_file``: a regular file (not a FIFO, a device such as /dev/zero,
                        a folder), at most ``limit`` bytes, opened without blocking; ``read_json_file``
                        parses one strictly (nesting, integer digits, NaN) and caches it by
-                       (path, inode, mtime, size), so an unchanged file is not read again.
+                       (path, inode, mtime, size), so an unchanged file is not read again;
+                       ``read_yaml_file`` refuses YAML that expands through aliases to over
+                       100,000 values (billion laughs).
 
 The image-size bound is ``yolo.config.MAX_IMAGE_SIZE`` (2048), checked by ``yolo.config.grid_sizes``.
 """
@@ -35,6 +37,7 @@ from pathlib import Path
 MAX_CLASSES = 10_000
 MAX_INT_DIGITS = 30  # an integer in a small JSON file (a count, a version): 30 digits is beyond any
 #                      real one; a 400-digit integer made float() overflow on the Detect page
+MAX_YAML_NODES = 100_000  # values a YAML file may expand to (a data.yaml or run config.yaml has < 1,000)
 ZIP_EXPANSION = 2.0  # what a zip's entries may unpack to, as a multiple of its size ...
 ZIP_SLACK = 1 << 20  # ... plus this (the pickle, version and byte-order records of a small file)
 
@@ -160,5 +163,51 @@ def read_json_file(path: str | Path, limit: int, what: str = "JSON file") -> obj
     return copy.deepcopy(content)
 
 
-__all__ = ["MAX_CLASSES", "parse_json", "read_json_file", "FileLimitError", "check_class_count", "check_zip_expansion", "check_dense",
+def expanded_nodes(doc, limit: int) -> int:
+    """Nodes of a parsed YAML/JSON document counted as a reader walking it sees them: a list or
+    mapping reached twice through YAML aliases counts twice. Stops (and returns ``limit + 1``) as
+    soon as there are more than ``limit``, so a billion-laughs document costs ``limit`` steps."""
+    count, stack = 0, [doc]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > limit:
+            return count
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return count
+
+
+def parse_yaml(text: str, path, max_nodes: int = MAX_YAML_NODES) -> object:
+    """``yaml.safe_load`` of a small file's text, refused (``FileLimitError``) when it is not YAML,
+    nests deeper than the parser can follow, or expands through aliases to over ``max_nodes``
+    nodes (a "billion laughs" of nine aliases nine deep is 9^9 nodes from 400 bytes, which
+    hung any reader that printed or iterated it)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except RecursionError:
+        raise FileLimitError(f"{path}: nested too deeply to be read as YAML") from None
+    except yaml.YAMLError as err:
+        raise FileLimitError(f"{path}: not readable YAML ({str(err).splitlines()[0][:200]})") from None
+    if expanded_nodes(doc, max_nodes) > max_nodes:
+        raise FileLimitError(f"{path}: expands (through YAML aliases) to over {max_nodes:,} values; not read")
+    return doc
+
+
+def read_yaml_file(path: str | Path, limit: int, what: str = "YAML file") -> object:
+    """``parse_yaml`` of ``read_small_file(path, limit)`` (a leading UTF-8 BOM dropped);
+    ``FileLimitError`` for a file that is not small, regular, bounded YAML."""
+    try:
+        data = read_small_file(path, limit, what)
+    except OSError as err:
+        raise FileLimitError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+    return parse_yaml(data.decode("utf-8-sig", errors="replace"), path)
+
+
+__all__ = ["MAX_CLASSES", "parse_json", "read_json_file", "parse_yaml", "read_yaml_file", "expanded_nodes", "FileLimitError", "check_class_count", "check_zip_expansion", "check_dense",
            "read_small_file"]

@@ -18,9 +18,12 @@ from typing import Union
 
 import yaml
 
+from yolo.filelimits import FileLimitError, read_yaml_file
+
 VERSION_RE = re.compile(r"^version_(\d+)$")
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.yaml"
+MAX_CONFIG_BYTES = 1 << 20  # a run's config.yaml is ~3 KB; larger ones are not read (yolo.filelimits)
 HPARAMS_FILE = "hparams.yaml"
 EVENTS_PATTERN = "events.out.tfevents.*"
 CHECKPOINTS_DIR = "checkpoints"
@@ -188,9 +191,9 @@ def _read_config(path: Path) -> tuple[dict | None, list[str]]:
     if not path.is_file():
         return None, []
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, yaml.YAMLError) as err:
-        return None, [f"{path}: unreadable YAML ({type(err).__name__}: {err})"]
+        data = read_yaml_file(path, MAX_CONFIG_BYTES, "run config")
+    except FileLimitError as err:
+        return None, [f"{path}: unreadable YAML ({err})"]
     if data is None:
         return None, [f"{path}: empty"]
     if not isinstance(data, dict):

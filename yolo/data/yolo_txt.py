@@ -1,6 +1,6 @@
 """YOLO / Ultralytics layout reader: ``data.yaml`` + ``images/`` + ``labels/`` mirroring it.
 
-``data.yaml`` (read with ``yaml.safe_load``, at most ``MAX_YAML_BYTES``)::
+``data.yaml`` (``yolo.filelimits.read_yaml_file``: at most ``MAX_YAML_BYTES``, aliases expanding to at most 100,000 values)::
 
     path: .                 # dataset root, relative to this file; must stay inside its folder
     train: images/train     # a folder of images, a .txt list of images, or a list of either
@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import yaml
 
 from yolo.data.index import (
     DataLayoutError,
@@ -49,7 +48,7 @@ from yolo.data.index import (
     read_text,
 )
 from yolo.data.problems import Problem
-from yolo.filelimits import MAX_CLASSES
+from yolo.filelimits import MAX_CLASSES, FileLimitError, read_yaml_file
 from yolo.imageio import IMAGE_EXTENSIONS
 
 YAML_NAMES = ("data.yaml", "data.yml")
@@ -83,7 +82,13 @@ def folder_pairs(root: Path) -> list[str]:
 
 
 def parse_names(value, where: Path) -> tuple[str, ...]:
-    """``names`` as a list or an {id: name} map with ids 0..n-1 -> tuple of names."""
+    """``names`` as a list or an {id: name} map with ids 0..n-1 -> tuple of names (plain strings or
+    numbers, at most ``MAX_CLASSES``)."""
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in items):
+        raise DataLayoutError(f"{where}: every name must be a plain string, got {str(value)[:100]}")
+    if len(items) > MAX_CLASSES:
+        raise DataLayoutError(f"{where}: {len(items):,} names, over the {MAX_CLASSES:,} classes this project reads")
     if isinstance(value, (list, tuple)):
         out = tuple(str(v) for v in value)
     elif isinstance(value, dict):
@@ -113,13 +118,9 @@ def read_config(folder: str | Path) -> YoloConfig:
         splits = {s: (f"images/{s}",) for s in folder_pairs(folder)}
         return YoloConfig(folder, None, splits, None)
     try:
-        text = read_text(cfg_file, MAX_YAML_BYTES)
-    except OSError as e:
-        raise DataLayoutError(f"{cfg_file}: cannot be read as a data.yaml ({e})") from None
-    try:
-        cfg = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise DataLayoutError(f"{cfg_file}: not readable YAML ({str(e).splitlines()[0]})") from None
+        cfg = read_yaml_file(cfg_file, MAX_YAML_BYTES, "data.yaml")
+    except FileLimitError as e:
+        raise DataLayoutError(str(e)) from None
     if not isinstance(cfg, dict):
         raise DataLayoutError(f"{cfg_file}: expected a mapping with train/val/names, got {type(cfg).__name__}")
     root = folder
@@ -136,7 +137,10 @@ def read_config(folder: str | Path) -> YoloConfig:
         v = cfg.get(key)
         if v in (None, "", []):
             continue
-        splits[key] = tuple(str(e) for e in (v if isinstance(v, (list, tuple)) else [v]))
+        entries = v if isinstance(v, (list, tuple)) else [v]
+        if not all(isinstance(e, (str, int)) and not isinstance(e, bool) for e in entries):
+            raise DataLayoutError(f"{cfg_file}: {key} must be a path or a list of paths, got {str(v)[:100]}")
+        splits[key] = tuple(str(e) for e in entries)
     names = parse_names(cfg["names"], cfg_file) if "names" in cfg else names_from_count(cfg.get("nc"), cfg_file)
     return YoloConfig(root, cfg_file, splits, names)
 
