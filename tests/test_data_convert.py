@@ -191,3 +191,37 @@ def test_what_cannot_be_carried_is_reported(tmp_path, three):
     with pytest.raises(DataLayoutError, match="not an empty folder"):
         convert(coco, tmp_path / "y", "coco", cache_dir=tmp_path / "cache")
     assert not (coco / "out").exists() and not (coco / ".yolo_cache").exists()
+
+
+def test_convert_coco_output_is_what_pycocotools_reads(three):
+    """convert's COCO JSON through pycocotools (an independent reader): every image and box of the
+    VOC index, by category name, area and iscrowd as COCOeval uses them; the ground truth scored
+    as detections by COCOeval gives AP 1.0."""
+    pytest.importorskip("pycocotools")
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    for split in SPLITS:
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(three["roots"]["coco"] / "annotations" / f"instances_{split}.json"))
+        voc = three["indexes"]["voc"][split]
+        names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
+        by_file = {Path(img["file_name"]).stem: img["id"] for img in gt.loadImgs(gt.getImgIds())}
+        assert sorted(by_file) == sorted(voc.ids)
+        for k, image_id in enumerate(voc.ids):
+            boxes, labels, difficult = voc.annotation(k)[:3]
+            anns = gt.loadAnns(gt.getAnnIds(imgIds=[by_file[image_id]]))
+            got = sorted((names[a["category_id"]], *a["bbox"], a["iscrowd"], a["area"]) for a in anns)
+            want = sorted((VOC_CLASSES[c], float(x0), float(y0), float(x1 - x0), float(y1 - y0), int(d),
+                           float((x1 - x0) * (y1 - y0))) for (x0, y0, x1, y1), c, d in zip(boxes, labels, difficult))
+            np.testing.assert_allclose([g[1:] for g in got], [w[1:] for w in want], atol=1e-4)
+            assert [g[0] for g in got] == [w[0] for w in want]
+        dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+                for a in gt.loadAnns(gt.getAnnIds(iscrowd=False))]
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = COCOeval(gt, gt.loadRes(dets), "bbox")
+            ev.evaluate(), ev.accumulate(), ev.summarize()
+        assert ev.stats[0] == pytest.approx(1.0)  # AP@[.5:.95]
