@@ -28,6 +28,8 @@ from pathlib import Path
 
 from yolo.progress import FILE_NAME, fraction_done, read_progress
 
+from yolo.filelimits import read_json_file
+
 REPO = Path(__file__).resolve().parents[1]
 JOB_DIR = ".dashboard"
 STATE_FILE, LOG_FILE, RC_FILE = "train.json", "train.log", "train.rc"
@@ -150,7 +152,7 @@ def start(logs_root: str | Path, command: list[str], epochs: int | None = None) 
 
 def _read_state(logs_root: str | Path) -> dict | None:
     try:
-        state = json.loads((job_dir(logs_root) / STATE_FILE).read_text())
+        state = read_json_file(job_dir(logs_root) / STATE_FILE, 1 << 20, "job state")  # bounded, strict
         return state if isinstance(state, dict) and isinstance(state.get("pid"), int) else None
     except (OSError, ValueError):
         return None

@@ -307,3 +307,33 @@ def test_names_must_be_plain_and_at_most_the_class_limit(tmp_path):
     # by hand: the mapping, its 2 keys, 'a' (a list of 3), 'b' (a list holding that list twice)
     assert expanded_nodes({"a": shared, "b": [shared, shared]}, 100) == 1 + 2 + (1 + 3) + (1 + 2 * (1 + 3))
     assert expanded_nodes([[0] * 50] * 50, 100) == 101  # stops one past the limit
+
+
+@pytest.mark.parametrize("kind", ["fifo", "nested", "zero", "huge_int"])
+def test_json_files_read_back_are_bounded(kind, tmp_path):
+    """The JSON files the project reads back from folders others may share (a run's progress.json,
+    a label-review file, the dashboard's job state): a FIFO, 100,000 nested brackets, a link to
+    /dev/zero or a 400-digit integer is "unreadable" (None or one ValueError), never a hang, a
+    RecursionError or an endless read. Run in a child so a regression cannot hang the suite."""
+    path = tmp_path / "file.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "nested":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "zero":
+        os.symlink("/dev/zero", path)
+    else:
+        path.write_text('{"version": 1' + "0" * 400 + "}")
+    jobs = Path(__file__).resolve().parents[1] / "dashboard"
+    out = _in_child(
+        f"import sys; sys.path.insert(0, {str(jobs)!r})\n"
+        f"from pathlib import Path\n"
+        f"from yolo.progress import read_progress\n"
+        f"from yolo.data.decisions import ReviewLog\n"
+        f"import jobs\n"
+        f"print('progress', read_progress({str(path)!r}))\n"
+        f"try:\n    ReviewLog.load({str(path)!r}); print('review read')\n"
+        f"except ValueError as e:\n    print('review refused')\n"
+        f"jobs.job_dir = lambda root: Path({str(tmp_path)!r}); jobs.STATE_FILE = 'file.json'\n"
+        f"print('state', jobs._read_state('x'))\n", timeout=120)
+    assert out.split("\n")[:3] == ["progress None", "review refused", "state None"], out

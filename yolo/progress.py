@@ -28,6 +28,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from yolo.filelimits import read_json_file
+
+MAX_PROGRESS_BYTES = 1 << 20  # progress.json is ~300 bytes
+
 FILE_NAME = "progress.json"
 
 
@@ -49,8 +53,8 @@ def write_progress(path: str | Path, record: dict) -> None:
 def read_progress(path: str | Path) -> dict | None:
     """The record in ``path``, or None when it is missing, unreadable, not JSON (e.g. a file cut
     short by hand or by a full disk) or not an object. Never raises."""
-    try:
-        record = json.loads(Path(path).read_text())
+    try:  # bounded and strict (yolo.filelimits): a FIFO, /dev/zero or 100,000 nested brackets is "unreadable"
+        record = read_json_file(path, MAX_PROGRESS_BYTES, "progress file")
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None

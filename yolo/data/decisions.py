@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo.filelimits import read_json_file
+
+MAX_REVIEW_BYTES = 64 << 20  # ~300,000 decisions; a larger file is refused, not read
+
 DECISIONS_VERSION = 1
 REVIEW_KINDS = ("missing", "wrong_class", "loose", "spurious", "duplicate")
 REVIEW_ACTIONS = ("accept", "delete", "keep")
@@ -129,7 +133,7 @@ class ReviewLog:
         """Read a saved log; a clear ValueError when it is not one."""
         path = Path(path)
         try:
-            raw = json.loads(path.read_text())
+            raw = read_json_file(path, MAX_REVIEW_BYTES, "label-review file")
             if not isinstance(raw, dict) or raw.get("version") != DECISIONS_VERSION:
                 raise ValueError(f"not a label-review file (version {DECISIONS_VERSION})")
             history = tuple(Decision.from_json(d) for d in raw["history"])
