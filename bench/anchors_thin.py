@@ -53,16 +53,20 @@ def run_all(data: Path, logs: Path, seeds: list[int], size: int, epochs: int, jo
     while queue or running:
         while queue and len(running) < jobs:
             seed, mode = queue.pop(0)
+            err = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty child never blocks
             p = subprocess.Popen(train_command(data, logs, mode, seed, size, epochs), env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            running[p.pid] = (p, seed, mode)
+                                 stdout=subprocess.DEVNULL, stderr=err, text=True)
+            running[p.pid] = (p, seed, mode, err)
         pid, status, usage = os.wait4(-1, 0)
         if pid not in running:
             continue
-        p, seed, mode = running.pop(pid)
-        err = p.stderr.read()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"run {mode} seed {seed} failed:\n{err[-2000:]}")
+        p, seed, mode, err = running.pop(pid)
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        err.seek(0)
+        text = err.read()
+        err.close()
+        if p.returncode != 0:
+            raise SystemExit(f"run {mode} seed {seed} failed:\n{text[-2000:]}")
         curve = map_curve(logs / f"{mode}_s{seed}" / "version_0")
         rows.append({"seed": seed, "anchors": mode, "final_map50": curve[-1], "best_map50": max(curve),
                      "cpu_s": usage.ru_utime + usage.ru_stime, "curve": curve})

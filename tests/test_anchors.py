@@ -293,3 +293,8 @@ def test_init_from_a_model_with_other_anchors_warns_and_anchors_init_keeps_them(
     # worst pair by hand: (10, 13) / 416 against (0.02, 0.03): 0.02 * 0.03 / (10 * 13 / 416 ** 2) = 0.7987
     assert anchor_agreement(darknet, ANCHORS) == pytest.approx(0.02 * 0.03 / (10 * 13 / 416 ** 2))
     assert anchor_agreement(darknet, ANCHORS) >= SAME_ANCHORS_IOU > anchor_agreement(fitted, ANCHORS)
+    # at 608 the course's fractions are 608 / 416 = 1.46x Darknet's pixels: worst pair (33, 23) vs (0.08, 0.06),
+    # Darknet's inside the course's: IoU = its area / the course's area
+    at608 = darknet * 416 / 608
+    assert anchor_agreement(at608, ANCHORS) == pytest.approx((33 / 608) * (23 / 608) / (0.08 * 0.06))
+    assert anchor_agreement(at608, ANCHORS) < SAME_ANCHORS_IOU

@@ -86,3 +86,18 @@ def test_a_label_file_that_is_not_small_and_regular_is_reported(layouts, tmp_pat
     by_file = {Path(p.file).name: p for p in index.problems}
     assert by_file["000.txt"].kind == "annotation_malformed" and "over the dataset text file limit" in by_file["000.txt"].detail
     assert by_file["001.txt"].kind == "annotation_missing"  # not a regular file: as good as absent
+
+
+@pytest.mark.parametrize("fmt", ["voc", "kaggle"])
+def test_an_oversized_split_list_is_one_layout_error(layouts, fmt, tmp_path):
+    """A VOC split list or a Kaggle CSV over the bound: one DataLayoutError naming it (not a traceback)."""
+    from yolo.data.index import DataLayoutError
+
+    root = shutil.copytree(layouts[fmt], tmp_path / fmt, ignore=shutil.ignore_patterns(".yolo_cache"))
+    split = available_splits(root)[0]
+    listing = next(p for p in root.rglob("*") if p.suffix in (".txt", ".csv") and p.stem == split.split("/")[-1]
+                   and p.parent.name in ("Main", root.name))
+    with open(listing, "r+b") as f:
+        f.truncate(MAX_TEXT_BYTES + 1)
+    with pytest.raises(DataLayoutError, match="over the dataset text file limit"):
+        build_index([root], [split], load_classes(root), tmp_path / "c", progress=False)

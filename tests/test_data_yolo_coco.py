@@ -315,9 +315,31 @@ def test_exports_of_other_tools_read_as_coco(tmp_path):
     assert default_splits(rf) == {"train": ("train",), "val": ("valid",), "test": ("test",)}
     for split, label in (("train", 1), ("valid", 0)):
         index = build_index([rf], [split], load_classes(rf), tmp_path / "c", progress=False)
-        assert len(index) == 1 and not index.problems, index.problems
+        assert len(index) == 1 and [(p.kind, p.detail) for p in index.problems] == [
+            ("category_group", "categories[0] (id 0) 'workers'")]
         np.testing.assert_array_equal(index.annotation(0)[0], [[24, 12, 40, 36]])
         np.testing.assert_array_equal(index.annotation(0)[1], [label])
+
+    # the JSON given by path (as --data, or as a split spec of the folder) finds its images beside it
+    for data, spec in ((rf / "valid" / "_annotations.coco.json", "valid"), (rf, "valid/_annotations.coco.json")):
+        index = build_index([data], [spec], ("head", "helmet"), tmp_path / "c", progress=False)
+        assert len(index) == 1 and [p.kind for p in index.problems] == ["category_group"], (spec, index.problems)
+
+    # one class named like the project (another id), and a group that boxes do use: both stay classes
+    same = tmp_path / "same"
+    _image(same / "train" / "a.jpg")
+    cats = [{"id": 0, "name": "lego-face", "supercategory": "none"},
+            {"id": 1, "name": "lego-face", "supercategory": "lego-face"}]
+    (same / "train" / "_annotations.coco.json").write_text(json.dumps(_one_image_json("a.jpg", cats, 1)))
+    assert load_classes(same) == ("lego-face",)
+    index = build_index([same], ["train"], ("lego-face",), tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(index.annotation(0)[1], [0])
+    assert [p.kind for p in index.problems] == ["category_group"]
+    used = tmp_path / "used"
+    _image(used / "train" / "a.jpg")
+    cats = [{"id": 1, "name": "vehicle", "supercategory": "none"}, {"id": 2, "name": "car", "supercategory": "vehicle"}]
+    (used / "train" / "_annotations.coco.json").write_text(json.dumps(_one_image_json("a.jpg", cats, 1)))
+    assert load_classes(used) == ("vehicle", "car")  # a box is a 'vehicle': the group is a class here
 
     cvat = tmp_path / "cvat"
     _image(cvat / "images" / "frame_000000.jpg")
@@ -334,6 +356,13 @@ def test_exports_of_other_tools_read_as_coco(tmp_path):
     index = build_index([fo / "labels.json"], ["labels"], load_classes(fo / "labels.json"), tmp_path / "c", progress=False)
     assert list(index.ids) == ["000001"] and not index.problems
     np.testing.assert_array_equal(index.annotation(0)[0], [[24, 12, 40, 36]])
+
+
+def test_a_coco_file_without_categories_is_refused_with_its_own_message(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"images": [], "categories": [')
+    with pytest.raises(DataLayoutError, match="no usable COCO categories"):
+        load_classes(path)
 
 
 def test_coco_categories_beyond_the_class_limit_are_reported_not_kept(tmp_path, monkeypatch):
@@ -353,6 +382,12 @@ def test_a_yolo_folder_that_names_no_classes_is_refused_not_read_as_voc(yolo_roo
     ``nc`` without ``names`` names them class_0.. (Ultralytics' rule)."""
     (yolo_root / "data.yaml").write_text("train: images/train\nval: images/val\nnc: 3\n")
     assert load_classes(yolo_root) == ("class_0", "class_1", "class_2")
+    (yolo_root / "classes.txt").write_text("cat\ndog\nbird\n")
+    assert load_classes(yolo_root) == ("cat", "dog", "bird")  # a classes.txt names them before nc does
+    (yolo_root / "classes.txt").unlink()
+    (yolo_root / "data.yaml").write_text("train: images/train\nnames: [a]\ndate: 2001-13-01\n")
+    with pytest.raises(DataLayoutError, match="not readable YAML"):  # a constructor error, not a traceback
+        load_classes(yolo_root)
     (yolo_root / "data.yaml").write_text("train: images/train\nnc: many\n")
     with pytest.raises(DataLayoutError, match="nc must be a class count"):
         load_classes(yolo_root)

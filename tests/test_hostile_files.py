@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import zipfile
+import json
 import os
 from pathlib import Path
 
@@ -337,3 +338,34 @@ def test_json_files_read_back_are_bounded(kind, tmp_path):
         f"jobs.job_dir = lambda root: Path({str(tmp_path)!r}); jobs.STATE_FILE = 'file.json'\n"
         f"print('state', jobs._read_state('x'))\n", timeout=120)
     assert out.split("\n")[:3] == ["progress None", "review refused", "state None"], out
+
+
+def test_yaml_values_the_constructors_refuse_are_one_line(tmp_path):
+    """Values PyYAML's constructors raise plain errors on (an impossible date, 5,000 digits, a bad
+    explicit tag) make a run's config.yaml unreadable, listed with a warning; run_info never raises."""
+    from yolo.filelimits import FileLimitError, parse_yaml
+    from yolo.runs import run_info
+
+    for text in ("a: 2001-13-01", "a: " + "9" * 5000, "a: !!timestamp x"):
+        with pytest.raises(FileLimitError, match="not readable YAML"):
+            parse_yaml(text, "x.yaml")
+        run = tmp_path / f"r{len(text)}" / "version_0"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(text + "\n")
+        info = run_info(run)
+        assert info.config is None and "not readable YAML" in " ".join(info.warnings)
+
+
+def test_the_json_cache_keeps_one_version_per_file_and_no_large_file(tmp_path):
+    import yolo.filelimits as fl
+
+    path = tmp_path / "a.json"
+    for k in range(5):
+        path.write_text(json.dumps({"k": k, "pad": "x" * k}))
+        assert fl.read_json_file(path, 1 << 20) == {"k": k, "pad": "x" * k}
+    assert [key for key in fl._JSON_CACHE if key[0] == str(path.resolve())] != []
+    assert len([key for key in fl._JSON_CACHE if key[0] == str(path.resolve())]) == 1
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"pad": "x" * (fl.JSON_CACHE_MAX_BYTES + 1)}))
+    assert len(fl.read_json_file(big, 64 << 20)["pad"]) == fl.JSON_CACHE_MAX_BYTES + 1
+    assert not [key for key in fl._JSON_CACHE if key[0] == str(big.resolve())]

@@ -160,6 +160,9 @@ def test_nan_weights_are_said_by_transfer_init_and_the_detector(tmp_path, capsys
     import warnings
 
     from yolo.detect import Detector
+    from types import SimpleNamespace
+
+    from yolo.config import ANCHORS
     from yolo.trainer import init_weights
     from yolo.transfer import main
 
@@ -169,7 +172,8 @@ def test_nan_weights_are_said_by_transfer_init_and_the_detector(tmp_path, capsys
         assert main([str(path), "--classes", "voc", "--out", str(tmp_path / "voc.pt")]) == 0
         err = capsys.readouterr().err
         assert "warning:" in err and "hold NaN or Inf" in err and "layers.stem.conv.weight" in err
-        module = type("M", (), {"model": YOLOv3(2, 0.125), "ema": None})()
+        hparams = SimpleNamespace(image_size=416, anchors=ANCHORS)  # what init_weights reads of a module
+        module = type("M", (), {"model": YOLOv3(2, 0.125), "ema": None, "hparams": hparams})()
         init_weights(module, str(path), ["a", "b"])
         err = capsys.readouterr().err
         assert "warning: --init" in err and "hold NaN or Inf" in err

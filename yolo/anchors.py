@@ -124,7 +124,7 @@ def wh_iou(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
 
 
 SAME_ANCHORS_IOU = 0.7  # two sets are "the same" when every pair of corresponding anchors has shape IoU
-#                         at or above this (Darknet's pixel anchors / 416 against the course's: 0.80 at worst)
+#                         at or above this (Darknet's anchors against the course's at 416: 0.80 at worst)
 
 
 def anchor_agreement(a, b) -> float:

@@ -136,6 +136,7 @@ def parse_json(data: bytes, path) -> object:
         raise FileLimitError(f"{path}: not valid JSON ({str(err).splitlines()[0][:200]})") from None
 
 
+JSON_CACHE_MAX_BYTES = 4 << 20  # files above this are parsed on each read, never kept
 _JSON_CACHE: OrderedDict = OrderedDict()  # (path, device, inode, mtime_ns, size) -> parsed content
 
 
@@ -157,6 +158,10 @@ def read_json_file(path: str | Path, limit: int, what: str = "JSON file") -> obj
     except OSError as err:
         raise FileLimitError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
     content = parse_json(data, path)
+    for old in [k for k in _JSON_CACHE if k[0] == key[0]]:  # an older version of this file
+        del _JSON_CACHE[old]
+    if len(data) > JSON_CACHE_MAX_BYTES:  # a large file (a long label review) is not kept
+        return content
     _JSON_CACHE[key] = content
     while len(_JSON_CACHE) > 32:
         _JSON_CACHE.popitem(last=False)
@@ -192,8 +197,10 @@ def parse_yaml(text: str, path, max_nodes: int = MAX_YAML_NODES) -> object:
         doc = yaml.safe_load(text)
     except RecursionError:
         raise FileLimitError(f"{path}: nested too deeply to be read as YAML") from None
-    except yaml.YAMLError as err:
-        raise FileLimitError(f"{path}: not readable YAML ({str(err).splitlines()[0][:200]})") from None
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError, IndexError, KeyError) as err:
+        # the constructors raise plain Python errors on values such as "2001-13-01" or 5,000 digits
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise FileLimitError(f"{path}: not readable YAML ({first})") from None
     if expanded_nodes(doc, max_nodes) > max_nodes:
         raise FileLimitError(f"{path}: expands (through YAML aliases) to over {max_nodes:,} values; not read")
     return doc

@@ -49,7 +49,10 @@ ROBOFLOW_JSON = "_annotations.coco.json"  # Roboflow's COCO export: <split>/_ann
 
 
 def split_name(json_file: Path) -> str:
-    """``instances_val2017.json`` -> ``val2017``; any other JSON -> its stem."""
+    """``instances_val2017.json`` -> ``val2017``; Roboflow's ``valid/_annotations.coco.json`` ->
+    ``valid`` (its folder, where the images are); any other JSON -> its stem."""
+    if json_file.name == ROBOFLOW_JSON and json_file.parent.name:
+        return json_file.parent.name
     return json_file.stem.removeprefix(INSTANCES_PREFIX)
 
 
@@ -114,9 +117,11 @@ def _key(v):
 def read_categories(path: Path) -> tuple[list[tuple[object, str]], list[Problem]]:
     """The file's categories [(id, name)] in file order; bad or repeated entries reported.
 
-    Roboflow's exports list the project itself first, as a category (supercategory ``"none"``) that
-    every real category names as its supercategory and no box uses; such a group is not a class
-    and is left out (a box that names it is then reported as an unknown category)."""
+    Roboflow's exports list the project itself first, as a category of supercategory ``"none"``
+    that the real categories name as their supercategory (often one class named like the project,
+    under another id). Such a group is not a class when no annotation uses its id (checked by
+    streaming the annotations' ``category_id``, only when a file has such a group): it is left out
+    and reported (``category_group``); a group that boxes do use stays a class."""
     f, raw, problems = str(path), [], []
     for k, c in enumerate(_stream(path, "categories.item")):
         if k == MAX_CLASSES:
@@ -124,14 +129,12 @@ def read_categories(path: Path) -> tuple[list[tuple[object, str]], list[Problem]
                                          "categories (yolo.filelimits.MAX_CLASSES); the rest are ignored"))
             break
         raw.append((c.get("id"), c.get("name"), c.get("supercategory")) if isinstance(c, dict) else (None, None, None))
-    children = {}  # supercategory -> how many other categories name it
-    for _, name, parent in raw:
-        if isinstance(parent, str) and parent != name:
-            children[parent] = children.get(parent, 0) + 1
+    groups = _unused_groups(path, raw)
     out, ids, names = [], set(), set()
     for k, (cid, name, parent) in enumerate(raw):
-        if parent == "none" and isinstance(name, str) and children.get(name):
-            continue  # Roboflow's project group
+        if k in groups:
+            problems.append(Problem.make("category_group", f, f"categories[{k}] (id {cid!r}) {name!r}"))
+            continue
         if cid is None or isinstance(cid, (dict, list)) or not isinstance(name, str) or not name.strip():
             problems.append(Problem.make("entry_malformed", f, f"categories[{k}]: needs an id and a name"))
             continue
@@ -142,6 +145,22 @@ def read_categories(path: Path) -> tuple[list[tuple[object, str]], list[Problem]
         names.add(name)
         out.append((_key(cid), name))
     return out, problems
+
+
+def _unused_groups(path: Path, raw: list[tuple]) -> set[int]:
+    """Positions in ``raw`` [(id, name, supercategory)] of Roboflow-style groups: supercategory
+    ``"none"``, named as the supercategory of another category (another id), used by no annotation."""
+    candidates = {k for k, (cid, name, parent) in enumerate(raw)
+                  if parent == "none" and isinstance(name, str) and cid is not None and not isinstance(cid, (dict, list))
+                  and any(p == name and _key(c) != _key(cid) for c, _, p in raw)}
+    if not candidates:
+        return set()
+    ids = {_key(raw[k][0]) for k in candidates}
+    used = set()  # at most the candidates' ids, whatever the file holds
+    for c in _stream(path, "annotations.item.category_id"):
+        if not isinstance(c, (dict, list)) and _key(c) in ids:
+            used.add(_key(c))
+    return {k for k in candidates if _key(raw[k][0]) not in used}
 
 
 @functools.lru_cache(maxsize=32)

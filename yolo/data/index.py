@@ -392,13 +392,19 @@ def load_or_build(source, cache_dir: Path | None = None, progress: bool = True,
     ``source`` is a ``VOCSource`` or ``KaggleSource`` (anything with ``directory``, ``key``,
     ``signature()`` and ``build(progress)``).
     """
-    signature = source.signature()
+    try:  # a split list or CSV that cannot be read (oversized, vanished) is one DataLayoutError
+        signature = source.signature()
+    except OSError as err:
+        raise DataLayoutError(f"{getattr(source, 'name', source)}: {err}") from None
     path = cache_file(source.directory, source.key, cache_dir)
     if use_cache:
         cached = SourceIndex.load(path, signature)
         if cached is not None:
             return cached
-    index = source.build(progress=progress)
+    try:
+        index = source.build(progress=progress)
+    except OSError as err:
+        raise DataLayoutError(f"{getattr(source, 'name', source)}: {err}") from None
     if use_cache:
         try:
             index.save(path, signature)

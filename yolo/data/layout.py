@@ -126,7 +126,7 @@ def _yolo_source(root: Path, spec: str) -> YoloSource:
     cfg = yolo_txt.read_config(root)
     if spec not in cfg.splits:
         raise DataLayoutError(f"split {spec!r} not found in {cfg.config or root}; available: {list(cfg.splits)}")
-    names = cfg.names if cfg.names is not None else _classes_txt(root)
+    names = cfg.names or _classes_txt(root) or cfg.numbered
     return YoloSource(cfg.root, spec, cfg.splits[spec], cfg.config, len(names) if names else None)
 
 
@@ -257,9 +257,8 @@ def dataset_classes(root: str | Path) -> tuple[str, ...] | None:
     root = Path(root).expanduser()
     fmt = _format_or_none(root)
     if fmt == "yolo":
-        names = yolo_txt.read_config(root).names
-        if names is not None:
-            return names
+        cfg = yolo_txt.read_config(root)
+        return cfg.names or _classes_txt(root) or cfg.numbered
     if fmt == "coco":
         files = coco.coco_files(root)
         order = sorted(files, key=lambda s: next((k for k, p in enumerate(("train", "val", "test")) if s.startswith(p)), 3))
@@ -286,10 +285,14 @@ def load_classes(root: str | Path, classes: Sequence[str] | None = None) -> tupl
         out = tuple(str(c) for c in classes)
     else:
         out = dataset_classes(root)
-        if out is None and _format_or_none(root) in ("yolo", "coco"):
+        fmt = _format_or_none(root) if out is None else None
+        if fmt == "yolo":
             raise DataLayoutError(
                 f"{root} names no classes: its label files hold class ids only. Add a classes.txt (one name "
                 "per line, line k = class id k) or a data.yaml with names: [...] (README \"Your own data\")")
+        if fmt == "coco":
+            raise DataLayoutError(f"{root}: no usable COCO categories (an empty 'categories' list, or a file that "
+                                  "is not valid JSON: python -m yolo.data check says which)")
         out = out or VOC_CLASSES
     if not out or len(set(out)) != len(out):
         raise DataLayoutError(f"class list must be non-empty and without repeats, got {out}")

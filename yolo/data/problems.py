@@ -45,6 +45,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "size_mismatch": (REPAIRED, "the annotated size differs from the image: boxes rescaled"),
     "image_converted": (REPAIRED, "grayscale/CMYK/16-bit/alpha/palette image read as 8-bit RGB"),
     "exif_orientation": (REPAIRED, "EXIF orientation tag: pixels decoded in the annotated frame"),
+    "category_group": (KEPT, "a COCO category that only groups others (Roboflow's project) and no box uses: not a class"),
     "no_objects": (KEPT, "the image has no (usable) objects: kept as a background image"),
     "duplicate_id": (SKIPPED, "the same id is listed twice in a split: later copies skipped"),
     "decode_failed": (SKIPPED, "the image failed to decode while training: another was used"),

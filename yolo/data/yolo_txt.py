@@ -7,22 +7,24 @@
                             # (``../train/images``, Roboflow's, reads as ``train/images`` when that exists)
     val: [images/val, extra.txt]
     test: test.txt          # optional
-    names: [cat, dog]       # or {0: cat, 1: dog} (ids 0..n-1, no gaps); without names, nc: 2
-                            # names them class_0, class_1 (Ultralytics' rule)
+    names: [cat, dog]       # or {0: cat, 1: dog} (ids 0..n-1, no gaps); without names, a
+                            # classes.txt, else nc: 2 names them class_0, class_1 (Ultralytics' rule)
 
 Without a ``data.yaml``, every ``images/<split>/`` that has a ``labels/<split>/`` is a split, with
 classes from ``classes.txt``. Folders are searched recursively for image files (by extension); a
 ``.txt`` list names one image per line, relative to the dataset root (``./x`` relative to the
 list's folder). The label of ``.../images/.../x.jpg`` is ``.../labels/.../x.txt`` (the last
 ``images`` part replaced, as Ultralytics does): one ``class cx cy w h`` line per object, normalised
-by the image's (EXIF-oriented) width and height. An empty label file is an image without objects;
+by the image's (EXIF-oriented) width and height, or a segment line ``class x1 y1 ... xn yn`` read
+as its points' bounding box (each line on its own; Ultralytics reads the whole file as segments
+once one line has more than 6 fields). An empty label file is an image without objects;
 a missing one is reported (``annotation_missing``) and the image skipped, since an unlabelled
 image cannot be told from a background one.
 
 Every bad record is reported with its file and line: list entries or lines that leave the dataset
-folder (``..``, absolute paths, links out), label lines with a field count other than 5 or
-non-numbers, class ids outside the names, non-finite coordinates, coordinates below 0 or above 1,
-zero width/height. Pixel corners are snapped to 1/256 px (exact in float32 up to 65536 px) so
+folder (``..``, absolute paths, links out), label lines that are neither ``class cx cy w h`` nor
+a segment of 3 or more points, or hold non-numbers, class ids outside the names, non-finite
+coordinates, coordinates below 0 or above 1, zero width/height. Pixel corners are snapped to 1/256 px (exact in float32 up to 65536 px) so
 that labels written from integer pixel boxes with >= 8 decimals read back as exactly those
 integers (``yolo.data.convert`` relies on it); the change is at most 0.002 px.
 """
@@ -66,6 +68,7 @@ class YoloConfig:
     config: Path | None  # the data.yaml file, None for the folder-pair layout
     splits: dict[str, tuple[str, ...]]  # split name -> entries (folders / .txt lists), relative to root
     names: tuple[str, ...] | None  # class names by id; None when the layout gives none
+    numbered: tuple[str, ...] | None = None  # ``nc: K`` without names: class_0..class_K-1 (used after classes.txt)
 
 
 def find_data_yaml(folder: Path) -> Path | None:
@@ -141,8 +144,8 @@ def read_config(folder: str | Path) -> YoloConfig:
         if not all(isinstance(e, (str, int)) and not isinstance(e, bool) for e in entries):
             raise DataLayoutError(f"{cfg_file}: {key} must be a path or a list of paths, got {str(v)[:100]}")
         splits[key] = tuple(str(e) for e in entries)
-    names = parse_names(cfg["names"], cfg_file) if "names" in cfg else names_from_count(cfg.get("nc"), cfg_file)
-    return YoloConfig(root, cfg_file, splits, names)
+    names = parse_names(cfg["names"], cfg_file) if "names" in cfg else None
+    return YoloConfig(root, cfg_file, splits, names, names_from_count(cfg.get("nc"), cfg_file))
 
 
 def names_from_count(nc, where: Path) -> tuple[str, ...] | None:
@@ -195,6 +198,8 @@ def list_images(root: Path, config: Path | None, split: str, entries: tuple[str,
     for k, entry in enumerate(entries, start=1):
         path, kind, why = inside(root, "", parent_relative(root, entry, limit), limit)
         if path is None:
+            if entry.startswith("../"):
+                why += f" (and {entry[3:80]!r} is not inside it either)"
             problems.append(Problem.make(kind, where_cfg, f"{split} entry {k} {entry[:80]!r}: {why}"))
             continue
         if path.is_dir():
