@@ -444,3 +444,24 @@ def test_precision_recall_at_threshold():
     pr = precision_recall_at(dets_r, gts_r, 3, conf_threshold=0.5)
     assert pr.tp.tolist() == torch.bincount(full.labels[keep & full.tp], minlength=3).tolist()
     assert pr.fp.tolist() == torch.bincount(full.labels[keep & full.fp], minlength=3).tolist()
+
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, True)])
+def test_precision_recall_sweep_equals_one_call_per_threshold(seed, ties):
+    """One matching for every threshold gives exactly what matching the kept detections anew gives
+    (greedy by score), with exact score ties and thresholds equal to scores (0.3, 0.5 and 0.7 are
+    scores here when ``ties``: the kept rule is score > threshold in float32)."""
+    from yolo.metrics import precision_recall_sweep
+
+    dets, gts = random_set(60, 4, seed, ties=ties)
+    confs = [0.0, 0.05, 0.3, 0.5, 0.55, 0.7, 0.9, 1.0]
+    swept = precision_recall_sweep(dets, gts, 4, confs)
+    assert len(swept) == len(confs)
+    for conf, at in zip(confs, swept):
+        one = precision_recall_at(dets, gts, 4, conf)
+        torch.testing.assert_close(at.tp, one.tp, rtol=0, atol=0)
+        torch.testing.assert_close(at.fp, one.fp, rtol=0, atol=0)
+        torch.testing.assert_close(at.n_positives, one.n_positives, rtol=0, atol=0)
+        assert (at.precision == one.precision or math.isnan(at.precision) and math.isnan(one.precision))
+        assert (at.recall == one.recall or math.isnan(at.recall) and math.isnan(one.recall))
+    assert swept[0].tp.sum() > swept[-2].tp.sum() and swept[0].fp.sum() > swept[-2].fp.sum()  # they do cut

@@ -463,8 +463,23 @@ def precision_recall_at(detections: Sequence[dict], ground_truths: Sequence[dict
     """
     m = match_detections(_keep_confident(detections, conf_threshold), ground_truths, num_classes,
                          iou_threshold)
-    tp = torch.bincount(m.labels[m.tp], minlength=num_classes)
-    fp = torch.bincount(m.labels[m.fp], minlength=num_classes)
+    return _pr_at(m, torch.ones_like(m.tp), num_classes)
+
+
+def precision_recall_sweep(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
+                           conf_thresholds: Sequence[float], iou_threshold: float = 0.5) -> list[PRAt]:
+    """``precision_recall_at`` at each of ``conf_thresholds`` from one VOC matching of every
+    detection: matching is greedy by score, so the detections above a threshold carry the flags
+    they get when everything is matched (the threshold compared in float32, as the Detector does).
+    One matching instead of one per threshold; the same numbers (``tests/test_metrics.py``)."""
+    m = match_detections(detections, ground_truths, num_classes, iou_threshold)
+    scores = m.scores.float()
+    return [_pr_at(m, scores > conf, num_classes) for conf in conf_thresholds]
+
+
+def _pr_at(m: Matches, keep: Tensor, num_classes: int) -> PRAt:
+    tp = torch.bincount(m.labels[m.tp & keep], minlength=num_classes)
+    fp = torch.bincount(m.labels[m.fp & keep], minlength=num_classes)
     return PRAt(
         precision=float(_ratio(tp.sum(), (tp + fp).sum())),
         recall=float(_ratio(tp.sum(), m.n_positives.sum())),

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from yolo.evaluate.operating import f1_score
-from yolo.metrics import VOCResult, confusion_matrix, match_detections, precision_recall_at, voc_evaluate
+from yolo.metrics import VOCResult, confusion_matrix, match_detections, precision_recall_at, precision_recall_sweep, voc_evaluate
 
 
 def per_image_errors(detections: Sequence[dict], ground_truths: Sequence[dict], num_classes: int,
@@ -61,8 +61,7 @@ def threshold_sweep(detections: Sequence[dict], ground_truths: Sequence[dict], n
     and F1 (score > conf). A threshold and NMS commute, so one NMS pass serves every confidence."""
     map50 = voc_evaluate(detections, ground_truths, num_classes).map
     rows = []
-    for conf in confs:
-        at = precision_recall_at(detections, ground_truths, num_classes, conf)
+    for conf, at in zip(confs, precision_recall_sweep(detections, ground_truths, num_classes, confs)):
         rows.append({"NMS IoU": iou, "confidence": conf, "mAP@0.5": map50, "precision": at.precision,
                      "recall": at.recall, "F1": float(f1_score(at.tp.sum(), at.fp.sum(), at.n_positives.sum()))})
     return pd.DataFrame(rows)
