@@ -424,3 +424,20 @@ def test_split_list_linked_from_outside_is_refused_unread(mixed, tmp_path, opene
     with pytest.raises(DataLayoutError, match="outside the dataset folder"):
         build_index([kag], ["train"], CLASSES, tmp_path / "cache", progress=False)
     assert _outside_reads(opened, mixed["outside"]) == []
+
+
+def test_training_decodes_every_odd_image_as_evaluation_does(bad_index):
+    """One pixel rule: the training sample's pixels (full size, no augmentation) are the evaluation
+    rule's (``yolo.imageio.read_image``): transparent pixels blended over gray 114 in both (training
+    used to take the colour under the alpha as it was), 16-bit, CMYK, gray and EXIF alike."""
+    from yolo.imageio import FILL, read_image
+
+    ds = DetectionDataset(bad_index)
+    ids = list(bad_index.ids)
+    for name in ("gray", "cmyk", "png16", "rgba", "good_0", "exif_applied", "exif_ignored"):
+        i = ids.index(name)
+        want = read_image(str(bad_index.paths[i]), None, bool(bad_index.exif[i]))
+        np.testing.assert_array_equal(ds[i]["image"], want, err_msg=name)
+    rgba = ds[ids.index("rgba")]["image"].astype(int)
+    plain = _marked().astype(int)  # stored under alpha 200: blended = (c * 200 + 114 * 55) / 255
+    assert np.abs(rgba - (plain * 200 + FILL * 55) / 255).max() <= 1

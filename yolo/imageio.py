@@ -200,6 +200,20 @@ def read_image(source: Source, max_side: int | None = None, apply_exif: bool = T
     return orient(_from_array(raw, bgr=raw.ndim == 3), probe.orientation if apply_exif else 1)
 
 
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # JPEG holds no transparency
+
+
+def decode_rgb(source: str | os.PathLike, long_side: int, max_side: int | None = None,
+               apply_exif: bool = True) -> np.ndarray:
+    """Training's decode of an indexed image (long side ``long_side`` known from the index) ->
+    RGB uint8 (H, W, 3), by the same pixel rule as ``read_image``: transparent pixels blended
+    over gray ``FILL``. A JPEG (no transparency) skips the probe: ``decode_image`` at the reduction
+    ``max_side`` allows; other formats go through ``read_image``."""
+    if os.fspath(source).lower().endswith(JPEG_SUFFIXES):
+        return decode_image(source, reduction_for(long_side, max_side), apply_exif)
+    return read_image(source, max_side, apply_exif)
+
+
 _ORIENT = {  # EXIF orientation -> the flip/rotation that makes the stored pixels upright
     2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
     5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),

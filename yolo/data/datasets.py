@@ -19,7 +19,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from yolo.data.index import DetectionIndex
-from yolo.imageio import ImageError, decode_image, read_image, reduction_for
+from yolo.imageio import ImageError, decode_rgb, read_image
 from yolo.letterbox import boxes_to_letterbox, letterbox, letterbox_params, letterbox_resize
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def target_size(orig_size: tuple[int, int], max_side: int | None) -> tuple[int, 
 
 def load_resized(path: str, orig_size: tuple[int, int], exif: bool, max_side: int | None) -> np.ndarray:
     """Decode and shrink to long side <= max_side (reduced JPEG decode where it is enough)."""
-    image = decode_image(path, reduction_for(max(orig_size), max_side), exif)
+    image = decode_rgb(path, max(orig_size), max_side, exif)
     th, tw = target_size(orig_size, max_side)
     if image.shape[:2] != (th, tw):
         shrink = tw < image.shape[1]
@@ -150,7 +150,7 @@ class DetectionDataset(Dataset):
             if image is not None:
                 return image
         idx = self.index
-        return decode_image(str(idx.paths[i]), reduction_for(int(max(idx.sizes[i])), max_side), bool(idx.exif[i]))
+        return decode_rgb(str(idx.paths[i]), int(max(idx.sizes[i])), max_side, bool(idx.exif[i]))
 
     def _input(self, i: int, size: int) -> np.ndarray:
         """Image i by the evaluation rule (``yolo.imageio.model_input``), before padding."""
