@@ -229,3 +229,23 @@ def test_postprocess_with_a_huge_predicted_box_keeps_what_per_image_nms_keeps():
     for det, w in zip(dets, want):
         assert torch.equal(det["boxes"], boxes[w]) and torch.equal(det["scores"], scores[w])
     assert float(dets[0]["boxes"].max()) == size  # clipped to the image
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unclipped_boxes_in_some_groups_keep_what_per_group_nms_keeps(seed):
+    """Boxes reaching below 0 in a few (image, class) groups: only those groups run NMS alone, the
+    others share the exact banded call; the result is torchvision's nms of each group alone."""
+    from yolo.postprocess import nms_indices
+
+    g = torch.Generator().manual_seed(seed)
+    k, batch = 3000, 12
+    xy = torch.rand(k, 2, generator=g) * 300
+    boxes = torch.cat([xy, xy + 10 + torch.rand(k, 2, generator=g) * 80], 1)
+    images, labels = torch.randint(0, batch, (k,), generator=g), torch.randint(0, 5, (k,), generator=g)
+    scores = torch.rand(k, generator=g)
+    out = torch.rand(k, generator=g) < 0.01  # 1% of the boxes shifted left past the border
+    boxes[out, 0::2] -= 40
+    assert bool((boxes < 0).any()) and bool((boxes[~out] >= 0).all())
+    got = nms_indices(boxes, scores, labels, images, batch, 0.45, 10_000)
+    want = per_image_nms(boxes, scores, labels, images, batch, 0.45)
+    assert [x.tolist() for x in got] == [w.tolist() for w in want]

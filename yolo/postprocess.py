@@ -67,24 +67,24 @@ def top_k_per_image(scores: Tensor, images: Tensor, k: int) -> Tensor:
     return order[position - first < k]
 
 
-def _exact_offsets(boxes: Tensor, groups: Tensor) -> Tensor | None:
-    """``boxes`` (Tensor[K, 4], coordinates >= 0) moved to one band per group, or None when that
-    cannot be exact (a negative coordinate, or float64 would round).
+def _exact_rows(boxes: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
+    """(``boxes`` (Tensor[K, 4]) moved to one band per group in float64, Tensor[K] bool: the rows
+    whose shift is exact).
 
-    The band of group g starts at g * (ceil(max) + 1), so boxes of different groups never overlap.
-    The sums are taken in float64 and checked both ways (``(s - offset) == x`` and
-    ``(s - x) == offset``: for non-negative terms, one of the two differences is exact by
-    Sterbenz's lemma, so any rounding shows): an exact shift leaves every difference of
-    coordinates, hence every IoU, as it was. A huge box only widens the bands.
+    The band of group g starts at g * (ceil(max) + 1), max over the non-negative boxes, so boxes of
+    different groups never overlap. A row is exact when its coordinates are >= 0 and the sums
+    check both ways (``(s - offset) == x`` and ``(s - x) == offset``: for non-negative terms, one
+    of the two differences is exact by Sterbenz's lemma, so any rounding shows): an exact shift
+    leaves every difference of coordinates, hence every IoU, as it was. A huge box only widens
+    the bands.
     """
     x = boxes.double()
-    if bool((x < 0).any()):
-        return None
-    offsets = groups.double()[:, None] * (torch.ceil(x.max()) + 1)
+    nonneg = (x >= 0).all(1)
+    top = x[nonneg].max() if bool(nonneg.any()) else x.new_zeros(())
+    offsets = groups.double()[:, None] * (torch.ceil(top) + 1)
     shifted = x + offsets
-    if bool(((shifted - offsets == x) & (shifted - x == offsets)).all()):
-        return shifted
-    return None
+    exact = nonneg & ((shifted - offsets == x) & (shifted - x == offsets)).all(1)
+    return shifted, exact
 
 
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
@@ -93,7 +93,8 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     torchvision's ``batched_nms`` shifts groups apart in the boxes' own precision (float32): one
     huge box (a size logit near the clamp) makes the shift so large that every other box's
     coordinates are rounded, and true duplicates survive. Here the shift is exact (float64,
-    checked) or NMS runs group by group.
+    checked per row); only the groups holding a row that cannot be shifted exactly (a negative
+    coordinate: boxes not clipped to the image) run NMS on their own.
 
     Args:
         boxes (Tensor[K, 4]) in (x1, y1, x2, y2); scores (Tensor[K]); groups (Tensor[K]) int64.
@@ -103,14 +104,16 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     """
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    shifted = _exact_offsets(boxes, groups)
-    if shifted is not None:
+    shifted, exact = _exact_rows(boxes, groups)
+    if bool(exact.all()):
         return nms(shifted, scores.double(), iou_threshold)
-    keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
-    for g in torch.unique(groups):  # rare: only when float64 cannot hold the shifted coordinates
+    alone = torch.unique(groups[~exact])  # groups run on their own
+    banded = torch.nonzero(~torch.isin(groups, alone)).squeeze(1)
+    kept = [banded[nms(shifted[banded], scores[banded].double(), iou_threshold)]]
+    for g in alone:
         rows = torch.nonzero(groups == g).squeeze(1)
-        keep[rows[nms(boxes[rows], scores[rows], iou_threshold)]] = True
-    kept = torch.nonzero(keep).squeeze(1)
+        kept.append(rows[nms(boxes[rows], scores[rows], iou_threshold)])
+    kept = torch.sort(torch.cat(kept)).values  # index order, then by score: ties keep index order
     return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
 
 
