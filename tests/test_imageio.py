@@ -156,3 +156,23 @@ def test_every_pil_mode_reaches_the_detector(mode):
     assert prediction.orig_size == (24, 40)
     if mode in ("L", "P", "CMYK", "YCbCr", "RGBX", "1"):  # no alpha, 8 bits: PIL's own conversion
         assert np.array_equal(prediction.image, np.asarray(pil.convert("RGB")))
+
+
+def test_training_decode_blends_a_transparent_png_whatever_its_name(tmp_path):
+    """decode_rgb tells a JPEG by its first bytes, not its name: a transparent PNG saved as .jpg (as
+    scraped or exported data has) is blended over gray like read_image does; a real JPEG named
+    .png decodes as the JPEG it is."""
+    from PIL import Image
+
+    from yolo.imageio import FILL, decode_rgb, read_image
+
+    rgba = np.zeros((40, 50, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent on the left half
+    rgba[:, 25:, 3] = 255
+    for name in ("t.png", "t.jpg", "T.JPEG"):
+        Image.fromarray(rgba).save(tmp_path / name, format="PNG")
+        got = decode_rgb(str(tmp_path / name), 50)
+        np.testing.assert_array_equal(got, read_image(str(tmp_path / name)))
+        assert got[0, 0].tolist() == [FILL] * 3 and got[0, 49].tolist() == [255, 0, 0], name
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "j.png", format="JPEG", quality=95)
+    np.testing.assert_array_equal(decode_rgb(str(tmp_path / "j.png"), 50), read_image(str(tmp_path / "j.png")))

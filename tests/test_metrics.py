@@ -465,3 +465,26 @@ def test_precision_recall_sweep_equals_one_call_per_threshold(seed, ties):
         assert (at.precision == one.precision or math.isnan(at.precision) and math.isnan(one.precision))
         assert (at.recall == one.recall or math.isnan(at.recall) and math.isnan(one.recall))
     assert swept[0].tp.sum() > swept[-2].tp.sum() and swept[0].fp.sum() > swept[-2].fp.sum()  # they do cut
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_every_threshold_rule_keeps_the_same_detections_whatever_the_score_dtype(dtype):
+    """Scores at (or a hair from) the threshold, stored in any float dtype (a predictions file may
+    hold float16 or float64): precision_recall_at, the sweep, the operating-point curves and
+    scores_at, and per-image counts all keep score > threshold compared in float32."""
+    from yolo.evaluate.operating import curves, scores_at
+    from yolo.metrics import confident, precision_recall_sweep
+
+    boxes = [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 70, 70]]
+    raw = torch.tensor([0.30000000001, 0.3, 0.300048828125, 0.5], dtype=torch.float64)
+    dets = [det(boxes, [0] * 4, [0] * 4)]
+    dets[0]["scores"] = raw.to(dtype)
+    gts = [gt(boxes, [0] * 4)]
+    want = int(confident(raw.to(dtype), 0.3).sum())  # every detection here is a true positive
+    assert int(precision_recall_at(dets, gts, 1, 0.3).tp.sum()) == want
+    assert int(precision_recall_sweep(dets, gts, 1, [0.3])[0].tp.sum()) == want
+    assert int(scores_at(dets, gts, 1, 0.3)["tp"].sum()) == want
+    table = curves(dets, gts, ["a"], [0.3])
+    assert float(table[table["class"] == "all"]["recall"].iloc[0]) == want / 4
+    tp, _ = match_detections(dets, gts, 1).per_image(1, 0.3)
+    assert int(tp.sum()) == want

@@ -200,16 +200,22 @@ def read_image(source: Source, max_side: int | None = None, apply_exif: bool = T
     return orient(_from_array(raw, bgr=raw.ndim == 3), probe.orientation if apply_exif else 1)
 
 
-JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # JPEG holds no transparency
+JPEG_MAGIC = b"\xff\xd8\xff"  # a JPEG file's first bytes (SOI and a marker)
 
 
 def decode_rgb(source: str | os.PathLike, long_side: int, max_side: int | None = None,
                apply_exif: bool = True) -> np.ndarray:
     """Training's decode of an indexed image (long side ``long_side`` known from the index) ->
     RGB uint8 (H, W, 3), by the same pixel rule as ``read_image``: transparent pixels blended
-    over gray ``FILL``. A JPEG (no transparency) skips the probe: ``decode_image`` at the reduction
-    ``max_side`` allows; other formats go through ``read_image``."""
-    if os.fspath(source).lower().endswith(JPEG_SUFFIXES):
+    over gray ``FILL``. A JPEG by content (its first bytes ``FF D8 FF``, whatever the file is
+    called; JPEG holds no transparency) skips the probe: ``decode_image`` at the reduction
+    ``max_side`` allows; any other file goes through ``read_image``."""
+    try:
+        with open(source, "rb") as f:
+            jpeg = f.read(len(JPEG_MAGIC)) == JPEG_MAGIC
+    except OSError as e:
+        raise ImageError("image_unreadable", str(e)) from None
+    if jpeg:
         return decode_image(source, reduction_for(long_side, max_side), apply_exif)
     return read_image(source, max_side, apply_exif)
 

@@ -128,7 +128,7 @@ class Matches:
         """(true positives, false positives) per image (Tensor[images] int64 each) among the
         detections with score > ``conf`` (the Detector's rule). Matching is greedy by score, so the
         kept detections have the flags they have when everything is matched."""
-        above = self.scores > conf
+        above = confident(self.scores, conf)
         return (torch.bincount(self.image[self.tp & above], minlength=images),
                 torch.bincount(self.image[self.fp & above], minlength=images))
 
@@ -440,10 +440,17 @@ class PRAt:
     n_positives: Tensor
 
 
+def confident(scores: Tensor, conf_threshold: float) -> Tensor:
+    """The Detector's rule, score > threshold, compared in float32 (the Detector's precision)
+    whatever dtype the scores come in (a predictions file may hold float16 or float64), so every
+    metric keeps the same detections at one threshold."""
+    return scores.float() > conf_threshold
+
+
 def _keep_confident(detections: Sequence[dict], conf_threshold: float) -> list[dict]:
     out = []
     for d in detections:
-        k = d["scores"].reshape(-1) > conf_threshold  # the Detector's rule: kept above the threshold
+        k = confident(d["scores"].reshape(-1), conf_threshold)
         out.append({"boxes": d["boxes"].reshape(-1, 4)[k], "scores": d["scores"].reshape(-1)[k],
                     "labels": d["labels"].reshape(-1)[k]})
     return out
@@ -470,11 +477,10 @@ def precision_recall_sweep(detections: Sequence[dict], ground_truths: Sequence[d
                            conf_thresholds: Sequence[float], iou_threshold: float = 0.5) -> list[PRAt]:
     """``precision_recall_at`` at each of ``conf_thresholds`` from one VOC matching of every
     detection: matching is greedy by score, so the detections above a threshold carry the flags
-    they get when everything is matched (the threshold compared in float32, as the Detector does).
+    they get when everything is matched (``confident``: compared in float32, as everywhere).
     One matching instead of one per threshold; the same numbers (``tests/test_metrics.py``)."""
     m = match_detections(detections, ground_truths, num_classes, iou_threshold)
-    scores = m.scores.float()
-    return [_pr_at(m, scores > conf, num_classes) for conf in conf_thresholds]
+    return [_pr_at(m, confident(m.scores, conf), num_classes) for conf in conf_thresholds]
 
 
 def _pr_at(m: Matches, keep: Tensor, num_classes: int) -> PRAt:

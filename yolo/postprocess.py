@@ -88,7 +88,7 @@ def _exact_rows(boxes: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
-    """NMS inside each group (image x class), exactly as if each group were run alone.
+    """NMS inside each group (image x class), exactly as if each group were run alone (in float64).
 
     torchvision's ``batched_nms`` shifts groups apart in the boxes' own precision (float32): one
     huge box (a size logit near the clamp) makes the shift so large that every other box's
@@ -110,9 +110,9 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     alone = torch.unique(groups[~exact])  # groups run on their own
     banded = torch.nonzero(~torch.isin(groups, alone)).squeeze(1)
     kept = [banded[nms(shifted[banded], scores[banded].double(), iou_threshold)]]
-    for g in alone:
+    for g in alone:  # in float64 as the banded call, so a group's result never depends on the route
         rows = torch.nonzero(groups == g).squeeze(1)
-        kept.append(rows[nms(boxes[rows], scores[rows], iou_threshold)])
+        kept.append(rows[nms(boxes[rows].double(), scores[rows].double(), iou_threshold)])
     kept = torch.sort(torch.cat(kept)).values  # index order, then by score: ties keep index order
     return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
 

@@ -37,7 +37,8 @@ def _matched(detections: Sequence[dict], ground_truths: Sequence[dict], num_clas
 
     m = match_detections(detections, ground_truths, num_classes)
     keep = ~m.ignored
-    return m.scores[keep], m.labels[keep], m.tp[keep], m.n_positives
+    # float32: thresholds compare as the Detector compares them (yolo.metrics.confident)
+    return m.scores[keep].float(), m.labels[keep], m.tp[keep], m.n_positives
 
 
 def _best(scores: Tensor, tp: Tensor, positives: int, target_precision: float | None) -> tuple[float, float, float, float]:
