@@ -77,6 +77,9 @@ def test_voc_mini_keeps_course_anchors_under_auto(voc_mini, tmp_path):
     choice = choose_anchors("auto", index_fractions(index))
     print(choice.message())
     assert choice.how == "course" and choice.anchors == COURSE
+    from yolo.anchors import anchor_report
+
+    assert "--anchors auto keeps the course anchors here" in anchor_report(index, 416).auto_verdict()
     assert AUTO_MIN_BPR <= choice.course_fit.bpr < 0.9  # measured 0.8812 on 2735 boxes (IoU > 0.5)
 
 
@@ -154,7 +157,7 @@ def test_train_auto_fits_stores_and_every_reader_uses_them(thin, tmp_path, capsy
 def test_dataset_page_shows_the_anchor_fit(thin, monkeypatch, tmp_path):
     """AppTest: the Dataset page on a YOLO-layout folder shows both BPRs and draws the anchors at
     the chosen size, the numbers being yolo.anchors' own (computed on the same index here)."""
-    from test_dashboard import ENV, assert_clean, charts, metric, open_page, plotly_array
+    from test_dashboard import ENV, assert_clean, charts, metric, open_page, plotly_array, texts
 
     from yolo.anchors import anchor_report
 
@@ -168,6 +171,7 @@ def test_dataset_page_shows_the_anchor_fit(thin, monkeypatch, tmp_path):
     assert_clean(at)
     assert metric(at, "course anchors: best possible recall") == "0.000"
     assert metric(at, "fitted anchors: best possible recall") == "1.000"
+    assert any("--anchors auto fits new anchors here" in t for t in texts(at, "info"))
     report = anchor_report(build_index([thin], ["train"], load_classes(thin), tmp_path / "c", progress=False), 320)
     drawn = [t for c in charts(at) for t in c["data"] if t.get("name") == "anchors"]
     assert len(drawn) == 2

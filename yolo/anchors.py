@@ -265,6 +265,16 @@ class FitReport:
         """(9, 2) pixel anchors of set ``name`` at ``size``, stride 32 first."""
         return self.sets[name][0].pixels(self.size).reshape(-1, 2)
 
+    def auto_verdict(self) -> str:
+        """What ``train.py --anchors auto`` does with these boxes, in one sentence (``choose_anchors``'s
+        rule: fit when the course anchors' best possible recall is below ``AUTO_MIN_BPR``)."""
+        bpr = self.sets["course"][1].bpr
+        if bpr >= AUTO_MIN_BPR:
+            return (f"train.py --anchors auto keeps the course anchors here: their best possible recall "
+                    f"{bpr:.3f} is at or above {AUTO_MIN_BPR}.")
+        return (f"train.py --anchors auto fits new anchors here: the course anchors' best possible recall "
+                f"{bpr:.3f} is below {AUTO_MIN_BPR}.")
+
 
 def anchor_report(index, size: int = 416, seed: int = 0) -> FitReport:
     """Course anchors and a fitted set measured on a ``DetectionIndex``'s boxes (difficult left

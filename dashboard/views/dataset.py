@@ -93,6 +93,7 @@ with anchors_tab:
     st.caption("Best possible recall: the share of boxes whose best anchor has shape IoU > 0.5 (the course's "
                "assignment threshold). Fitted: k-means on width/height with an IoU distance, then evolution "
                "(`python -m yolo.data anchors`, `train.py --anchors auto`).")
+    st.info(fit_report.auto_verdict())
     cols = st.columns(len(names))
     for col, name in zip(cols, names):
         anchors_set, measures = fit_report.sets[name]
