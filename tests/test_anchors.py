@@ -90,6 +90,7 @@ def test_cli_prints_both_and_writes_a_file_train_reads(thin, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "course: best possible recall" in text and "fitted: best possible recall" in text
     assert "stride 32" in text and "stride  8" in text
+    assert "train.py --anchors auto fits new anchors here" in text
     written = read_anchors(out)
     assert written.unit == "fraction" and json.loads(out.read_text())["anchors"] == written.as_list()
     assert choose_anchors(str(out)).anchors == written

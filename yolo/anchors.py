@@ -25,7 +25,6 @@ then stride 16, then the three smallest for stride 8, as ``yolo.config.ANCHORS``
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,14 +265,18 @@ class FitReport:
         return self.sets[name][0].pixels(self.size).reshape(-1, 2)
 
     def auto_verdict(self) -> str:
-        """What ``train.py --anchors auto`` does with these boxes, in one sentence (``choose_anchors``'s
-        rule: fit when the course anchors' best possible recall is below ``AUTO_MIN_BPR``)."""
-        bpr = self.sets["course"][1].bpr
-        if bpr >= AUTO_MIN_BPR:
-            return (f"train.py --anchors auto keeps the course anchors here: their best possible recall "
-                    f"{bpr:.3f} is at or above {AUTO_MIN_BPR}.")
-        return (f"train.py --anchors auto fits new anchors here: the course anchors' best possible recall "
-                f"{bpr:.3f} is below {AUTO_MIN_BPR}.")
+        """What ``train.py --anchors auto`` does with these boxes (``auto_verdict``)."""
+        return auto_verdict(self.sets["course"][1].bpr)
+
+
+def auto_verdict(course_bpr: float) -> str:
+    """What ``train.py --anchors auto`` does, in one sentence, given the course anchors' best
+    possible recall on the training boxes (``choose_anchors``' rule: fit below ``AUTO_MIN_BPR``)."""
+    if course_bpr >= AUTO_MIN_BPR:
+        return (f"train.py --anchors auto keeps the course anchors here: their best possible recall "
+                f"{course_bpr:.3f} is at or above {AUTO_MIN_BPR}.")
+    return (f"train.py --anchors auto fits new anchors here: the course anchors' best possible recall "
+            f"{course_bpr:.3f} is below {AUTO_MIN_BPR}.")
 
 
 def anchor_report(index, size: int = 416, seed: int = 0) -> FitReport:

@@ -83,7 +83,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _anchors(args: argparse.Namespace) -> int:
-    from yolo.anchors import COURSE, fit, fit_anchors, index_fractions
+    from yolo.anchors import COURSE, auto_verdict, fit, fit_anchors, index_fractions
     from yolo.data.layout import DataLayoutError, build_index, default_splits, load_classes
 
     try:
@@ -103,6 +103,7 @@ def _anchors(args: argparse.Namespace) -> int:
         print(f"\n{name}: {f.line()}")
         for stride, scale in zip((32, 16, 8), a.pixels(args.size)):
             print(f"  stride {stride:2d}: " + "  ".join(f"{w:6.1f} x {h:6.1f}" for w, h in scale))
+    print(f"\n{auto_verdict(fit(wh, COURSE, args.size).bpr)}")
     if args.out:
         Path(args.out).write_text(fitted.to_json() + "\n")
         print(f"\nfitted anchors written to {args.out} (train.py --anchors {args.out})")
