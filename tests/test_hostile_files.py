@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from test_darknet import randomised  # weights spread around 0, variances in [0.5, 1.5]
 from yolo.config import MAX_IMAGE_SIZE
 from yolo.filelimits import MAX_CLASSES, FileLimitError, check_zip_expansion
 from yolo.model import YOLOv3
@@ -132,7 +133,7 @@ def pytorch_yolov3_header(seen: int = 0) -> bytes:
 
 
 def test_a_pytorch_yolov3_file_of_a_fresh_model_loads(tmp_path):
-    model = randomised_bn(YOLOv3(3, 0.125))
+    model = randomised(YOLOv3(3, 0.125))
     ours = write_weights(model, tmp_path / "ours.weights")  # version 0.2: 20-byte header
     theirs = tmp_path / "theirs.weights"
     theirs.write_bytes(pytorch_yolov3_header(seen=7) + ours.read_bytes()[20:])
@@ -168,7 +169,7 @@ def test_a_size_with_two_plausible_readings_is_ambiguous(tmp_path):
 
     floats = darknet.expected_floats(20, 0.125)
     assert floats == darknet.expected_floats(2148, 0.0625)
-    real = write_weights(randomised_bn(YOLOv3(20, 0.125)), tmp_path / "real.weights")
+    real = write_weights(randomised(YOLOv3(20, 0.125)), tmp_path / "real.weights")
     assert read_checkpoint(real).num_classes == 20
     ones = tmp_path / "ones.weights"
     ones.write_bytes(Header(0, 2, 0).to_bytes() + np.ones(floats, "<f4").tobytes())
@@ -176,17 +177,6 @@ def test_a_size_with_two_plausible_readings_is_ambiguous(tmp_path):
         read_checkpoint(ones)
     assert read_initial(ones, 0.125).num_classes == 20
     assert read_initial(ones, 0.0625).num_classes == 2148
-
-
-def randomised_bn(model):
-    """Weights spread around 0, variances in [0.5, 1.5] (as trained files have)."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.dtype.is_floating_point:
-                values = torch.rand(t.shape, generator=g)
-                t.copy_(values + 0.5 if "running_var" in name else (values - 0.5) * 0.2)
-    return model.eval()
 
 
 def test_the_detect_page_says_a_refused_file_in_one_message(tmp_path, voc_mini, monkeypatch):

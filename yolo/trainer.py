@@ -305,21 +305,28 @@ def build_module(config: TrainConfig, num_classes: int, class_names: list[str], 
                          anchors=ANCHORS if anchors is None else anchors)
 
 
-def pick_anchors(config: TrainConfig, datamodule, quiet: bool = False):
+def read_init(path: str, width: float, error: type[Exception] = SystemExit):
+    """The ``--init`` file's ``ModelState`` (read once: its anchors and its weights come from it);
+    a file that cannot be read raises ``error("--init: ...")``, one line."""
+    from yolo.transfer import read_initial
+    from yolo.weights import CheckpointError
+
+    try:
+        return read_initial(path, width)
+    except CheckpointError as err:
+        raise error(f"--init: {err}") from None
+
+
+def pick_anchors(config: TrainConfig, datamodule, quiet: bool = False, init_state=None):
     """``--anchors`` -> (3, 3, 2) fraction anchors for the run; ``auto`` measures the course
     anchors on the training boxes and fits new ones below ``AUTO_MIN_BPR`` (deterministic for the
-    seed, so every DDP process picks the same)."""
+    seed, so every DDP process picks the same); ``init``: those of ``init_state`` (``read_init``)."""
     from yolo.anchors import choose_anchors, index_fractions
 
     check_anchors(config.anchors, config.init)  # check_config did too; a file may have changed since
     if config.anchors == "init":
-        from yolo.transfer import read_initial
-        from yolo.weights import CheckpointError
-
-        try:
-            anchors = read_initial(config.init).anchors_at(config.val_size)
-        except CheckpointError as err:
-            raise ConfigError(f"--init: {err}") from None
+        state = init_state if init_state is not None else read_init(config.init, config.module.model.width, ConfigError)
+        anchors = state.anchors_at(config.val_size)
         if not quiet:
             print(f"--anchors init: the anchors of {config.init} (fractions of the input side, at "
                   f"--val-size {config.val_size} for pixel anchors)", file=sys.stderr)
@@ -334,15 +341,17 @@ def pick_anchors(config: TrainConfig, datamodule, quiet: bool = False):
     return choice.anchors.as_list()
 
 
-def init_weights(module, path: str, class_names: list[str]) -> None:
-    """Start ``module``'s network (and its EMA) from the weights of the file at ``path``; warn when
-    its prediction heads were trained for other anchors than the run's (``--anchors init`` keeps them)."""
+def init_weights(module, path: str, class_names: list[str], state=None) -> None:
+    """Start ``module``'s network (and its EMA) from the weights of the file at ``path`` (``state``:
+    already read by ``read_init``); warn when its prediction heads were trained for other anchors
+    than the run's (``--anchors init`` keeps them)."""
     from yolo.anchors import SAME_ANCHORS_IOU, anchor_agreement
-    from yolo.transfer import read_initial, transfer
+    from yolo.transfer import transfer
     from yolo.weights import CheckpointError
 
+    if state is None:
+        state = read_init(path, module.model.width)
     try:
-        state = read_initial(path, module.model.width)
         report = transfer(state, module.model, class_names)
     except CheckpointError as err:
         raise SystemExit(f"--init: {err}") from None
@@ -612,7 +621,11 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
     if resumed is not None and list(resumed[0].class_names) != list(datamodule.classes):
         raise ConfigError(f"--resume {ckpt_path}: the checkpoint's classes are {resumed[0].class_names}, "
                           f"the dataset's {list(datamodule.classes)}; resume with the dataset it was trained on")
-    anchors = resumed[0].anchors if resumed is not None else pick_anchors(config, datamodule, quiet=child)
+    init_state = None  # the --init file, read once for its anchors and its weights (a resumed run uses neither)
+    if config.init and ckpt_path is None:
+        error = ConfigError if config.anchors == "init" else SystemExit  # as when each read on its own
+        init_state = read_init(config.init, config.module.model.width, error)
+    anchors = resumed[0].anchors if resumed is not None else pick_anchors(config, datamodule, child, init_state)
     module = build_module(config, datamodule.num_classes, list(datamodule.classes), anchors)
     if ckpt_path is not None:
         check_resume_restores(ckpt_path, module, config.epochs)
@@ -623,7 +636,7 @@ def _fit(config: TrainConfig, ckpt_path: Path | None, version: int, child: bool)
         print(f"resuming from {ckpt_path} at step {step} ({dropped} logged rows after it dropped)",
               file=sys.stderr)
     if config.init and ckpt_path is None:  # a resumed run continues its own weights instead
-        init_weights(module, config.init, list(datamodule.classes))
+        init_weights(module, config.init, list(datamodule.classes), init_state)
     loggers = [
         ResumableCSVLogger(config.log_dir, name=config.name, version=version),
         TensorBoardLogger(config.log_dir, name=config.name, version=version, default_hp_metric=False),
